@@ -1,0 +1,128 @@
+// Package database opens the SQL databases Settle's binaries use, from one
+// spec string: "sqlite:<path>" (embedded, pure Go, no cgo) or
+// "mysql:<go-sql-driver DSN>" (MySQL 8 / MariaDB 10.6 or newer).
+//
+// It only opens connections and applies safe defaults (UTC, parseTime,
+// pool sizes, SQLite WAL and busy timeout); schemas belong to the packages
+// that own the tables.
+package database
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/glebarez/sqlite"
+	gomysql "github.com/go-sql-driver/mysql"
+	"gorm.io/driver/mysql"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// Dialect names the SQL dialect behind a *gorm.DB.
+type Dialect string
+
+// The supported dialects.
+const (
+	SQLite Dialect = "sqlite"
+	MySQL  Dialect = "mysql"
+)
+
+// ErrBadSpec is returned for a spec that is neither "sqlite:..." nor
+// "mysql:...".
+var ErrBadSpec = errors.New("database: spec must be sqlite:<path> or mysql:<dsn>")
+
+// Open opens the database named by spec. The caller owns the returned handle
+// and closes it with Close.
+func Open(spec string) (*gorm.DB, Dialect, error) {
+	kind, rest, ok := strings.Cut(spec, ":")
+	if !ok || rest == "" {
+		return nil, "", fmt.Errorf("%w: %q", ErrBadSpec, spec)
+	}
+	cfg := &gorm.Config{
+		Logger:                 logger.Discard,
+		SkipDefaultTransaction: true,
+		PrepareStmt:            false,
+	}
+	switch kind {
+	case "sqlite":
+		db, err := openSQLite(rest, cfg)
+		return db, SQLite, err
+	case "mysql":
+		db, err := openMySQL(rest, cfg)
+		return db, MySQL, err
+	default:
+		return nil, "", fmt.Errorf("%w: %q", ErrBadSpec, spec)
+	}
+}
+
+func openSQLite(path string, cfg *gorm.Config) (*gorm.DB, error) {
+	// One writer at a time is SQLite's model; WAL lets readers run beside it
+	// and busy_timeout makes a second writer wait instead of failing.
+	dsn := path
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	dsn += sep + "_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_pragma=foreign_keys(ON)&_txlock=immediate"
+	db, err := gorm.Open(sqlite.Open(dsn), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("database: open sqlite %s: %w", path, err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("database: open sqlite %s: %w", path, err)
+	}
+	// A single connection serialises writers inside the process, which is
+	// what SQLite does anyway, and avoids SQLITE_BUSY between our own
+	// connections.
+	sqlDB.SetMaxOpenConns(1)
+	if err := sqlDB.Ping(); err != nil {
+		_ = sqlDB.Close()
+		return nil, fmt.Errorf("database: open sqlite %s: %w", path, err)
+	}
+	return db, nil
+}
+
+func openMySQL(dsn string, cfg *gorm.Config) (*gorm.DB, error) {
+	mc, err := gomysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("database: parse mysql dsn: %w", err)
+	}
+	// All times are written and compared as UTC by the application.
+	mc.ParseTime = true
+	mc.Loc = time.UTC
+	if mc.Params == nil {
+		mc.Params = map[string]string{}
+	}
+	if _, ok := mc.Params["time_zone"]; !ok {
+		mc.Params["time_zone"] = "'+00:00'"
+	}
+	mc.InterpolateParams = true
+	db, err := gorm.Open(mysql.New(mysql.Config{DSNConfig: mc}), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("database: open mysql %s@%s/%s: %w", mc.User, mc.Addr, mc.DBName, err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("database: open mysql: %w", err)
+	}
+	sqlDB.SetMaxOpenConns(64)
+	sqlDB.SetMaxIdleConns(64)
+	sqlDB.SetConnMaxLifetime(30 * time.Minute)
+	if err := sqlDB.Ping(); err != nil {
+		_ = sqlDB.Close()
+		return nil, fmt.Errorf("database: ping mysql %s/%s: %w", mc.Addr, mc.DBName, err)
+	}
+	return db, nil
+}
+
+// Close closes the connection pool behind db.
+func Close(db *gorm.DB) error {
+	sqlDB, err := db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.Close()
+}
