@@ -1,0 +1,736 @@
+package tcc
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/settle-tcc/settle/internal/allowlist"
+)
+
+// Config configures a Coordinator. The zero value of each field means its
+// default.
+type Config struct {
+	// InstanceID names this coordinator instance in leases and logs. It
+	// must be unique among instances sharing a database. Default:
+	// hostname-pid-random.
+	InstanceID string
+	// MaxPayloadBytes limits a branch payload. Default 64 KiB.
+	MaxPayloadBytes int
+	// MaxBranches limits the branches of one transaction. Default 64.
+	MaxBranches int
+	// DefaultTimeout is used when Begin gives none. Default 60s.
+	DefaultTimeout time.Duration
+	// LeaseTTL is how long an instance owns a transaction it is driving;
+	// if it crashes, another instance (or itself after restart) resumes
+	// the transaction after this. Must exceed CallTimeout. Default 30s.
+	LeaseTTL time.Duration
+	// CallTimeout bounds each Confirm/Cancel call. Default 10s.
+	CallTimeout time.Duration
+	// Backoff is the retry schedule for failed delivery rounds.
+	Backoff Backoff
+	// MaxRetryAfter caps the retry_after of a pending check-back answer.
+	// Default 5s.
+	MaxRetryAfter time.Duration
+	// WaitPoll is how often a waiting Commit/Rollback re-reads a record
+	// that another instance is driving. Default 50ms.
+	WaitPoll time.Duration
+	// Allow is the participant allow-list. Default: loopback only.
+	Allow *allowlist.List
+}
+
+func (c *Config) setDefaults() error {
+	if c.InstanceID == "" {
+		c.InstanceID = defaultInstanceID()
+	}
+	if c.MaxPayloadBytes == 0 {
+		c.MaxPayloadBytes = 64 << 10
+	}
+	if c.MaxBranches == 0 {
+		c.MaxBranches = 64
+	}
+	if c.DefaultTimeout == 0 {
+		c.DefaultTimeout = DefaultTimeout
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = 30 * time.Second
+	}
+	if c.CallTimeout == 0 {
+		c.CallTimeout = 10 * time.Second
+	}
+	if c.Backoff == (Backoff{}) {
+		c.Backoff = DefaultBackoff
+	}
+	if c.MaxRetryAfter == 0 {
+		c.MaxRetryAfter = 5 * time.Second
+	}
+	if c.WaitPoll == 0 {
+		c.WaitPoll = 50 * time.Millisecond
+	}
+	if c.Allow == nil {
+		l, err := allowlist.Parse(allowlist.Default)
+		if err != nil {
+			return err
+		}
+		c.Allow = l
+	}
+	return c.Validate()
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	switch {
+	case len(c.InstanceID) > 64:
+		return fmt.Errorf("tcc config: instance id longer than 64 bytes")
+	case c.MaxPayloadBytes < 0 || c.MaxPayloadBytes > 16<<20:
+		return fmt.Errorf("tcc config: max payload %d must be within 0..16 MiB", c.MaxPayloadBytes)
+	case c.MaxBranches < 1 || c.MaxBranches > 10000:
+		return fmt.Errorf("tcc config: max branches %d must be within 1..10000", c.MaxBranches)
+	case validateTimeout(c.DefaultTimeout) != nil:
+		return fmt.Errorf("tcc config: default timeout: %w", validateTimeout(c.DefaultTimeout))
+	case c.CallTimeout <= 0 || c.LeaseTTL <= c.CallTimeout:
+		return fmt.Errorf("tcc config: need 0 < call timeout (%s) < lease TTL (%s)", c.CallTimeout, c.LeaseTTL)
+	case c.MaxRetryAfter < time.Second:
+		return fmt.Errorf("tcc config: max retry-after %s must be at least 1s", c.MaxRetryAfter)
+	}
+	return c.Backoff.Validate()
+}
+
+func defaultInstanceID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "coordinator"
+	}
+	if len(host) > 40 {
+		host = host[:40]
+	}
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
+}
+
+// Clock tells the time. All deadlines, leases and retry times are taken from
+// the coordinator's clock; see the package documentation.
+type Clock interface {
+	Now() time.Time
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+// ErrParticipantRefused is returned (wrapped) by Participants when the
+// participant answered with a definite refusal (FAILED_PRECONDITION): it
+// says the branch is already in the opposite final state. Every other error
+// is treated as transient and retried.
+var ErrParticipantRefused = errors.New("tcc: participant refused")
+
+// Participants delivers Confirm and Cancel to participants.
+type Participants interface {
+	// Deliver calls Confirm (Commit) or Cancel (Abort) for branch b on its
+	// participant and returns nil once the participant acknowledged.
+	Deliver(ctx context.Context, o Outcome, b *Branch) error
+}
+
+// Coordinator records global transactions, decides them exactly once and
+// drives their branches to the decided outcome. It is safe for concurrent
+// use; any number of Coordinators may share one Store.
+type Coordinator struct {
+	store Store
+	parts Participants
+	cfg   Config
+	log   *slog.Logger
+	clock Clock
+	hooks Hooks
+
+	mu       sync.Mutex
+	inflight map[string]chan struct{} // gid -> closed when this instance's round ends
+	closed   bool
+	rounds   sync.WaitGroup
+}
+
+// Hooks observe the coordinator; every field may be nil. They are called
+// synchronously and must be fast.
+type Hooks struct {
+	// Decided is called after a decision is recorded by this instance.
+	Decided func(gid string, o Outcome, by string)
+	// Delivered is called after each Confirm/Cancel call.
+	Delivered func(gid, branchID string, o Outcome, err error, took time.Duration)
+	// Finished is called when this instance moves a transaction to its
+	// final state.
+	Finished func(gid string, final State)
+	// FaultPoint is called at named points of the protocol so that crash
+	// tests can stop the process there (see internal/faults).
+	FaultPoint func(name string)
+}
+
+// NewCoordinator returns a Coordinator over store and participants. clock
+// may be nil for the system clock.
+func NewCoordinator(store Store, parts Participants, cfg Config, log *slog.Logger, clock Clock, hooks Hooks) (*Coordinator, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if clock == nil {
+		clock = systemClock{}
+	}
+	return &Coordinator{
+		store:    store,
+		parts:    parts,
+		cfg:      cfg,
+		log:      log,
+		clock:    clock,
+		hooks:    hooks,
+		inflight: map[string]chan struct{}{},
+	}, nil
+}
+
+// Config returns the effective configuration.
+func (c *Coordinator) Config() Config { return c.cfg }
+
+func (c *Coordinator) fault(name string) {
+	if c.hooks.FaultPoint != nil {
+		c.hooks.FaultPoint(name)
+	}
+}
+
+// BeginParams are the arguments of Begin.
+type BeginParams struct {
+	GID     string // empty: generate one
+	Timeout time.Duration
+	Labels  map[string]string
+}
+
+// Begin starts a global transaction in TRYING. Begin is idempotent on the
+// gid; see the protocol documentation.
+//
+// model: begin
+func (c *Coordinator) Begin(ctx context.Context, p BeginParams) (*Transaction, error) {
+	if p.GID == "" {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return nil, fmt.Errorf("begin: generate gid: %w", err)
+		}
+		p.GID = id.String()
+	}
+	if err := ValidateGID(p.GID); err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	if p.Timeout == 0 {
+		p.Timeout = c.cfg.DefaultTimeout
+	}
+	if err := validateTimeout(p.Timeout); err != nil {
+		return nil, fmt.Errorf("begin %s: %w", p.GID, err)
+	}
+	if err := validateLabels(p.Labels); err != nil {
+		return nil, fmt.Errorf("begin %s: %w", p.GID, err)
+	}
+	now := c.now()
+	tx := &Transaction{
+		GID:           p.GID,
+		State:         StateTrying,
+		Version:       1,
+		Timeout:       p.Timeout,
+		Deadline:      now.Add(p.Timeout),
+		NextAttemptAt: now.Add(p.Timeout),
+		Labels:        maps.Clone(p.Labels),
+		CreatedAt:     now,
+		UpdatedAt:     now,
+	}
+	err := c.store.InsertTransaction(ctx, tx)
+	if err == nil {
+		c.fault("after_begin")
+		return tx, nil
+	}
+	if !errors.Is(err, ErrDuplicate) {
+		return nil, fmt.Errorf("begin %s: %w", p.GID, err)
+	}
+	existing, err := c.store.GetTransaction(ctx, p.GID)
+	if err != nil {
+		return nil, fmt.Errorf("begin %s: %w", p.GID, err)
+	}
+	if existing.Tombstone {
+		return nil, &StateError{GID: p.GID, Actual: existing.State, Op: "begin", Detail: "presumed aborted by a check-back before it began; use a new gid"}
+	}
+	if existing.Timeout != p.Timeout || !labelsEqual(existing.Labels, p.Labels) {
+		return nil, fmt.Errorf("%w: begin %s: exists with timeout %s and %d labels, requested timeout %s and %d labels",
+			ErrExists, p.GID, existing.Timeout, len(existing.Labels), p.Timeout, len(p.Labels))
+	}
+	return existing, nil
+}
+
+func labelsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	return maps.Equal(a, b)
+}
+
+// RegisterParams are the arguments of RegisterBranch.
+type RegisterParams struct {
+	GID         string
+	BranchID    string
+	Participant string
+	Payload     []byte
+}
+
+// RegisterBranch adds a branch to a TRYING transaction. A repeat with the
+// same participant and payload succeeds, also after the decision.
+//
+// model: register
+func (c *Coordinator) RegisterBranch(ctx context.Context, p RegisterParams) (*Transaction, error) {
+	if err := ValidateGID(p.GID); err != nil {
+		return nil, fmt.Errorf("register branch: %w", err)
+	}
+	if err := ValidateBranchID(p.BranchID); err != nil {
+		return nil, fmt.Errorf("register branch of %s: %w", p.GID, err)
+	}
+	if err := validateParticipant(p.Participant); err != nil {
+		return nil, fmt.Errorf("register branch %s of %s: %w", p.BranchID, p.GID, err)
+	}
+	if err := c.cfg.Allow.Check(p.Participant); err != nil {
+		return nil, fmt.Errorf("%w: register branch %s of %s: %w", ErrNotAllowed, p.BranchID, p.GID, err)
+	}
+	if len(p.Payload) > c.cfg.MaxPayloadBytes {
+		return nil, fmt.Errorf("register branch %s of %s: %w", p.BranchID, p.GID,
+			invalidf("payload is %d bytes, over the limit of %d", len(p.Payload), c.cfg.MaxPayloadBytes))
+	}
+	now := c.now()
+	b := Branch{
+		GID:           p.GID,
+		BranchID:      p.BranchID,
+		Participant:   p.Participant,
+		Payload:       p.Payload,
+		PayloadDigest: Digest(p.Payload),
+		State:         BranchRegistered,
+		CreatedAt:     now,
+		UpdatedAt:     now,
+	}
+	addErr := c.store.AddBranch(ctx, AddBranchParams{Branch: b, MaxBranches: c.cfg.MaxBranches, Now: now})
+	if addErr != nil && errors.Is(addErr, ErrNotFound) {
+		return nil, fmt.Errorf("register branch %s of %s: %w", p.BranchID, p.GID, addErr)
+	}
+	if addErr != nil && !errors.Is(addErr, ErrDuplicate) && !errors.Is(addErr, ErrState) && !errors.Is(addErr, ErrTooManyBranches) {
+		return nil, fmt.Errorf("register branch %s of %s: %w", p.BranchID, p.GID, addErr)
+	}
+	tx, err := c.store.GetTransaction(ctx, p.GID)
+	if err != nil {
+		return nil, fmt.Errorf("register branch %s of %s: %w", p.BranchID, p.GID, err)
+	}
+	if addErr == nil {
+		return tx, nil
+	}
+	// Not inserted: a repeat of an earlier registration succeeds whatever
+	// the state now; anything else is refused.
+	for _, eb := range tx.Branches {
+		if eb.BranchID != p.BranchID {
+			continue
+		}
+		if eb.Participant != p.Participant || eb.PayloadDigest != b.PayloadDigest {
+			return nil, fmt.Errorf("%w: register branch %s of %s: registered with participant %q and payload sha256 %.12s, requested %q and %.12s",
+				ErrExists, p.BranchID, p.GID, eb.Participant, eb.PayloadDigest, p.Participant, b.PayloadDigest)
+		}
+		return tx, nil
+	}
+	if errors.Is(addErr, ErrTooManyBranches) {
+		return nil, fmt.Errorf("register branch %s of %s: %w", p.BranchID, p.GID,
+			invalidf("transaction has %d branches, the limit is %d", len(tx.Branches), c.cfg.MaxBranches))
+	}
+	var se *StateError
+	if errors.As(addErr, &se) {
+		return nil, &StateError{GID: p.GID, Actual: tx.State, Op: "register branch " + p.BranchID, Detail: "branches can only be registered while TRYING"}
+	}
+	// ErrDuplicate but the branch is gone: cannot happen without purging;
+	// report it as a conflict the caller may retry.
+	return nil, fmt.Errorf("register branch %s of %s: %w", p.BranchID, p.GID, ErrConflict)
+}
+
+// Digest returns the hex SHA-256 of a payload, as stored in branch_record.
+func Digest(payload []byte) string {
+	sum := sha256.Sum256(payload)
+	return hex.EncodeToString(sum[:])
+}
+
+// Commit decides commit and starts delivering Confirm to every branch. With
+// wait, it returns after one delivery round has ended (or ctx ends).
+//
+// model: decide
+func (c *Coordinator) Commit(ctx context.Context, gid string, wait bool) (*Transaction, error) {
+	return c.decide(ctx, gid, Commit, "", wait, "commit")
+}
+
+// Rollback decides abort and starts delivering Cancel to every branch.
+//
+// model: decide
+func (c *Coordinator) Rollback(ctx context.Context, gid, reason string, wait bool) (*Transaction, error) {
+	if err := validateReason(reason); err != nil {
+		return nil, fmt.Errorf("rollback %s: %w", gid, err)
+	}
+	if reason == "" {
+		reason = "rolled back by the initiator"
+	}
+	return c.decide(ctx, gid, Abort, reason, wait, "rollback")
+}
+
+func (c *Coordinator) decide(ctx context.Context, gid string, o Outcome, reason string, wait bool, op string) (*Transaction, error) {
+	if err := ValidateGID(gid); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	tx, _, err := c.Decide(ctx, gid, o, reason)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", op, gid, err)
+	}
+	decided, _ := OutcomeOf(tx.State)
+	if decided != o {
+		return nil, &StateError{GID: gid, Actual: tx.State, Op: op, Detail: tx.AbortReason}
+	}
+	if !wait {
+		return tx, nil
+	}
+	return c.waitRound(ctx, gid)
+}
+
+// Decide records outcome o for gid with the one compare-and-set and, if this
+// call made the decision, starts delivering it in the background. It is
+// used by Commit, Rollback, CheckBack and the recovery loop alike. It
+// returns the record after the call and whether this call decided; the
+// caller compares the recorded outcome with the one it wanted.
+//
+// model: decide
+func (c *Coordinator) Decide(ctx context.Context, gid string, o Outcome, reason string) (*Transaction, bool, error) {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return nil, false, ErrClosed
+	}
+	now := c.now()
+	tx, won, err := c.store.Decide(ctx, DecideParams{
+		GID:         gid,
+		Outcome:     o,
+		Owner:       c.cfg.InstanceID,
+		LeaseUntil:  now.Add(c.cfg.LeaseTTL),
+		AbortReason: reason,
+		Now:         now,
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if !won {
+		return tx, false, nil
+	}
+	c.log.Info("transaction decided", "gid", gid, "outcome", o.String(), "branches", len(tx.Branches), "reason", reason)
+	if c.hooks.Decided != nil {
+		c.hooks.Decided(gid, o, c.cfg.InstanceID)
+	}
+	c.fault("after_decision")
+	if !c.startRound(tx) {
+		// Shutting down: the lease expires and the recovery loop of some
+		// instance delivers the decision.
+		c.log.Warn("decision left to recovery: shutting down", "gid", gid)
+	}
+	return tx, true, nil
+}
+
+// startRound runs one delivery round for tx (whose lease this instance
+// holds) in the background. It returns false if the coordinator is closing.
+func (c *Coordinator) startRound(tx *Transaction) bool {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return false
+	}
+	if _, busy := c.inflight[tx.GID]; busy {
+		// Another round of ours is running; it records the result.
+		c.mu.Unlock()
+		return true
+	}
+	done := make(chan struct{})
+	c.inflight[tx.GID] = done
+	c.rounds.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer func() {
+			c.mu.Lock()
+			delete(c.inflight, tx.GID)
+			c.mu.Unlock()
+			close(done)
+			c.rounds.Done()
+		}()
+		// The round must finish even if the request that decided is gone.
+		if err := c.Deliver(context.Background(), tx); err != nil {
+			c.log.Warn("delivery round not recorded", "gid", tx.GID, "err", err)
+		}
+	}()
+	return true
+}
+
+// waitRound returns the record once a delivery round has ended for every
+// branch (each branch done or attempted at least once), or ctx ends.
+func (c *Coordinator) waitRound(ctx context.Context, gid string) (*Transaction, error) {
+	for {
+		c.mu.Lock()
+		done, local := c.inflight[gid]
+		c.mu.Unlock()
+		if local {
+			select {
+			case <-done:
+			case <-ctx.Done():
+				return c.currentOr(ctx, gid)
+			}
+		}
+		tx, err := c.store.GetTransaction(ctx, gid)
+		if err != nil {
+			return nil, err
+		}
+		if roundEnded(tx) {
+			return tx, nil
+		}
+		t := time.NewTimer(c.cfg.WaitPoll)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return c.currentOr(ctx, gid)
+		}
+	}
+}
+
+// currentOr returns the record read without ctx's deadline (a short
+// bounded read), so that a waiting caller whose deadline passed still gets
+// the state as it is.
+func (c *Coordinator) currentOr(ctx context.Context, gid string) (*Transaction, error) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	return c.store.GetTransaction(rctx, gid)
+}
+
+func roundEnded(tx *Transaction) bool {
+	if tx.State.Final() {
+		return true
+	}
+	for _, b := range tx.Branches {
+		if b.State == BranchRegistered && b.Attempts == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Deliver runs one delivery round for a decided transaction whose lease this
+// instance holds (tx.Version is the version it was taken at): it calls
+// Confirm or Cancel on every unfinished branch in parallel, then records the
+// results and either finishes the transaction or schedules the next round
+// with backoff. No database transaction is open during the calls.
+//
+// model: drive
+func (c *Coordinator) Deliver(ctx context.Context, tx *Transaction) error {
+	o, ok := OutcomeOf(tx.State)
+	if !ok {
+		return fmt.Errorf("deliver %s: %w", tx.GID, &StateError{GID: tx.GID, Actual: tx.State, Op: "deliver"})
+	}
+	var pending []*Branch
+	for i := range tx.Branches {
+		if tx.Branches[i].State == BranchRegistered {
+			pending = append(pending, &tx.Branches[i])
+		}
+	}
+	results := make([]error, len(pending))
+	var wg sync.WaitGroup
+	for i, b := range pending {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = c.deliverOne(ctx, o, b)
+		}()
+	}
+	wg.Wait()
+
+	round := RoundParams{GID: tx.GID, Outcome: o, Version: tx.Version, Now: c.now()}
+	for i, b := range pending {
+		if results[i] == nil {
+			round.Done = append(round.Done, b.BranchID)
+			continue
+		}
+		msg := truncate(results[i].Error(), 1000)
+		round.Failed = append(round.Failed, BranchResult{BranchID: b.BranchID, Err: msg})
+		round.LastError = truncate(b.BranchID+": "+msg, 1000)
+	}
+	round.Finish = len(round.Failed) == 0
+	if !round.Finish {
+		round.NextAttemptAt = round.Now.Add(c.cfg.Backoff.Next(tx.Attempts + 1))
+	}
+	c.fault("before_record_round")
+	// Record even if the caller's context ended: the facts are true.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := c.store.RecordRound(rctx, round); err != nil {
+		if errors.Is(err, ErrConflict) {
+			c.log.Info("delivery round raced: another instance holds the transaction now", "gid", tx.GID)
+			return nil
+		}
+		return fmt.Errorf("deliver %s: record round: %w", tx.GID, err)
+	}
+	if round.Finish {
+		c.log.Debug("transaction finished", "gid", tx.GID, "state", string(o.finalState()))
+		if c.hooks.Finished != nil {
+			c.hooks.Finished(tx.GID, o.finalState())
+		}
+	} else {
+		c.log.Warn("delivery round failed, will retry", "gid", tx.GID, "failed", len(round.Failed),
+			"attempt", tx.Attempts+1, "next_attempt_at", round.NextAttemptAt, "last_error", round.LastError)
+	}
+	return nil
+}
+
+func (c *Coordinator) deliverOne(ctx context.Context, o Outcome, b *Branch) error {
+	cctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+	defer cancel()
+	start := time.Now()
+	err := c.parts.Deliver(cctx, o, b)
+	if c.hooks.Delivered != nil {
+		c.hooks.Delivered(b.GID, b.BranchID, o, err, time.Since(start))
+	}
+	c.fault("after_branch_call")
+	return err
+}
+
+// Get returns a transaction with its branches.
+func (c *Coordinator) Get(ctx context.Context, gid string) (*Transaction, error) {
+	if err := ValidateGID(gid); err != nil {
+		return nil, fmt.Errorf("get transaction: %w", err)
+	}
+	tx, err := c.store.GetTransaction(ctx, gid)
+	if err != nil {
+		return nil, fmt.Errorf("get transaction %s: %w", gid, err)
+	}
+	return tx, nil
+}
+
+// Verdict is the answer to a check-back.
+type Verdict int
+
+// The verdicts.
+const (
+	VerdictPending Verdict = iota + 1
+	VerdictConfirm
+	VerdictCancel
+)
+
+// CheckBackResult is the answer to CheckBack.
+type CheckBackResult struct {
+	Verdict    Verdict
+	State      State
+	RetryAfter time.Duration // for VerdictPending
+}
+
+// CheckBack answers a participant asking what became of gid. An unknown gid
+// is presumed aborted (a tombstone is recorded); a TRYING transaction past
+// its deadline is aborted first, through the same Decide as Rollback.
+//
+// model: checkback
+func (c *Coordinator) CheckBack(ctx context.Context, gid, branchID string) (CheckBackResult, error) {
+	if err := ValidateGID(gid); err != nil {
+		return CheckBackResult{}, fmt.Errorf("check-back: %w", err)
+	}
+	if branchID != "" {
+		if err := ValidateBranchID(branchID); err != nil {
+			return CheckBackResult{}, fmt.Errorf("check-back %s: %w", gid, err)
+		}
+	}
+	tx, err := c.store.GetTransaction(ctx, gid)
+	if errors.Is(err, ErrNotFound) {
+		tx, err = c.presumeAbort(ctx, gid)
+	}
+	if err != nil {
+		return CheckBackResult{}, fmt.Errorf("check-back %s: %w", gid, err)
+	}
+	if tx.State == StateTrying {
+		now := c.now()
+		if now.Before(tx.Deadline) {
+			return CheckBackResult{Verdict: VerdictPending, State: tx.State, RetryAfter: c.retryAfter(tx.Deadline.Sub(now))}, nil
+		}
+		// model: expire
+		tx, _, err = c.Decide(ctx, gid, Abort, "deadline passed (check-back)")
+		if err != nil {
+			return CheckBackResult{}, fmt.Errorf("check-back %s: %w", gid, err)
+		}
+	}
+	o, _ := OutcomeOf(tx.State)
+	v := VerdictCancel
+	if o == Commit {
+		v = VerdictConfirm
+	}
+	c.log.Debug("check-back answered", "gid", gid, "branch_id", branchID, "state", string(tx.State))
+	return CheckBackResult{Verdict: v, State: tx.State}, nil
+}
+
+func (c *Coordinator) retryAfter(untilDeadline time.Duration) time.Duration {
+	d := untilDeadline
+	if d > c.cfg.MaxRetryAfter {
+		d = c.cfg.MaxRetryAfter
+	}
+	if d < time.Second {
+		d = time.Second
+	}
+	return d.Round(time.Millisecond)
+}
+
+// presumeAbort records an aborted tombstone for an unknown gid. If a Begin
+// wins the race for the gid, the record it created is returned instead.
+func (c *Coordinator) presumeAbort(ctx context.Context, gid string) (*Transaction, error) {
+	now := c.now()
+	tomb := &Transaction{
+		GID:         gid,
+		State:       StateAborted,
+		Version:     1,
+		Deadline:    now,
+		AbortReason: "presumed abort: unknown gid at check-back",
+		Tombstone:   true,
+		CreatedAt:   now,
+		UpdatedAt:   now,
+	}
+	err := c.store.InsertTransaction(ctx, tomb)
+	if err == nil {
+		c.log.Info("presumed abort recorded", "gid", gid)
+		return tomb, nil
+	}
+	if !errors.Is(err, ErrDuplicate) {
+		return nil, err
+	}
+	return c.store.GetTransaction(ctx, gid)
+}
+
+// Close stops accepting decisions and waits for this instance's delivery
+// rounds to end, or ctx to end (whatever is left is resumed by a recovery
+// loop after the lease expires).
+func (c *Coordinator) Close(ctx context.Context) error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		c.rounds.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("close: delivery rounds still running: %w", ctx.Err())
+	}
+}
+
+func (c *Coordinator) now() time.Time { return c.clock.Now().UTC() }

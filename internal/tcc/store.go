@@ -1,0 +1,140 @@
+package tcc
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Store errors. Implementations return these (possibly wrapped) so that the
+// domain never looks at driver errors.
+var (
+	// ErrDuplicate: an insert hit an existing primary key.
+	ErrDuplicate = errors.New("tcc: duplicate key")
+	// ErrConflict: a compare-and-set matched no row because someone else
+	// changed the record first (another decision, a newer version, a lost
+	// lease). It is a normal outcome, never a crash.
+	ErrConflict = errors.New("tcc: concurrent update")
+	// ErrTooManyBranches: AddBranch found the transaction at its branch limit.
+	ErrTooManyBranches = errors.New("tcc: too many branches")
+)
+
+// Store persists transaction_record and branch_record. Every method is one
+// short database transaction (or one statement); none is ever held open
+// across a network call. Every state change is a compare-and-set on the
+// expected state and/or version; zero matched rows is reported as an error
+// value (ErrConflict, a *StateError, ErrNotFound), never a panic.
+//
+// All times are the coordinator's clock, passed in by the caller; stores do
+// not read the database's clock. See the package documentation.
+//
+// The contract is tested against every implementation by
+// internal/tcc/storetest.
+type Store interface {
+	// InsertTransaction inserts a new record (its Branches are ignored).
+	// It returns ErrDuplicate if the gid exists.
+	InsertTransaction(ctx context.Context, tx *Transaction) error
+
+	// GetTransaction returns the record with its branches ordered by
+	// branch id, or ErrNotFound.
+	GetTransaction(ctx context.Context, gid string) (*Transaction, error)
+
+	// AddBranch inserts a branch if, in the same database transaction, the
+	// record is TRYING and has fewer than p.MaxBranches branches. Errors:
+	// ErrNotFound; a *StateError if the record is not TRYING;
+	// ErrTooManyBranches; ErrDuplicate if the branch id exists (nothing is
+	// written in each case).
+	AddBranch(ctx context.Context, p AddBranchParams) error
+
+	// Decide is the one decision: a compare-and-set TRYING -> COMMITTING or
+	// ABORTING that also takes the lease for p.Owner until p.LeaseUntil.
+	// It returns the record as it is after the call, with its branches, and
+	// won=true if this call made the decision. If the record was already
+	// decided it returns it unchanged with won=false; the caller compares
+	// the decided outcome. ErrNotFound if there is no record.
+	Decide(ctx context.Context, p DecideParams) (tx *Transaction, won bool, err error)
+
+	// RecordRound stores the result of one delivery round by the lease
+	// holder, in one database transaction: each branch in p.Done moves
+	// REGISTERED -> its final state (attempts+1); each in p.Failed gets
+	// attempts+1 and its error; then, if p.Finish, the record moves to the
+	// final state, else it is rescheduled at p.NextAttemptAt with the lease
+	// released. The record update requires version p.Version (the version
+	// the lease was taken at); if it does not match, the branch facts are
+	// still stored and ErrConflict is returned.
+	RecordRound(ctx context.Context, p RoundParams) error
+
+	// Claim takes the lease on a transaction that is due: a compare-and-set
+	// on p.Version that also requires next_attempt_at <= p.Now. It returns
+	// the record with its branches after the claim, or ErrConflict if it
+	// was not due or changed.
+	Claim(ctx context.Context, p ClaimParams) (*Transaction, error)
+
+	// ListDue returns up to limit gids with next_attempt_at <= now, among
+	// TRYING, COMMITTING and ABORTING records, oldest due first, with the
+	// versions read. It uses the (state, next_attempt_at) index.
+	ListDue(ctx context.Context, now time.Time, limit int) ([]DueRef, error)
+
+	// Close releases the store's resources.
+	Close() error
+}
+
+// AddBranchParams are the arguments of Store.AddBranch.
+type AddBranchParams struct {
+	Branch      Branch
+	MaxBranches int
+	Now         time.Time
+}
+
+// DecideParams are the arguments of Store.Decide.
+type DecideParams struct {
+	GID     string
+	Outcome Outcome
+	// Owner is the coordinator instance taking the lease to drive the
+	// branches; LeaseUntil is when the lease expires (and the transaction
+	// becomes due for the recovery loop if not finished by then).
+	Owner      string
+	LeaseUntil time.Time
+	// AbortReason is stored when Outcome is Abort.
+	AbortReason string
+	Now         time.Time
+}
+
+// BranchResult is the outcome of one Confirm/Cancel call.
+type BranchResult struct {
+	BranchID string
+	// Err is empty when the participant acknowledged.
+	Err string
+}
+
+// RoundParams are the arguments of Store.RecordRound.
+type RoundParams struct {
+	GID     string
+	Outcome Outcome
+	// Version is the record's version when the lease was taken.
+	Version int64
+	Done    []string
+	Failed  []BranchResult
+	// Finish moves the record to its final state; otherwise it is
+	// rescheduled at NextAttemptAt with LastError.
+	Finish        bool
+	NextAttemptAt time.Time
+	LastError     string
+	Now           time.Time
+}
+
+// ClaimParams are the arguments of Store.Claim.
+type ClaimParams struct {
+	GID        string
+	Version    int64
+	Owner      string
+	LeaseUntil time.Time
+	Now        time.Time
+}
+
+// DueRef identifies a due transaction.
+type DueRef struct {
+	GID     string
+	State   State
+	Version int64
+}

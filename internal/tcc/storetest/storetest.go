@@ -1,0 +1,362 @@
+// Package storetest is the contract every tcc.Store implementation must
+// pass. Implementations call Run from their own tests with a constructor
+// that returns a fresh, empty store on a real database.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/settle-tcc/settle/internal/tcc"
+)
+
+// Run runs the contract against stores made by newStore.
+func Run(t *testing.T, newStore func(t *testing.T) tcc.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s tcc.Store)
+	}{
+		{"InsertGetRoundTrip", testInsertGet},
+		{"InsertDuplicate", testInsertDuplicate},
+		{"GetUnknown", testGetUnknown},
+		{"AddBranch", testAddBranch},
+		{"AddBranchLimitsAndStates", testAddBranchRefusals},
+		{"DecideOnce", testDecideOnce},
+		{"DecideConcurrent", testDecideConcurrent},
+		{"RecordRoundFinish", testRecordRoundFinish},
+		{"RecordRoundReschedule", testRecordRoundReschedule},
+		{"RecordRoundStaleVersion", testRecordRoundStale},
+		{"ClaimDueOnly", testClaim},
+		{"ClaimConcurrent", testClaimConcurrent},
+		{"ListDue", testListDue},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t)
+			t.Cleanup(func() { _ = s.Close() })
+			tc.fn(t, s)
+		})
+	}
+}
+
+var t0 = time.Date(2026, 11, 25, 10, 0, 0, 123456000, time.UTC)
+
+func newTx(gid string) *tcc.Transaction {
+	return &tcc.Transaction{
+		GID: gid, State: tcc.StateTrying, Version: 1, Timeout: time.Minute,
+		Deadline: t0.Add(time.Minute), NextAttemptAt: t0.Add(time.Minute),
+		Labels: map[string]string{"order": "o-1", "note": "ünïcode"}, CreatedAt: t0, UpdatedAt: t0,
+	}
+}
+
+func branch(gid, id string) tcc.Branch {
+	p := []byte(`{"amount":` + id + `}`)
+	return tcc.Branch{GID: gid, BranchID: id, Participant: "127.0.0.1:7501", Payload: p, PayloadDigest: tcc.Digest(p),
+		State: tcc.BranchRegistered, CreatedAt: t0, UpdatedAt: t0}
+}
+
+func mustInsert(t *testing.T, s tcc.Store, gid string, branches ...string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := s.InsertTransaction(ctx, newTx(gid)); err != nil {
+		t.Fatalf("insert %s: %v", gid, err)
+	}
+	for _, b := range branches {
+		if err := s.AddBranch(ctx, tcc.AddBranchParams{Branch: branch(gid, b), MaxBranches: 64, Now: t0}); err != nil {
+			t.Fatalf("add branch %s/%s: %v", gid, b, err)
+		}
+	}
+}
+
+func mustGet(t *testing.T, s tcc.Store, gid string) *tcc.Transaction {
+	t.Helper()
+	tx, err := s.GetTransaction(context.Background(), gid)
+	if err != nil {
+		t.Fatalf("get %s: %v", gid, err)
+	}
+	return tx
+}
+
+func decide(t *testing.T, s tcc.Store, gid string, o tcc.Outcome) (*tcc.Transaction, bool) {
+	t.Helper()
+	tx, won, err := s.Decide(context.Background(), tcc.DecideParams{GID: gid, Outcome: o, Owner: "c1",
+		LeaseUntil: t0.Add(30 * time.Second), AbortReason: "why", Now: t0.Add(time.Second)})
+	if err != nil {
+		t.Fatalf("decide %s: %v", gid, err)
+	}
+	return tx, won
+}
+
+func testInsertGet(t *testing.T, s tcc.Store) {
+	mustInsert(t, s, "g1", "b", "a")
+	got := mustGet(t, s, "g1")
+	want := newTx("g1")
+	if got.State != tcc.StateTrying || got.Timeout != time.Minute || !got.Deadline.Equal(want.Deadline) ||
+		!got.CreatedAt.Equal(t0) || got.Labels["note"] != "ünïcode" || len(got.Labels) != 2 {
+		t.Fatalf("round trip: got %+v", got)
+	}
+	if got.Version != 3 {
+		t.Errorf("version after insert and two branches = %d, want 3", got.Version)
+	}
+	if len(got.Branches) != 2 || got.Branches[0].BranchID != "a" || got.Branches[1].BranchID != "b" {
+		t.Fatalf("branches not ordered by id: %+v", got.Branches)
+	}
+	b := got.Branches[0]
+	if string(b.Payload) != `{"amount":a}` || b.PayloadDigest != tcc.Digest(b.Payload) || b.State != tcc.BranchRegistered || b.Participant != "127.0.0.1:7501" {
+		t.Fatalf("branch round trip: %+v", b)
+	}
+}
+
+func testInsertDuplicate(t *testing.T, s tcc.Store) {
+	mustInsert(t, s, "dup")
+	err := s.InsertTransaction(context.Background(), newTx("dup"))
+	if !errors.Is(err, tcc.ErrDuplicate) {
+		t.Fatalf("second insert: got %v, want ErrDuplicate", err)
+	}
+}
+
+func testGetUnknown(t *testing.T, s tcc.Store) {
+	_, err := s.GetTransaction(context.Background(), "nope")
+	if !errors.Is(err, tcc.ErrNotFound) {
+		t.Fatalf("got %v, want ErrNotFound", err)
+	}
+}
+
+func testAddBranch(t *testing.T, s tcc.Store) {
+	mustInsert(t, s, "g", "a")
+	err := s.AddBranch(context.Background(), tcc.AddBranchParams{Branch: branch("g", "a"), MaxBranches: 64, Now: t0})
+	if !errors.Is(err, tcc.ErrDuplicate) {
+		t.Fatalf("duplicate branch: got %v, want ErrDuplicate", err)
+	}
+	if got := mustGet(t, s, "g"); len(got.Branches) != 1 || got.Version != 2 {
+		t.Fatalf("duplicate branch changed the record: version %d, %d branches", got.Version, len(got.Branches))
+	}
+}
+
+func testAddBranchRefusals(t *testing.T, s tcc.Store) {
+	ctx := context.Background()
+	mustInsert(t, s, "g", "a", "b")
+	err := s.AddBranch(ctx, tcc.AddBranchParams{Branch: branch("g", "c"), MaxBranches: 2, Now: t0})
+	if !errors.Is(err, tcc.ErrTooManyBranches) {
+		t.Fatalf("over limit: got %v", err)
+	}
+	err = s.AddBranch(ctx, tcc.AddBranchParams{Branch: branch("none", "c"), MaxBranches: 2, Now: t0})
+	if !errors.Is(err, tcc.ErrNotFound) {
+		t.Fatalf("unknown gid: got %v", err)
+	}
+	decide(t, s, "g", tcc.Commit)
+	err = s.AddBranch(ctx, tcc.AddBranchParams{Branch: branch("g", "c"), MaxBranches: 64, Now: t0})
+	var se *tcc.StateError
+	if !errors.As(err, &se) || se.Actual != tcc.StateCommitting {
+		t.Fatalf("after decision: got %v, want StateError COMMITTING", err)
+	}
+	if got := mustGet(t, s, "g"); len(got.Branches) != 2 {
+		t.Fatalf("refused branch was written: %d branches", len(got.Branches))
+	}
+}
+
+func testDecideOnce(t *testing.T, s tcc.Store) {
+	mustInsert(t, s, "g", "a")
+	tx, won := decide(t, s, "g", tcc.Abort)
+	if !won || tx.State != tcc.StateAborting || tx.LeaseOwner != "c1" || tx.AbortReason != "why" || len(tx.Branches) != 1 {
+		t.Fatalf("first decide: won=%v tx=%+v", won, tx)
+	}
+	for _, o := range []tcc.Outcome{tcc.Abort, tcc.Commit} {
+		again, won := decide(t, s, "g", o)
+		if won || again.State != tcc.StateAborting || again.Version != tx.Version {
+			t.Fatalf("repeat decide %v: won=%v state=%s version %d (was %d)", o, won, again.State, again.Version, tx.Version)
+		}
+	}
+	if _, _, err := s.Decide(context.Background(), tcc.DecideParams{GID: "missing", Outcome: tcc.Commit, Now: t0}); !errors.Is(err, tcc.ErrNotFound) {
+		t.Fatalf("decide unknown: %v", err)
+	}
+}
+
+func testDecideConcurrent(t *testing.T, s tcc.Store) {
+	for round := 0; round < 5; round++ {
+		gid := fmt.Sprintf("race-%d", round)
+		mustInsert(t, s, gid, "a", "b")
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		winners := map[tcc.Outcome]int{}
+		for i := 0; i < 10; i++ {
+			o := tcc.Commit
+			if i%2 == 1 {
+				o = tcc.Abort
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, won, err := s.Decide(context.Background(), tcc.DecideParams{GID: gid, Outcome: o, Owner: "c", LeaseUntil: t0, Now: t0})
+				if err != nil {
+					t.Errorf("decide: %v", err)
+					return
+				}
+				if won {
+					mu.Lock()
+					winners[o]++
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		total := winners[tcc.Commit] + winners[tcc.Abort]
+		if total != 1 {
+			t.Fatalf("%s: %d winners (%v), want exactly 1", gid, total, winners)
+		}
+		got := mustGet(t, s, gid)
+		want := tcc.StateCommitting
+		if winners[tcc.Abort] == 1 {
+			want = tcc.StateAborting
+		}
+		if got.State != want {
+			t.Fatalf("%s: state %s, winner says %s", gid, got.State, want)
+		}
+	}
+}
+
+func testRecordRoundFinish(t *testing.T, s tcc.Store) {
+	ctx := context.Background()
+	mustInsert(t, s, "g", "a", "b")
+	tx, _ := decide(t, s, "g", tcc.Commit)
+	// Finishing with a branch still registered is refused.
+	err := s.RecordRound(ctx, tcc.RoundParams{GID: "g", Outcome: tcc.Commit, Version: tx.Version, Done: []string{"a"}, Finish: true, Now: t0})
+	if !errors.Is(err, tcc.ErrConflict) {
+		t.Fatalf("finish with a branch pending: got %v, want ErrConflict", err)
+	}
+	err = s.RecordRound(ctx, tcc.RoundParams{GID: "g", Outcome: tcc.Commit, Version: tx.Version, Done: []string{"a", "b"}, Finish: true, Now: t0})
+	if err != nil {
+		t.Fatalf("finish: %v", err)
+	}
+	got := mustGet(t, s, "g")
+	if got.State != tcc.StateCommitted || got.LeaseOwner != "" || got.Attempts != 1 || !got.NextAttemptAt.IsZero() {
+		t.Fatalf("after finish: %+v", got)
+	}
+	for _, b := range got.Branches {
+		if b.State != tcc.BranchConfirmed {
+			t.Fatalf("branch %s: %s", b.BranchID, b.State)
+		}
+	}
+	if b := got.Branches[0]; b.Attempts != 1 {
+		t.Fatalf("branch a attempts %d, want 1 (the refused round's fact was kept, the repeat matched nothing)", b.Attempts)
+	}
+}
+
+func testRecordRoundReschedule(t *testing.T, s tcc.Store) {
+	mustInsert(t, s, "g", "a", "b")
+	tx, _ := decide(t, s, "g", tcc.Abort)
+	next := t0.Add(time.Minute)
+	err := s.RecordRound(context.Background(), tcc.RoundParams{GID: "g", Outcome: tcc.Abort, Version: tx.Version,
+		Done: []string{"a"}, Failed: []tcc.BranchResult{{BranchID: "b", Err: "unavailable"}},
+		NextAttemptAt: next, LastError: "b: unavailable", Now: t0})
+	if err != nil {
+		t.Fatalf("reschedule: %v", err)
+	}
+	got := mustGet(t, s, "g")
+	if got.State != tcc.StateAborting || !got.NextAttemptAt.Equal(next) || got.LeaseOwner != "" || got.Attempts != 1 || got.LastError != "b: unavailable" {
+		t.Fatalf("after reschedule: %+v", got)
+	}
+	if got.Branches[0].State != tcc.BranchCancelled || got.Branches[1].State != tcc.BranchRegistered ||
+		got.Branches[1].Attempts != 1 || got.Branches[1].LastError != "unavailable" {
+		t.Fatalf("branches after reschedule: %+v", got.Branches)
+	}
+}
+
+func testRecordRoundStale(t *testing.T, s tcc.Store) {
+	mustInsert(t, s, "g", "a")
+	tx, _ := decide(t, s, "g", tcc.Commit)
+	err := s.RecordRound(context.Background(), tcc.RoundParams{GID: "g", Outcome: tcc.Commit, Version: tx.Version - 1,
+		Done: []string{"a"}, Finish: true, Now: t0})
+	if !errors.Is(err, tcc.ErrConflict) {
+		t.Fatalf("stale version: got %v, want ErrConflict", err)
+	}
+	got := mustGet(t, s, "g")
+	if got.State != tcc.StateCommitting || got.Branches[0].State != tcc.BranchConfirmed {
+		t.Fatalf("stale round: record must stay, branch fact must be kept: %s / %s", got.State, got.Branches[0].State)
+	}
+}
+
+func testClaim(t *testing.T, s tcc.Store) {
+	ctx := context.Background()
+	mustInsert(t, s, "g", "a")
+	tx, _ := decide(t, s, "g", tcc.Commit) // lease until t0+30s
+	_, err := s.Claim(ctx, tcc.ClaimParams{GID: "g", Version: tx.Version, Owner: "c2", LeaseUntil: t0.Add(time.Minute), Now: t0.Add(10 * time.Second)})
+	if !errors.Is(err, tcc.ErrConflict) {
+		t.Fatalf("claim before lease end: got %v", err)
+	}
+	_, err = s.Claim(ctx, tcc.ClaimParams{GID: "g", Version: tx.Version - 1, Owner: "c2", LeaseUntil: t0.Add(time.Minute), Now: t0.Add(40 * time.Second)})
+	if !errors.Is(err, tcc.ErrConflict) {
+		t.Fatalf("claim with stale version: got %v", err)
+	}
+	got, err := s.Claim(ctx, tcc.ClaimParams{GID: "g", Version: tx.Version, Owner: "c2", LeaseUntil: t0.Add(time.Minute), Now: t0.Add(40 * time.Second)})
+	if err != nil {
+		t.Fatalf("claim: %v", err)
+	}
+	if got.LeaseOwner != "c2" || got.Version != tx.Version+1 || len(got.Branches) != 1 {
+		t.Fatalf("claimed: %+v", got)
+	}
+	// The old owner's round is now stale.
+	err = s.RecordRound(ctx, tcc.RoundParams{GID: "g", Outcome: tcc.Commit, Version: tx.Version, Done: []string{"a"}, Finish: true, Now: t0})
+	if !errors.Is(err, tcc.ErrConflict) {
+		t.Fatalf("old owner's round after takeover: got %v", err)
+	}
+}
+
+func testClaimConcurrent(t *testing.T, s tcc.Store) {
+	mustInsert(t, s, "g", "a")
+	tx, _ := decide(t, s, "g", tcc.Commit)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.Claim(context.Background(), tcc.ClaimParams{GID: "g", Version: tx.Version, Owner: fmt.Sprintf("c%d", i),
+				LeaseUntil: t0.Add(2 * time.Minute), Now: t0.Add(time.Minute)})
+			if err == nil {
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			} else if !errors.Is(err, tcc.ErrConflict) {
+				t.Errorf("claim: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("%d instances claimed the same transaction, want 1", wins)
+	}
+}
+
+func testListDue(t *testing.T, s tcc.Store) {
+	ctx := context.Background()
+	mustInsert(t, s, "trying") // due at t0+1m (its deadline)
+	mustInsert(t, s, "committing", "a")
+	decide(t, s, "committing", tcc.Commit) // due at t0+30s
+	mustInsert(t, s, "done", "a")
+	d, _ := decide(t, s, "done", tcc.Abort)
+	if err := s.RecordRound(ctx, tcc.RoundParams{GID: "done", Outcome: tcc.Abort, Version: d.Version, Done: []string{"a"}, Finish: true, Now: t0}); err != nil {
+		t.Fatal(err)
+	}
+	due, err := s.ListDue(ctx, t0.Add(10*time.Second), 10)
+	if err != nil || len(due) != 0 {
+		t.Fatalf("nothing due yet: %v %v", due, err)
+	}
+	due, err = s.ListDue(ctx, t0.Add(45*time.Second), 10)
+	if err != nil || len(due) != 1 || due[0].GID != "committing" || due[0].State != tcc.StateCommitting {
+		t.Fatalf("committing due: %+v %v", due, err)
+	}
+	due, err = s.ListDue(ctx, t0.Add(2*time.Minute), 10)
+	if err != nil || len(due) != 2 {
+		t.Fatalf("both due: %+v %v", due, err)
+	}
+	due, err = s.ListDue(ctx, t0.Add(2*time.Minute), 1)
+	if err != nil || len(due) != 1 {
+		t.Fatalf("limit 1: %+v %v", due, err)
+	}
+}
