@@ -1,0 +1,166 @@
+// Command coordinator runs Settle's TCC coordinator.
+//
+//	coordinator [flags]              serve (default)
+//	coordinator migrate [-print]     apply (or print) the schema migrations and exit
+//
+// Every flag has an environment equivalent: -db is SETTLE_DB,
+// -allow-participants is SETTLE_ALLOW_PARTICIPANTS, and so on. A config
+// file with one "flag value" per line can be given with -config.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/peterbourgon/ff/v3"
+
+	"github.com/settle-tcc/settle/internal/allowlist"
+	"github.com/settle-tcc/settle/internal/app"
+	"github.com/settle-tcc/settle/internal/database"
+	"github.com/settle-tcc/settle/internal/sqlstore"
+	"github.com/settle-tcc/settle/internal/tcc"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "coordinator:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, args, stderr)
+	case "migrate":
+		return migrate(ctx, args, stdout, stderr)
+	default:
+		return fmt.Errorf("unknown command %q (want serve or migrate)", cmd)
+	}
+}
+
+type flags struct {
+	cfg       app.Config
+	logLevel  string
+	logFormat string
+}
+
+func parseFlags(name string, args []string, stderr io.Writer) (*flags, *flag.FlagSet, error) {
+	f := &flags{}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := &f.cfg
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:7400", "gRPC listen address")
+	fs.StringVar(&c.DB, "db", "sqlite:settle.db", "database: sqlite:<path> or mysql:<go-sql-driver DSN>")
+	fs.StringVar(&c.AllowParticipants, "allow-participants", allowlist.Default, "comma-separated host:port patterns of participants the coordinator may call (* wildcards; \"*\" allows all)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 0, "bound on graceful shutdown (default 30s)")
+	fs.StringVar(&c.Coordinator.InstanceID, "instance-id", "", "unique name of this instance among those sharing the database (default hostname-pid-random)")
+	fs.IntVar(&c.Coordinator.MaxPayloadBytes, "max-payload-bytes", 64<<10, "largest branch payload accepted")
+	fs.IntVar(&c.Coordinator.MaxBranches, "max-branches", 64, "most branches per transaction")
+	fs.DurationVar(&c.Coordinator.DefaultTimeout, "default-timeout", tcc.DefaultTimeout, "transaction timeout when Begin gives none")
+	fs.DurationVar(&c.Coordinator.LeaseTTL, "lease-ttl", 0, "how long an instance owns a transaction it drives (default 30s)")
+	fs.DurationVar(&c.Coordinator.CallTimeout, "call-timeout", 0, "timeout of each Confirm/Cancel call (default 10s)")
+	fs.DurationVar(&c.Coordinator.Backoff.Initial, "retry-initial", tcc.DefaultBackoff.Initial, "first retry delay of a failed delivery round")
+	fs.Float64Var(&c.Coordinator.Backoff.Multiplier, "retry-multiplier", tcc.DefaultBackoff.Multiplier, "retry delay growth per round")
+	fs.DurationVar(&c.Coordinator.Backoff.Max, "retry-max", tcc.DefaultBackoff.Max, "longest retry delay")
+	fs.Float64Var(&c.Coordinator.Backoff.Jitter, "retry-jitter", tcc.DefaultBackoff.Jitter, "random share (0..1) taken off each retry delay")
+	fs.DurationVar(&c.Recovery.Interval, "recovery-interval", 0, "pause between recovery passes (default 1s)")
+	fs.IntVar(&c.Recovery.BatchSize, "recovery-batch", 0, "due transactions taken per recovery pass (default 100)")
+	fs.IntVar(&c.Recovery.Concurrency, "recovery-concurrency", 0, "transactions driven at once by the recovery loop (default 16)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	_ = fs.String("config", "", "optional config file: one \"flag value\" per line")
+	err := ff.Parse(fs, args,
+		ff.WithEnvVarPrefix("SETTLE"),
+		ff.WithConfigFileFlag("config"),
+		ff.WithConfigFileParser(ff.PlainParser),
+	)
+	if err != nil {
+		return nil, nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	return f, fs, nil
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("-log-format %q: want text or json", format)
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	f, _, err := parseFlags("coordinator", args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, f.logLevel, f.logFormat)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a, err := app.Start(ctx, f.cfg, log)
+	if err != nil {
+		return err
+	}
+	serveErr := a.Wait(ctx)
+	log.Info("shutting down")
+	return errors.Join(serveErr, a.Shutdown(context.Background()))
+}
+
+func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("coordinator migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	db := fs.String("db", "sqlite:settle.db", "database: sqlite:<path> or mysql:<dsn>")
+	print := fs.String("print", "", "print the migrations of a dialect (sqlite or mysql) instead of applying them")
+	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("SETTLE")); err != nil {
+		return err
+	}
+	if *print != "" {
+		files, err := sqlstore.MigrationSQL(database.Dialect(*print))
+		if err != nil {
+			return fmt.Errorf("print migrations: unknown dialect %q (want sqlite or mysql)", *print)
+		}
+		names := make([]string, 0, len(files))
+		for n := range files {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			fmt.Fprintf(stdout, "-- %s\n%s\n", n, files[n])
+		}
+		return nil
+	}
+	s, err := sqlstore.Open(ctx, *db)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "schema of %s is up to date\n", s.Dialect())
+	return s.Close()
+}

@@ -1,0 +1,199 @@
+// Package app wires a coordinator instance together: store, domain,
+// recovery loop and gRPC server. cmd/coordinator parses flags into a Config
+// and calls Start; tests call Start directly on loopback.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
+	"github.com/settle-tcc/settle/internal/allowlist"
+	"github.com/settle-tcc/settle/internal/faults"
+	"github.com/settle-tcc/settle/internal/recovery"
+	"github.com/settle-tcc/settle/internal/server"
+	"github.com/settle-tcc/settle/internal/sqlstore"
+	"github.com/settle-tcc/settle/internal/tcc"
+)
+
+// Config is a coordinator instance's configuration.
+type Config struct {
+	// Listen is the gRPC listen address. Default 127.0.0.1:7400.
+	Listen string
+	// DB is "sqlite:<path>" or "mysql:<dsn>". Default sqlite:settle.db.
+	DB string
+	// AllowParticipants is the comma-separated allow-list of participant
+	// targets. Default: loopback only.
+	AllowParticipants string
+	// ShutdownTimeout bounds graceful shutdown. Default 30s.
+	ShutdownTimeout time.Duration
+	// DisableRecovery turns the recovery loop off (tests of the core only).
+	DisableRecovery bool
+	// Clock overrides the system clock (tests).
+	Clock       tcc.Clock
+	Coordinator tcc.Config
+	Recovery    recovery.Config
+}
+
+// App is a running coordinator instance.
+type App struct {
+	log    *slog.Logger
+	cfg    Config
+	store  *sqlstore.Store
+	coord  *tcc.Coordinator
+	parts  *server.Participants
+	grpc   *grpc.Server
+	health *health.Server
+	lis    net.Listener
+
+	stopLoop context.CancelFunc
+	bg       sync.WaitGroup
+	serveErr chan error
+	once     sync.Once
+}
+
+// Start opens the store (applying migrations), starts the recovery loop and
+// serves gRPC on cfg.Listen.
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:7400"
+	}
+	if cfg.DB == "" {
+		cfg.DB = "sqlite:settle.db"
+	}
+	if cfg.AllowParticipants == "" {
+		cfg.AllowParticipants = allowlist.Default
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = 30 * time.Second
+	}
+	allow, err := allowlist.Parse(cfg.AllowParticipants)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Coordinator.Allow = allow
+	fault, err := faults.FromEnv()
+	if err != nil {
+		return nil, err
+	}
+
+	store, err := sqlstore.Open(ctx, cfg.DB)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{log: log, cfg: cfg, store: store, parts: server.NewParticipants(), serveErr: make(chan error, 1)}
+	hooks := tcc.Hooks{FaultPoint: fault.Hit}
+	a.coord, err = tcc.NewCoordinator(store, a.parts, cfg.Coordinator, log, cfg.Clock, hooks)
+	if err != nil {
+		_ = store.Close()
+		return nil, err
+	}
+	loop, err := recovery.New(store, a.coord, cfg.Recovery, log, cfg.Clock)
+	if err != nil {
+		_ = store.Close()
+		return nil, err
+	}
+	a.lis, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		_ = store.Close()
+		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+
+	a.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(recoverPanics(log)))
+	tccv1.RegisterCoordinatorServiceServer(a.grpc, server.NewCoordinator(a.coord, log))
+	a.health = health.NewServer()
+	healthpb.RegisterHealthServer(a.grpc, a.health)
+	a.health.SetServingStatus(tccv1.CoordinatorService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	reflection.Register(a.grpc)
+
+	loopCtx, stop := context.WithCancel(context.Background())
+	a.stopLoop = stop
+	if !cfg.DisableRecovery {
+		a.bg.Add(1)
+		go func() {
+			defer a.bg.Done()
+			_ = loop.Run(loopCtx)
+		}()
+	}
+	go func() { a.serveErr <- a.grpc.Serve(a.lis) }()
+	log.Info("coordinator started", "listen", a.lis.Addr().String(), "db", string(store.Dialect()),
+		"instance", a.coord.Config().InstanceID, "allow_participants", allow.String(), "recovery", !cfg.DisableRecovery)
+	return a, nil
+}
+
+// Addr returns the address the gRPC server listens on.
+func (a *App) Addr() string { return a.lis.Addr().String() }
+
+// Coordinator returns the domain coordinator (for tests).
+func (a *App) Coordinator() *tcc.Coordinator { return a.coord }
+
+// Store returns the store (for tests).
+func (a *App) Store() *sqlstore.Store { return a.store }
+
+// Wait blocks until the gRPC server stops on its own (an error) or ctx ends.
+func (a *App) Wait(ctx context.Context) error {
+	select {
+	case err := <-a.serveErr:
+		return err
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+// Shutdown stops the instance gracefully: it reports NOT_SERVING, stops
+// accepting calls and lets running calls finish, stops the recovery loop,
+// waits for in-flight delivery rounds (bounded by ShutdownTimeout) and
+// closes the store. Anything unfinished is resumed by a recovery loop after
+// its lease expires.
+func (a *App) Shutdown(ctx context.Context) error {
+	var err error
+	a.once.Do(func() {
+		ctx, cancel := context.WithTimeout(ctx, a.cfg.ShutdownTimeout)
+		defer cancel()
+		a.health.Shutdown()
+		stopped := make(chan struct{})
+		go func() { a.grpc.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			a.grpc.Stop()
+		}
+		a.stopLoop()
+		a.bg.Wait()
+		err = a.coord.Close(ctx)
+		err = errors.Join(err, a.parts.Close(), a.store.Close())
+		a.log.Info("coordinator stopped", "err", err)
+	})
+	return err
+}
+
+// recoverPanics turns a panic in a handler into an INTERNAL status and an
+// error log, so no input can take the server down. Handlers are written not
+// to panic; this is the last line of defence.
+func recoverPanics(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("panic in handler", "method", info.FullMethod, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "internal error; see coordinator logs")
+			}
+		}()
+		return handler(ctx, req)
+	}
+}
