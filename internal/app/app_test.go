@@ -294,7 +294,10 @@ func TestErrors(t *testing.T) {
 				_, err := e.coord.Rollback(ctx, &tccv1.RollbackRequest{Gid: "open", Reason: strings.Repeat("r", 513)})
 				return err
 			}, codes.InvalidArgument, []string{"reason"}},
-			{"get unknown", func() error { _, err := e.coord.GetTransaction(ctx, &tccv1.GetTransactionRequest{Gid: "nope"}); return err }, codes.NotFound, []string{"nope"}},
+			{"get unknown", func() error {
+				_, err := e.coord.GetTransaction(ctx, &tccv1.GetTransactionRequest{Gid: "nope"})
+				return err
+			}, codes.NotFound, []string{"nope"}},
 			{"checkback bad gid", func() error { _, err := e.coord.CheckBack(ctx, &tccv1.CheckBackRequest{Gid: "bad gid"}); return err }, codes.InvalidArgument, nil},
 		}
 		for _, tc := range cases {
@@ -510,8 +513,10 @@ func TestCommitRacesCheckBack(t *testing.T) {
 				t.Fatalf("%s commit: %v", gid, commitErr)
 			}
 			gidCopy := gid
-			eventually(t, gid+" finished", func() bool { return e.get(t, gidCopy).GetState() >= tccv1.TransactionState_TRANSACTION_STATE_COMMITTED &&
-				e.get(t, gidCopy).GetState() != tccv1.TransactionState_TRANSACTION_STATE_ABORTING })
+			eventually(t, gid+" finished", func() bool {
+				return e.get(t, gidCopy).GetState() >= tccv1.TransactionState_TRANSACTION_STATE_COMMITTED &&
+					e.get(t, gidCopy).GetState() != tccv1.TransactionState_TRANSACTION_STATE_ABORTING
+			})
 			confirms := e.part.Count("Confirm", gid, "a") + e.part.Count("Confirm", gid, "b")
 			cancels := e.part.Count("Cancel", gid, "a") + e.part.Count("Cancel", gid, "b")
 			if (confirms == 2) == (cancels == 2) || confirms+cancels != 2 {
