@@ -58,9 +58,15 @@ func setup(t *testing.T, spec string, opts ...option) *env {
 	return e
 }
 
+type grpcConn = grpc.ClientConn
+
+func newConn(target string) (*grpc.ClientConn, error) {
+	return grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
 func dial(t *testing.T, target string) *grpc.ClientConn {
 	t.Helper()
-	cc, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := newConn(target)
 	if err != nil {
 		t.Fatalf("dial %s: %v", target, err)
 	}
