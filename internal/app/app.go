@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -20,9 +21,11 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	adminv1 "github.com/settle-tcc/settle/gen/settle/admin/v1"
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 	"github.com/settle-tcc/settle/internal/allowlist"
 	"github.com/settle-tcc/settle/internal/faults"
+	"github.com/settle-tcc/settle/internal/metrics"
 	"github.com/settle-tcc/settle/internal/recovery"
 	"github.com/settle-tcc/settle/internal/server"
 	"github.com/settle-tcc/settle/internal/sqlstore"
@@ -33,6 +36,9 @@ import (
 type Config struct {
 	// Listen is the gRPC listen address. Default 127.0.0.1:7400.
 	Listen string
+	// HTTPListen serves /metrics, /healthz and the HTTP/JSON status and
+	// check-back endpoints. Empty disables it.
+	HTTPListen string
 	// DB is "sqlite:<path>" or "mysql:<dsn>". Default sqlite:settle.db.
 	DB string
 	// AllowParticipants is the comma-separated allow-list of participant
@@ -58,6 +64,9 @@ type App struct {
 	grpc   *grpc.Server
 	health *health.Server
 	lis    net.Listener
+	http   *http.Server
+	hlis   net.Listener
+	mets   *metrics.Metrics
 
 	stopLoop context.CancelFunc
 	bg       sync.WaitGroup
@@ -97,13 +106,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{log: log, cfg: cfg, store: store, parts: server.NewParticipants(), serveErr: make(chan error, 1)}
-	hooks := tcc.Hooks{FaultPoint: fault.Hit}
-	a.coord, err = tcc.NewCoordinator(store, a.parts, cfg.Coordinator, log, cfg.Clock, hooks)
+	a := &App{log: log, cfg: cfg, store: store, parts: server.NewParticipants(), serveErr: make(chan error, 2), mets: metrics.New()}
+	a.coord, err = tcc.NewCoordinator(store, a.parts, cfg.Coordinator, log, cfg.Clock, a.mets.Hooks(fault.Hit))
 	if err != nil {
 		_ = store.Close()
 		return nil, err
 	}
+	cfg.Recovery.Observer = a.mets
 	loop, err := recovery.New(store, a.coord, cfg.Recovery, log, cfg.Clock)
 	if err != nil {
 		_ = store.Close()
@@ -115,8 +124,19 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 
-	a.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(recoverPanics(log)))
-	tccv1.RegisterCoordinatorServiceServer(a.grpc, server.NewCoordinator(a.coord, log))
+	if cfg.HTTPListen != "" {
+		a.hlis, err = net.Listen("tcp", cfg.HTTPListen)
+		if err != nil {
+			_ = a.lis.Close()
+			_ = store.Close()
+			return nil, fmt.Errorf("listen %s: %w", cfg.HTTPListen, err)
+		}
+	}
+
+	a.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(recoverPanics(log), a.mets.UnaryInterceptor()))
+	svc := server.NewCoordinator(a.coord, log)
+	tccv1.RegisterCoordinatorServiceServer(a.grpc, svc)
+	adminv1.RegisterAdminServiceServer(a.grpc, server.NewAdmin(a.coord, log, cfg.Clock))
 	a.health = health.NewServer()
 	healthpb.RegisterHealthServer(a.grpc, a.health)
 	a.health.SetServingStatus(tccv1.CoordinatorService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
@@ -132,13 +152,29 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		}()
 	}
 	go func() { a.serveErr <- a.grpc.Serve(a.lis) }()
-	log.Info("coordinator started", "listen", a.lis.Addr().String(), "db", string(store.Dialect()),
+	if a.hlis != nil {
+		a.http = &http.Server{Handler: server.HTTPHandler(svc, a.mets.Registry, log), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := a.http.Serve(a.hlis); !errors.Is(err, http.ErrServerClosed) {
+				a.serveErr <- err
+			}
+		}()
+	}
+	log.Info("coordinator started", "listen", a.lis.Addr().String(), "http_listen", a.HTTPAddr(), "db", string(store.Dialect()),
 		"instance", a.coord.Config().InstanceID, "allow_participants", allow.String(), "recovery", !cfg.DisableRecovery)
 	return a, nil
 }
 
 // Addr returns the address the gRPC server listens on.
 func (a *App) Addr() string { return a.lis.Addr().String() }
+
+// HTTPAddr returns the address of the HTTP listener, or "" if disabled.
+func (a *App) HTTPAddr() string {
+	if a.hlis == nil {
+		return ""
+	}
+	return a.hlis.Addr().String()
+}
 
 // Coordinator returns the domain coordinator (for tests).
 func (a *App) Coordinator() *tcc.Coordinator { return a.coord }
@@ -167,6 +203,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, a.cfg.ShutdownTimeout)
 		defer cancel()
 		a.health.Shutdown()
+		if a.http != nil {
+			_ = a.http.Shutdown(ctx)
+		}
 		stopped := make(chan struct{})
 		go func() { a.grpc.GracefulStop(); close(stopped) }()
 		select {

@@ -33,6 +33,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/settle-tcc/settle/internal/tcc"
 )
 
@@ -45,6 +47,28 @@ type Config struct {
 	BatchSize int
 	// Concurrency is the most transactions driven at once. Default 16.
 	Concurrency int
+	// Rate is the most transactions driven per second by this instance
+	// (a token bucket with a burst of BatchSize), so that a backlog after
+	// an outage is worked through at a bounded pace. Default 1000.
+	Rate float64
+	// Retention is how long finished transactions are kept before they are
+	// purged. Default 7 days.
+	Retention time.Duration
+	// TombstoneRetention is how long presumed-abort tombstones are kept; at
+	// least Retention. Default: Retention.
+	TombstoneRetention time.Duration
+	// PurgeInterval is the pause between purge batches. Default 1 minute.
+	PurgeInterval time.Duration
+	// PurgeBatch is the most transactions deleted per batch. Default 500.
+	PurgeBatch int
+	// Observer, if set, is told about each pass (metrics).
+	Observer Observer
+}
+
+// Observer receives the loop's figures. Every method must be fast.
+type Observer interface {
+	Pass(due int)
+	Purged(n int)
 }
 
 func (c *Config) setDefaults() error {
@@ -56,6 +80,21 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = 16
+	}
+	if c.Rate == 0 {
+		c.Rate = 1000
+	}
+	if c.Retention == 0 {
+		c.Retention = 7 * 24 * time.Hour
+	}
+	if c.TombstoneRetention == 0 {
+		c.TombstoneRetention = c.Retention
+	}
+	if c.PurgeInterval == 0 {
+		c.PurgeInterval = time.Minute
+	}
+	if c.PurgeBatch == 0 {
+		c.PurgeBatch = 500
 	}
 	return c.Validate()
 }
@@ -69,6 +108,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("recovery config: batch size %d must be within 1..10000", c.BatchSize)
 	case c.Concurrency < 1 || c.Concurrency > 1024:
 		return fmt.Errorf("recovery config: concurrency %d must be within 1..1024", c.Concurrency)
+	case c.Rate <= 0:
+		return fmt.Errorf("recovery config: rate %v must be positive", c.Rate)
+	case c.Retention < time.Minute:
+		return fmt.Errorf("recovery config: retention %s must be at least 1m", c.Retention)
+	case c.TombstoneRetention < c.Retention:
+		return fmt.Errorf("recovery config: tombstone retention %s must be at least the retention %s (late check-backs must still find them)", c.TombstoneRetention, c.Retention)
+	case c.PurgeInterval <= 0 || c.PurgeBatch < 1 || c.PurgeBatch > 10000:
+		return fmt.Errorf("recovery config: purge interval %s / batch %d out of range", c.PurgeInterval, c.PurgeBatch)
 	}
 	return nil
 }
@@ -80,6 +127,7 @@ type Loop struct {
 	cfg   Config
 	log   *slog.Logger
 	clock tcc.Clock
+	limit *rate.Limiter
 }
 
 // New returns a Loop. clock may be nil for the system clock.
@@ -93,15 +141,24 @@ func New(store tcc.Store, coord *tcc.Coordinator, cfg Config, log *slog.Logger, 
 	if clock == nil {
 		clock = systemClock{}
 	}
-	return &Loop{store: store, coord: coord, cfg: cfg, log: log, clock: clock}, nil
+	return &Loop{store: store, coord: coord, cfg: cfg, log: log, clock: clock,
+		limit: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.BatchSize)}, nil
 }
 
 type systemClock struct{}
 
 func (systemClock) Now() time.Time { return time.Now() }
 
-// Run runs passes until ctx ends.
+// Run runs passes, and purges finished transactions past retention, until
+// ctx ends.
 func (l *Loop) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		l.runPurge(ctx)
+	}()
+	defer wg.Wait()
 	for {
 		n, err := l.RunOnce(ctx)
 		if err != nil && ctx.Err() == nil {
@@ -128,9 +185,16 @@ func (l *Loop) RunOnce(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("recovery: list due: %w", err)
 	}
+	if l.cfg.Observer != nil {
+		l.cfg.Observer.Pass(len(due))
+	}
 	sem := make(chan struct{}, l.cfg.Concurrency)
 	var wg sync.WaitGroup
 	for _, ref := range due {
+		if err := l.limit.Wait(ctx); err != nil {
+			wg.Wait()
+			return len(due), err
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -176,4 +240,46 @@ func (l *Loop) process(ctx context.Context, ref tcc.DueRef) error {
 		return err
 	}
 	return l.coord.Deliver(ctx, tx)
+}
+
+func (l *Loop) runPurge(ctx context.Context) {
+	for {
+		n, err := l.PurgeOnce(ctx)
+		if err != nil && ctx.Err() == nil {
+			l.log.Warn("purge failed", "err", err)
+		}
+		wait := l.cfg.PurgeInterval
+		if n >= l.cfg.PurgeBatch {
+			wait = l.cfg.PurgeInterval / 60 // more to purge: keep going, gently
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// PurgeOnce deletes one batch of finished transactions older than the
+// retention (tombstones older than the tombstone retention) and returns
+// how many it deleted. Unfinished transactions are never deleted.
+func (l *Loop) PurgeOnce(ctx context.Context) (int, error) {
+	now := l.clock.Now().UTC()
+	n, err := l.store.Purge(ctx, tcc.PurgeParams{
+		Before:           now.Add(-l.cfg.Retention),
+		TombstonesBefore: now.Add(-l.cfg.TombstoneRetention),
+		Limit:            l.cfg.PurgeBatch,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("recovery: purge: %w", err)
+	}
+	if n > 0 {
+		l.log.Info("purged finished transactions", "count", n)
+		if l.cfg.Observer != nil {
+			l.cfg.Observer.Purged(n)
+		}
+	}
+	return n, nil
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"google.golang.org/grpc/codes"
@@ -44,4 +45,9 @@ func toStatus(log *slog.Logger, method string, err error) error {
 	}
 	log.Error("internal error", "method", method, "err", err)
 	return status.Error(codes.Internal, "internal error; see coordinator logs")
+}
+
+// invalid returns an error that toStatus maps to INVALID_ARGUMENT.
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{tcc.ErrInvalid}, args...)...)
 }

@@ -72,10 +72,11 @@ func (s *Store) Close() error {
 	return database.Close(s.db)
 }
 
-const recordColumns = `gid, state, version, timeout_ms, deadline_us, next_attempt_us, lease_owner,
+const recordColumns = `gid, state, version, timeout_ms, deadline_us, decided_us, next_attempt_us, lease_owner,
 	attempts, branch_count, last_error, abort_reason, needs_attention, tombstone, labels, created_us, updated_us`
 
-const branchColumns = `gid, branch_id, participant, payload, payload_digest, state, attempts, last_error, created_us, updated_us`
+const branchColumns = `gid, branch_id, participant, payload, payload_digest, state, attempts, last_error,
+	conflict, resolution, created_us, updated_us`
 
 // InsertTransaction implements tcc.Store.
 func (s *Store) InsertTransaction(ctx context.Context, tx *tcc.Transaction) error {
@@ -84,8 +85,8 @@ func (s *Store) InsertTransaction(ctx context.Context, tx *tcc.Transaction) erro
 		return err
 	}
 	res := s.db.WithContext(ctx).Exec(`INSERT INTO transaction_record (`+recordColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		tx.GID, string(tx.State), tx.Version, tx.Timeout.Milliseconds(), micros(tx.Deadline), micros(tx.NextAttemptAt),
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		tx.GID, string(tx.State), tx.Version, tx.Timeout.Milliseconds(), micros(tx.Deadline), micros(tx.DecidedAt), micros(tx.NextAttemptAt),
 		tx.LeaseOwner, tx.Attempts, len(tx.Branches), tx.LastError, tx.AbortReason, tx.NeedsAttention, tx.Tombstone,
 		labels, micros(tx.CreatedAt), micros(tx.UpdatedAt))
 	return s.interpret("insert transaction", res.Error)
@@ -111,7 +112,7 @@ func (s *Store) getTransaction(db *gorm.DB, gid string) (*tcc.Transaction, error
 		var state string
 		var created, updated int64
 		if err := rows.Scan(&b.GID, &b.BranchID, &b.Participant, &b.Payload, &b.PayloadDigest, &state,
-			&b.Attempts, &b.LastError, &created, &updated); err != nil {
+			&b.Attempts, &b.LastError, &b.Conflict, &b.Resolution, &created, &updated); err != nil {
 			return nil, s.interpret("scan branch", err)
 		}
 		b.State = tcc.BranchState(state)
@@ -139,23 +140,32 @@ func (s *Store) getRecord(db *gorm.DB, gid string) (*tcc.Transaction, error) {
 		}
 		return nil, fmt.Errorf("%w: %s", tcc.ErrNotFound, gid)
 	}
+	tx, err := s.scanRecord(rows)
+	if err != nil {
+		return nil, err
+	}
+	return tx, rows.Err()
+}
+
+func (s *Store) scanRecord(rows *sql.Rows) (*tcc.Transaction, error) {
 	var (
-		tx                                     tcc.Transaction
-		state, labels                          string
-		timeoutMS, deadline, next, created, up int64
-		branchCount                            int
+		tx                                              tcc.Transaction
+		state, labels                                   string
+		timeoutMS, deadline, decided, next, created, up int64
+		branchCount                                     int
 	)
-	if err := rows.Scan(&tx.GID, &state, &tx.Version, &timeoutMS, &deadline, &next, &tx.LeaseOwner,
+	if err := rows.Scan(&tx.GID, &state, &tx.Version, &timeoutMS, &deadline, &decided, &next, &tx.LeaseOwner,
 		&tx.Attempts, &branchCount, &tx.LastError, &tx.AbortReason, &tx.NeedsAttention, &tx.Tombstone,
 		&labels, &created, &up); err != nil {
 		return nil, s.interpret("scan transaction", err)
 	}
 	tx.State = tcc.State(state)
 	tx.Timeout = time.Duration(timeoutMS) * time.Millisecond
-	tx.Deadline, tx.NextAttemptAt = fromMicros(deadline), fromMicros(next)
+	tx.Deadline, tx.DecidedAt, tx.NextAttemptAt = fromMicros(deadline), fromMicros(decided), fromMicros(next)
 	tx.CreatedAt, tx.UpdatedAt = fromMicros(created), fromMicros(up)
+	var err error
 	if tx.Labels, err = decodeLabels(labels); err != nil {
-		return nil, fmt.Errorf("get transaction %s: %w", gid, err)
+		return nil, fmt.Errorf("get transaction %s: %w", tx.GID, err)
 	}
 	return &tx, nil
 }
@@ -180,7 +190,8 @@ func (s *Store) AddBranch(ctx context.Context, p tcc.AddBranchParams) error {
 			}
 			return tcc.ErrTooManyBranches
 		}
-		return db.Exec(`INSERT INTO branch_record (`+branchColumns+`) VALUES (?, ?, ?, ?, ?, ?, 0, '', ?, ?)`,
+		return db.Exec(`INSERT INTO branch_record (gid, branch_id, participant, payload, payload_digest, state, created_us, updated_us)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 			b.GID, b.BranchID, b.Participant, nonNil(b.Payload), b.PayloadDigest, string(tcc.BranchRegistered), now, now).Error
 	}))
 }
@@ -197,9 +208,9 @@ func (s *Store) Decide(ctx context.Context, p tcc.DecideParams) (*tcc.Transactio
 		reason = p.AbortReason
 	}
 	res := db.Exec(`UPDATE transaction_record`+s.pk()+`
-		SET state = ?, version = version + 1, lease_owner = ?, next_attempt_us = ?, abort_reason = ?, updated_us = ?
+		SET state = ?, version = version + 1, lease_owner = ?, next_attempt_us = ?, abort_reason = ?, decided_us = ?, updated_us = ?
 		WHERE gid = ? AND state = ?`,
-		string(state), p.Owner, micros(p.LeaseUntil), reason, micros(p.Now), p.GID, string(tcc.StateTrying))
+		string(state), p.Owner, micros(p.LeaseUntil), reason, micros(p.Now), micros(p.Now), p.GID, string(tcc.StateTrying))
 	if res.Error != nil {
 		return nil, false, s.interpret("decide", res.Error)
 	}
@@ -237,20 +248,29 @@ func (s *Store) RecordRound(ctx context.Context, p tcc.RoundParams) error {
 				return err
 			}
 		}
+		for _, f := range p.Conflicts {
+			if err := db.Exec(`UPDATE branch_record SET attempts = attempts + 1, last_error = ?, conflict = ?, updated_us = ?
+				WHERE gid = ? AND branch_id = ? AND state = ?`,
+				f.Err, true, now, p.GID, f.BranchID, string(tcc.BranchRegistered)).Error; err != nil {
+				return err
+			}
+		}
 		var res *gorm.DB
 		if p.Finish {
+			// next_attempt_us of a final record is its finish time, from
+			// which retention is counted.
 			res = db.Exec(`UPDATE transaction_record`+s.pk()+`
-				SET state = ?, version = version + 1, attempts = attempts + 1, lease_owner = '', next_attempt_us = 0,
-				    last_error = '', updated_us = ?
+				SET state = ?, version = version + 1, attempts = attempts + 1, lease_owner = '', next_attempt_us = ?,
+				    updated_us = ?
 				WHERE gid = ? AND version = ? AND state = ?
 				  AND NOT EXISTS (SELECT 1 FROM branch_record WHERE gid = ? AND state = ?)`,
-				string(final), now, p.GID, p.Version, string(decided), p.GID, string(tcc.BranchRegistered))
+				string(final), now, now, p.GID, p.Version, string(decided), p.GID, string(tcc.BranchRegistered))
 		} else {
 			res = db.Exec(`UPDATE transaction_record`+s.pk()+`
 				SET version = version + 1, attempts = attempts + 1, lease_owner = '', next_attempt_us = ?,
-				    last_error = ?, updated_us = ?
+				    last_error = ?, needs_attention = (needs_attention OR ?), updated_us = ?
 				WHERE gid = ? AND version = ? AND state = ?`,
-				micros(p.NextAttemptAt), p.LastError, now, p.GID, p.Version, string(decided))
+				micros(p.NextAttemptAt), p.LastError, p.NeedsAttention, now, p.GID, p.Version, string(decided))
 		}
 		if res.Error != nil {
 			return res.Error

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,6 +40,13 @@ type Config struct {
 	CallTimeout time.Duration
 	// Backoff is the retry schedule for failed delivery rounds.
 	Backoff Backoff
+	// RetryHorizon: a decided transaction still unfinished this long after
+	// its decision is flagged needs_attention (it keeps its decision and
+	// keeps being retried at the capped interval). Default 24h.
+	RetryHorizon time.Duration
+	// MaxAttempts, if positive, also flags a transaction after this many
+	// failed delivery rounds. Default 0 (only the horizon applies).
+	MaxAttempts int
 	// MaxRetryAfter caps the retry_after of a pending check-back answer.
 	// Default 5s.
 	MaxRetryAfter time.Duration
@@ -71,6 +79,9 @@ func (c *Config) setDefaults() error {
 	if c.Backoff == (Backoff{}) {
 		c.Backoff = DefaultBackoff
 	}
+	if c.RetryHorizon == 0 {
+		c.RetryHorizon = 24 * time.Hour
+	}
 	if c.MaxRetryAfter == 0 {
 		c.MaxRetryAfter = 5 * time.Second
 	}
@@ -100,6 +111,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("tcc config: default timeout: %w", validateTimeout(c.DefaultTimeout))
 	case c.CallTimeout <= 0 || c.LeaseTTL <= c.CallTimeout:
 		return fmt.Errorf("tcc config: need 0 < call timeout (%s) < lease TTL (%s)", c.CallTimeout, c.LeaseTTL)
+	case c.RetryHorizon < time.Second || c.MaxAttempts < 0:
+		return fmt.Errorf("tcc config: retry horizon %s must be at least 1s and max attempts %d not negative", c.RetryHorizon, c.MaxAttempts)
 	case c.MaxRetryAfter < time.Second:
 		return fmt.Errorf("tcc config: max retry-after %s must be at least 1s", c.MaxRetryAfter)
 	}
@@ -169,6 +182,12 @@ type Hooks struct {
 	// Finished is called when this instance moves a transaction to its
 	// final state.
 	Finished func(gid string, final State)
+	// Attention is called when this instance flags a transaction
+	// needs_attention (retry horizon reached or a conflict).
+	Attention func(gid, why string)
+	// Conflict is called when a participant reports the opposite outcome
+	// for a branch (S11).
+	Conflict func(gid, branchID string)
 	// FaultPoint is called at named points of the protocol so that crash
 	// tests can stop the process there (see internal/faults).
 	FaultPoint func(name string)
@@ -470,7 +489,7 @@ func (c *Coordinator) startRound(tx *Transaction) bool {
 			c.rounds.Done()
 		}()
 		// The round must finish even if the request that decided is gone.
-		if err := c.Deliver(context.Background(), tx); err != nil {
+		if err := c.deliver(context.Background(), tx); err != nil {
 			c.log.Warn("delivery round not recorded", "gid", tx.GID, "err", err)
 		}
 	}()
@@ -530,21 +549,50 @@ func roundEnded(tx *Transaction) bool {
 }
 
 // Deliver runs one delivery round for a decided transaction whose lease this
-// instance holds (tx.Version is the version it was taken at): it calls
-// Confirm or Cancel on every unfinished branch in parallel, then records the
-// results and either finishes the transaction or schedules the next round
-// with backoff. No database transaction is open during the calls.
+// instance holds (tx.Version is the version it was taken at), unless a
+// round of this instance is already running for it. The recovery loop
+// calls it after a claim.
+func (c *Coordinator) Deliver(ctx context.Context, tx *Transaction) error {
+	c.mu.Lock()
+	if _, busy := c.inflight[tx.GID]; busy {
+		c.mu.Unlock()
+		return nil
+	}
+	done := make(chan struct{})
+	c.inflight[tx.GID] = done
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.inflight, tx.GID)
+		c.mu.Unlock()
+		close(done)
+	}()
+	return c.deliver(ctx, tx)
+}
+
+// deliver calls Confirm or Cancel on every unfinished branch in parallel,
+// then records the results and either finishes the transaction or
+// schedules the next round with backoff. No database transaction is open
+// during the calls. A participant's refusal (the branch is already in the
+// opposite state) marks the branch as a conflict, which is not retried,
+// and flags the transaction for an operator.
 //
 // model: drive
-func (c *Coordinator) Deliver(ctx context.Context, tx *Transaction) error {
+func (c *Coordinator) deliver(ctx context.Context, tx *Transaction) error {
 	o, ok := OutcomeOf(tx.State)
-	if !ok {
+	if !ok || tx.State.Final() {
 		return fmt.Errorf("deliver %s: %w", tx.GID, &StateError{GID: tx.GID, Actual: tx.State, Op: "deliver"})
 	}
 	var pending []*Branch
+	conflicted := 0
 	for i := range tx.Branches {
-		if tx.Branches[i].State == BranchRegistered {
-			pending = append(pending, &tx.Branches[i])
+		b := &tx.Branches[i]
+		switch {
+		case b.State != BranchRegistered:
+		case b.Conflict:
+			conflicted++
+		default:
+			pending = append(pending, b)
 		}
 	}
 	results := make([]error, len(pending))
@@ -558,19 +606,63 @@ func (c *Coordinator) Deliver(ctx context.Context, tx *Transaction) error {
 	}
 	wg.Wait()
 
-	round := RoundParams{GID: tx.GID, Outcome: o, Version: tx.Version, Now: c.now()}
+	now := c.now()
+	round := RoundParams{GID: tx.GID, Outcome: o, Version: tx.Version, Now: now}
 	for i, b := range pending {
-		if results[i] == nil {
+		err := results[i]
+		if err == nil {
 			round.Done = append(round.Done, b.BranchID)
 			continue
 		}
-		msg := truncate(results[i].Error(), 1000)
-		round.Failed = append(round.Failed, BranchResult{BranchID: b.BranchID, Err: msg})
-		round.LastError = truncate(b.BranchID+": "+msg, 1000)
+		res := BranchResult{BranchID: b.BranchID, Err: truncate(err.Error(), 1000)}
+		if errors.Is(err, ErrParticipantRefused) {
+			round.Conflicts = append(round.Conflicts, res)
+			round.LastError = truncate("conflict on "+b.BranchID+": "+res.Err, 1000)
+			c.log.Error("conflicting outcome: participant refused the decided call; branch needs an operator",
+				"gid", tx.GID, "branch_id", b.BranchID, "outcome", o.String(), "err", res.Err)
+			if c.hooks.Conflict != nil {
+				c.hooks.Conflict(tx.GID, b.BranchID)
+			}
+			continue
+		}
+		round.Failed = append(round.Failed, res)
+		if round.LastError == "" || !strings.HasPrefix(round.LastError, "conflict") {
+			round.LastError = truncate(b.BranchID+": "+res.Err, 1000)
+		}
 	}
-	round.Finish = len(round.Failed) == 0
+	conflicted += len(round.Conflicts)
+	round.Finish = len(round.Failed) == 0 && conflicted == 0
 	if !round.Finish {
-		round.NextAttemptAt = round.Now.Add(c.cfg.Backoff.Next(tx.Attempts + 1))
+		attempt := tx.Attempts + 1
+		delay := c.cfg.Backoff.Next(attempt)
+		if len(round.Failed) == 0 {
+			// Only conflicts remain: nothing to retry until an operator
+			// resolves them; look again at the capped interval.
+			delay = c.cfg.Backoff.Max
+		}
+		round.NextAttemptAt = now.Add(delay)
+		why := ""
+		switch {
+		case conflicted > 0:
+			why = "conflicting outcome reported by a participant"
+			if round.LastError == "" {
+				round.LastError = tx.LastError
+			}
+		case !tx.DecidedAt.IsZero() && now.Sub(tx.DecidedAt) >= c.cfg.RetryHorizon:
+			why = fmt.Sprintf("unfinished %s after its decision (retry horizon)", now.Sub(tx.DecidedAt).Round(time.Second))
+		case c.cfg.MaxAttempts > 0 && attempt >= c.cfg.MaxAttempts:
+			why = fmt.Sprintf("%d delivery rounds failed (max attempts)", attempt)
+		}
+		if why != "" {
+			round.NeedsAttention = true
+			if !tx.NeedsAttention {
+				c.log.Error("transaction needs attention", "gid", tx.GID, "state", string(tx.State), "why", why,
+					"attempt", attempt, "last_error", round.LastError)
+				if c.hooks.Attention != nil {
+					c.hooks.Attention(tx.GID, why)
+				}
+			}
+		}
 	}
 	c.fault("before_record_round")
 	// Record even if the caller's context ended: the facts are true.
@@ -588,7 +680,7 @@ func (c *Coordinator) Deliver(ctx context.Context, tx *Transaction) error {
 		if c.hooks.Finished != nil {
 			c.hooks.Finished(tx.GID, o.finalState())
 		}
-	} else {
+	} else if len(round.Failed) > 0 {
 		c.log.Warn("delivery round failed, will retry", "gid", tx.GID, "failed", len(round.Failed),
 			"attempt", tx.Attempts+1, "next_attempt_at", round.NextAttemptAt, "last_error", round.LastError)
 	}
@@ -699,8 +791,11 @@ func (c *Coordinator) presumeAbort(ctx context.Context, gid string) (*Transactio
 		Deadline:    now,
 		AbortReason: "presumed abort: unknown gid at check-back",
 		Tombstone:   true,
-		CreatedAt:   now,
-		UpdatedAt:   now,
+		// A final record's next attempt time is when it became final
+		// (retention counts from it).
+		NextAttemptAt: now,
+		CreatedAt:     now,
+		UpdatedAt:     now,
 	}
 	err := c.store.InsertTransaction(ctx, tomb)
 	if err == nil {

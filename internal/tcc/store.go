@@ -70,6 +70,29 @@ type Store interface {
 	// was not due or changed.
 	Claim(ctx context.Context, p ClaimParams) (*Transaction, error)
 
+	// RetryNow makes a decided, unfinished transaction due now. It
+	// returns ErrNotFound, a *StateError if the record is not COMMITTING or
+	// ABORTING, or ErrConflict if an instance holds its lease (it is being
+	// driven at this moment).
+	RetryNow(ctx context.Context, gid string, now time.Time) (*Transaction, error)
+
+	// ResolveBranch records an operator's resolution of a REGISTERED branch
+	// of a decided transaction: the branch moves to p.State with
+	// p.Reason stored, and the transaction becomes due now so the loop can
+	// finish it. Errors: ErrNotFound (transaction or branch), a *StateError
+	// if the transaction is TRYING or final or the branch is not
+	// REGISTERED.
+	ResolveBranch(ctx context.Context, p ResolveParams) (*Transaction, error)
+
+	// ListTransactions returns records (without branches) ordered by gid,
+	// after p.After, filtered as p says, at most p.Limit.
+	ListTransactions(ctx context.Context, p ListParams) ([]*Transaction, error)
+
+	// Purge deletes up to p.Limit final transactions (and their branches)
+	// that became final before p.Before, tombstones only if they were
+	// created before p.TombstonesBefore. It returns how many it deleted.
+	Purge(ctx context.Context, p PurgeParams) (int, error)
+
 	// ListDue returns up to limit gids with next_attempt_at <= now, among
 	// TRYING, COMMITTING and ABORTING records, oldest due first, with the
 	// versions read. It uses the (state, next_attempt_at) index.
@@ -115,6 +138,12 @@ type RoundParams struct {
 	Version int64
 	Done    []string
 	Failed  []BranchResult
+	// Conflicts are branches whose participant refused: they get the
+	// conflict flag and are not retried.
+	Conflicts []BranchResult
+	// NeedsAttention sets the transaction's needs-attention flag (it is
+	// never cleared by a round).
+	NeedsAttention bool
 	// Finish moves the record to its final state; otherwise it is
 	// rescheduled at NextAttemptAt with LastError.
 	Finish        bool
@@ -137,4 +166,32 @@ type DueRef struct {
 	GID     string
 	State   State
 	Version int64
+}
+
+// ResolveParams are the arguments of Store.ResolveBranch.
+type ResolveParams struct {
+	GID      string
+	BranchID string
+	// State is BranchConfirmed or BranchCancelled.
+	State  BranchState
+	Reason string
+	Now    time.Time
+}
+
+// ListParams filter Store.ListTransactions. Zero fields do not filter.
+type ListParams struct {
+	State          State
+	NeedsAttention bool
+	// CreatedBefore keeps records created before this time.
+	CreatedBefore time.Time
+	// After is the last gid of the previous page.
+	After string
+	Limit int
+}
+
+// PurgeParams are the arguments of Store.Purge.
+type PurgeParams struct {
+	Before           time.Time
+	TombstonesBefore time.Time
+	Limit            int
 }

@@ -112,9 +112,12 @@ type Transaction struct {
 	// Timeout. A TRYING transaction past its deadline may be aborted.
 	Timeout  time.Duration
 	Deadline time.Time
+	// DecidedAt is when the decision was recorded; zero while TRYING.
+	DecidedAt time.Time
 	// NextAttemptAt is when the transaction is next due for the recovery
 	// loop: the deadline while TRYING, the end of the current lease or the
-	// next retry once decided, zero when final.
+	// next retry once decided. For a final record it is the time it became
+	// final, from which retention is counted.
 	NextAttemptAt time.Time
 	// LeaseOwner names the coordinator instance driving the transaction
 	// while it holds the lease; empty otherwise.
@@ -161,6 +164,13 @@ type Branch struct {
 	State         BranchState
 	Attempts      int
 	LastError     string
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	// Conflict is set when the participant answered the decided call with
+	// a refusal saying the branch is already in the opposite final state
+	// (S11). The branch is no longer retried; an operator resolves it.
+	Conflict bool
+	// Resolution is the operator's reason when the branch was resolved by
+	// hand.
+	Resolution string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
 }

@@ -33,6 +33,11 @@ func Run(t *testing.T, newStore func(t *testing.T) tcc.Store) {
 		{"ClaimDueOnly", testClaim},
 		{"ClaimConcurrent", testClaimConcurrent},
 		{"ListDue", testListDue},
+		{"RecordRoundConflict", testRecordRoundConflict},
+		{"RetryNow", testRetryNow},
+		{"ResolveBranch", testResolveBranch},
+		{"ListTransactions", testListTransactions},
+		{"Purge", testPurge},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -233,7 +238,8 @@ func testRecordRoundFinish(t *testing.T, s tcc.Store) {
 		t.Fatalf("finish: %v", err)
 	}
 	got := mustGet(t, s, "g")
-	if got.State != tcc.StateCommitted || got.LeaseOwner != "" || got.Attempts != 1 || !got.NextAttemptAt.IsZero() {
+	// A final record's next attempt time is its finish time (retention).
+	if got.State != tcc.StateCommitted || got.LeaseOwner != "" || got.Attempts != 1 || !got.NextAttemptAt.Equal(t0) || !got.DecidedAt.Equal(t0.Add(time.Second)) {
 		t.Fatalf("after finish: %+v", got)
 	}
 	for _, b := range got.Branches {
@@ -358,5 +364,145 @@ func testListDue(t *testing.T, s tcc.Store) {
 	due, err = s.ListDue(ctx, t0.Add(2*time.Minute), 1)
 	if err != nil || len(due) != 1 {
 		t.Fatalf("limit 1: %+v %v", due, err)
+	}
+}
+
+func testRecordRoundConflict(t *testing.T, s tcc.Store) {
+	mustInsert(t, s, "g", "a", "b")
+	tx, _ := decide(t, s, "g", tcc.Commit)
+	err := s.RecordRound(context.Background(), tcc.RoundParams{GID: "g", Outcome: tcc.Commit, Version: tx.Version,
+		Done: []string{"a"}, Conflicts: []tcc.BranchResult{{BranchID: "b", Err: "already cancelled"}},
+		NeedsAttention: true, NextAttemptAt: t0.Add(time.Hour), LastError: "conflict on b", Now: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := mustGet(t, s, "g")
+	if !got.NeedsAttention || got.State != tcc.StateCommitting {
+		t.Fatalf("after conflict: %+v", got)
+	}
+	if b := got.Branches[1]; !b.Conflict || b.State != tcc.BranchRegistered || b.LastError != "already cancelled" {
+		t.Fatalf("conflicted branch: %+v", b)
+	}
+	// A later round without the flag keeps it.
+	err = s.RecordRound(context.Background(), tcc.RoundParams{GID: "g", Outcome: tcc.Commit, Version: got.Version,
+		NextAttemptAt: t0.Add(2 * time.Hour), Now: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !mustGet(t, s, "g").NeedsAttention {
+		t.Fatal("needs_attention was cleared by a later round")
+	}
+}
+
+func testRetryNow(t *testing.T, s tcc.Store) {
+	ctx := context.Background()
+	mustInsert(t, s, "g", "a")
+	if _, err := s.RetryNow(ctx, "g", t0); !errors.Is(err, tcc.ErrState) {
+		t.Fatalf("retry TRYING: %v", err)
+	}
+	tx, _ := decide(t, s, "g", tcc.Commit) // leased until t0+30s
+	if _, err := s.RetryNow(ctx, "g", t0.Add(time.Second)); !errors.Is(err, tcc.ErrConflict) {
+		t.Fatalf("retry while leased: %v", err)
+	}
+	if err := s.RecordRound(ctx, tcc.RoundParams{GID: "g", Outcome: tcc.Commit, Version: tx.Version,
+		Failed: []tcc.BranchResult{{BranchID: "a", Err: "down"}}, NextAttemptAt: t0.Add(time.Hour), Now: t0}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.RetryNow(ctx, "g", t0.Add(2*time.Second))
+	if err != nil || !got.NextAttemptAt.Equal(t0.Add(2*time.Second)) {
+		t.Fatalf("retry now: %v %+v", err, got)
+	}
+	if _, err := s.RetryNow(ctx, "missing", t0); !errors.Is(err, tcc.ErrNotFound) {
+		t.Fatalf("retry unknown: %v", err)
+	}
+}
+
+func testResolveBranch(t *testing.T, s tcc.Store) {
+	ctx := context.Background()
+	mustInsert(t, s, "g", "a", "b")
+	p := tcc.ResolveParams{GID: "g", BranchID: "b", State: tcc.BranchCancelled, Reason: "ticket 42", Now: t0.Add(time.Minute)}
+	if _, err := s.ResolveBranch(ctx, p); !errors.Is(err, tcc.ErrState) {
+		t.Fatalf("resolve while TRYING: %v", err)
+	}
+	decide(t, s, "g", tcc.Commit)
+	got, err := s.ResolveBranch(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := got.Branches[1]; b.State != tcc.BranchCancelled || b.Resolution != "ticket 42" || !got.NextAttemptAt.Equal(p.Now) {
+		t.Fatalf("resolved: %+v next %s", b, got.NextAttemptAt)
+	}
+	if _, err := s.ResolveBranch(ctx, p); !errors.Is(err, tcc.ErrState) {
+		t.Fatalf("resolve twice: %v", err)
+	}
+	p.BranchID = "zz"
+	if _, err := s.ResolveBranch(ctx, p); !errors.Is(err, tcc.ErrNotFound) {
+		t.Fatalf("resolve unknown branch: %v", err)
+	}
+}
+
+func testListTransactions(t *testing.T, s tcc.Store) {
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		mustInsert(t, s, fmt.Sprintf("g%d", i), "a")
+	}
+	decide(t, s, "g1", tcc.Commit)
+	decide(t, s, "g3", tcc.Commit)
+	all, err := s.ListTransactions(ctx, tcc.ListParams{Limit: 3})
+	if err != nil || len(all) != 3 || all[0].GID != "g0" || all[2].GID != "g2" || len(all[0].Branches) != 0 {
+		t.Fatalf("page 1: %v %v", all, err)
+	}
+	next, err := s.ListTransactions(ctx, tcc.ListParams{Limit: 3, After: "g2"})
+	if err != nil || len(next) != 2 || next[0].GID != "g3" {
+		t.Fatalf("page 2: %v %v", next, err)
+	}
+	committing, err := s.ListTransactions(ctx, tcc.ListParams{Limit: 10, State: tcc.StateCommitting})
+	if err != nil || len(committing) != 2 || committing[0].GID != "g1" || committing[1].GID != "g3" {
+		t.Fatalf("by state: %v %v", committing, err)
+	}
+	att, err := s.ListTransactions(ctx, tcc.ListParams{Limit: 10, NeedsAttention: true})
+	if err != nil || len(att) != 0 {
+		t.Fatalf("needs attention: %v %v", att, err)
+	}
+	old, err := s.ListTransactions(ctx, tcc.ListParams{Limit: 10, CreatedBefore: t0})
+	if err != nil || len(old) != 0 {
+		t.Fatalf("created before t0: %v %v", old, err)
+	}
+}
+
+func testPurge(t *testing.T, s tcc.Store) {
+	ctx := context.Background()
+	finish := func(gid string, o tcc.Outcome, at time.Time) {
+		mustInsert(t, s, gid, "a")
+		tx, _ := decide(t, s, gid, o)
+		if err := s.RecordRound(ctx, tcc.RoundParams{GID: gid, Outcome: o, Version: tx.Version, Done: []string{"a"}, Finish: true, Now: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	finish("old-c", tcc.Commit, t0)
+	finish("old-a", tcc.Abort, t0)
+	finish("new", tcc.Commit, t0.Add(48*time.Hour))
+	mustInsert(t, s, "open", "a") // never purged
+	decide(t, s, "open", tcc.Commit)
+	tomb := &tcc.Transaction{GID: "tomb", State: tcc.StateAborted, Version: 1, Deadline: t0, NextAttemptAt: t0,
+		Tombstone: true, CreatedAt: t0, UpdatedAt: t0}
+	if err := s.InsertTransaction(ctx, tomb); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.Purge(ctx, tcc.PurgeParams{Before: t0.Add(24 * time.Hour), TombstonesBefore: t0, Limit: 10})
+	if err != nil || n != 2 {
+		t.Fatalf("purge: %d %v, want 2", n, err)
+	}
+	for _, gid := range []string{"old-c", "old-a"} {
+		if _, err := s.GetTransaction(ctx, gid); !errors.Is(err, tcc.ErrNotFound) {
+			t.Fatalf("%s not purged: %v", gid, err)
+		}
+	}
+	for _, gid := range []string{"new", "open", "tomb"} {
+		mustGet(t, s, gid)
+	}
+	n, err = s.Purge(ctx, tcc.PurgeParams{Before: t0.Add(24 * time.Hour), TombstonesBefore: t0.Add(time.Hour), Limit: 10})
+	if err != nil || n != 1 {
+		t.Fatalf("purge tombstone: %d %v", n, err)
 	}
 }

@@ -1,0 +1,124 @@
+// Package metrics defines the coordinator's Prometheus metrics and the
+// hooks that feed them. Every metric is prefixed settle_.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+
+	"github.com/settle-tcc/settle/internal/tcc"
+)
+
+// Metrics holds the collectors of one coordinator instance.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	decisions      *prometheus.CounterVec
+	finished       *prometheus.CounterVec
+	branchCalls    *prometheus.CounterVec
+	branchLatency  *prometheus.HistogramVec
+	attention      prometheus.Counter
+	conflicts      prometheus.Counter
+	rpcLatency     *prometheus.HistogramVec
+	RecoveryDue    prometheus.Gauge
+	RecoveryPasses prometheus.Counter
+	purged         prometheus.Counter
+}
+
+// New registers the collectors (plus Go and process collectors) on a new
+// registry.
+func New() *Metrics {
+	r := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: r,
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "settle_decisions_total", Help: "Decisions recorded by this instance, by outcome (commit, abort).",
+		}, []string{"outcome"}),
+		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "settle_transactions_finished_total", Help: "Transactions this instance moved to a final state.",
+		}, []string{"state"}),
+		branchCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "settle_branch_calls_total", Help: "Confirm/Cancel calls to participants, by call and result (ok, error, conflict).",
+		}, []string{"call", "result"}),
+		branchLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "settle_branch_call_seconds", Help: "Latency of Confirm/Cancel calls to participants.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"call"}),
+		attention: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "settle_transactions_needing_attention_total",
+			Help: "Transactions flagged needs_attention (retry horizon reached or conflict). Alert on any increase.",
+		}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "settle_branch_conflicts_total",
+			Help: "Branches whose participant reported the opposite outcome (S11). Alert on any increase.",
+		}),
+		rpcLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "settle_rpc_seconds", Help: "Latency of the coordinator's gRPC methods, by method and status code.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"method", "code"}),
+		RecoveryDue: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "settle_recovery_due", Help: "Due transactions found by the last recovery pass (capped at the batch size): the backlog.",
+		}),
+		RecoveryPasses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "settle_recovery_passes_total", Help: "Recovery passes run.",
+		}),
+		purged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "settle_purged_total", Help: "Finished transactions deleted by retention.",
+		}),
+	}
+	r.MustRegister(m.decisions, m.finished, m.branchCalls, m.branchLatency, m.attention, m.conflicts, m.rpcLatency,
+		m.RecoveryDue, m.RecoveryPasses, m.purged,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Hooks returns tcc hooks that update the metrics; fault is chained in.
+func (m *Metrics) Hooks(fault func(string)) tcc.Hooks {
+	return tcc.Hooks{
+		Decided: func(_ string, o tcc.Outcome, _ string) { m.decisions.WithLabelValues(o.String()).Inc() },
+		Delivered: func(_, _ string, o tcc.Outcome, err error, took time.Duration) {
+			call := "confirm"
+			if o == tcc.Abort {
+				call = "cancel"
+			}
+			result := "ok"
+			switch {
+			case errors.Is(err, tcc.ErrParticipantRefused):
+				result = "conflict"
+			case err != nil:
+				result = "error"
+			}
+			m.branchCalls.WithLabelValues(call, result).Inc()
+			m.branchLatency.WithLabelValues(call).Observe(took.Seconds())
+		},
+		Finished:   func(_ string, s tcc.State) { m.finished.WithLabelValues(string(s)).Inc() },
+		Attention:  func(string, string) { m.attention.Inc() },
+		Conflict:   func(string, string) { m.conflicts.Inc() },
+		FaultPoint: fault,
+	}
+}
+
+// UnaryInterceptor records settle_rpc_seconds.
+func (m *Metrics) UnaryInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := handler(ctx, req)
+		m.rpcLatency.WithLabelValues(info.FullMethod, status.Code(err).String()).Observe(time.Since(start).Seconds())
+		return resp, err
+	}
+}
+
+// Pass implements recovery.Observer.
+func (m *Metrics) Pass(due int) {
+	m.RecoveryPasses.Inc()
+	m.RecoveryDue.Set(float64(due))
+}
+
+// Purged implements recovery.Observer.
+func (m *Metrics) Purged(n int) { m.purged.Add(float64(n)) }

@@ -1,0 +1,108 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	adminv1 "github.com/settle-tcc/settle/gen/settle/admin/v1"
+	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
+	"github.com/settle-tcc/settle/internal/tcc"
+)
+
+// Admin serves settle.admin.v1.AdminService.
+type Admin struct {
+	adminv1.UnimplementedAdminServiceServer
+	c     *tcc.Coordinator
+	log   *slog.Logger
+	clock tcc.Clock
+}
+
+// NewAdmin returns the admin service for c. clock may be nil.
+func NewAdmin(c *tcc.Coordinator, log *slog.Logger, clock tcc.Clock) *Admin {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if clock == nil {
+		clock = wallClock{}
+	}
+	return &Admin{c: c, log: log, clock: clock}
+}
+
+type wallClock struct{}
+
+func (wallClock) Now() time.Time { return time.Now() }
+
+var stateFromProto = func() map[tccv1.TransactionState]tcc.State {
+	m := map[tccv1.TransactionState]tcc.State{}
+	for k, v := range stateToProto {
+		m[v] = k
+	}
+	return m
+}()
+
+// ListTransactions implements AdminService.
+func (s *Admin) ListTransactions(ctx context.Context, req *adminv1.ListTransactionsRequest) (*adminv1.ListTransactionsResponse, error) {
+	p := tcc.ListParams{NeedsAttention: req.GetNeedsAttention(), After: req.GetPageToken(), Limit: int(req.GetPageSize())}
+	if st := req.GetState(); st != tccv1.TransactionState_TRANSACTION_STATE_UNSPECIFIED {
+		ds, ok := stateFromProto[st]
+		if !ok {
+			return nil, toStatus(s.log, "ListTransactions", invalid("unknown state %v", st))
+		}
+		p.State = ds
+	}
+	if a := req.GetMinAgeSeconds(); a < 0 {
+		return nil, toStatus(s.log, "ListTransactions", invalid("min_age_seconds %d is negative", a))
+	} else if a > 0 {
+		p.CreatedBefore = s.clock.Now().Add(-time.Duration(a) * time.Second)
+	}
+	txs, next, err := s.c.List(ctx, p)
+	if err != nil {
+		return nil, toStatus(s.log, "ListTransactions", err)
+	}
+	out := &adminv1.ListTransactionsResponse{NextPageToken: next}
+	for _, tx := range txs {
+		out.Transactions = append(out.Transactions, TransactionToProto(tx))
+	}
+	return out, nil
+}
+
+// GetTransaction implements AdminService.
+func (s *Admin) GetTransaction(ctx context.Context, req *adminv1.GetTransactionRequest) (*adminv1.GetTransactionResponse, error) {
+	tx, err := s.c.Get(ctx, req.GetGid())
+	if err != nil {
+		return nil, toStatus(s.log, "GetTransaction", err)
+	}
+	out := &adminv1.GetTransactionResponse{Transaction: TransactionToProto(tx), LeaseOwner: tx.LeaseOwner}
+	for _, b := range tx.Branches {
+		out.BranchDetails = append(out.BranchDetails, &adminv1.BranchDetail{BranchId: b.BranchID, Conflict: b.Conflict, Resolution: b.Resolution})
+	}
+	return out, nil
+}
+
+// RetryNow implements AdminService.
+func (s *Admin) RetryNow(ctx context.Context, req *adminv1.RetryNowRequest) (*adminv1.RetryNowResponse, error) {
+	tx, err := s.c.RetryNow(ctx, req.GetGid())
+	if err != nil {
+		return nil, toStatus(s.log, "RetryNow", err)
+	}
+	return &adminv1.RetryNowResponse{Transaction: TransactionToProto(tx)}, nil
+}
+
+// ResolveBranch implements AdminService.
+func (s *Admin) ResolveBranch(ctx context.Context, req *adminv1.ResolveBranchRequest) (*adminv1.ResolveBranchResponse, error) {
+	var st tcc.BranchState
+	switch req.GetState() {
+	case tccv1.BranchState_BRANCH_STATE_CONFIRMED:
+		st = tcc.BranchConfirmed
+	case tccv1.BranchState_BRANCH_STATE_CANCELLED:
+		st = tcc.BranchCancelled
+	default:
+		return nil, toStatus(s.log, "ResolveBranch", invalid("state must be BRANCH_STATE_CONFIRMED or BRANCH_STATE_CANCELLED, not %v", req.GetState()))
+	}
+	tx, err := s.c.ResolveBranch(ctx, req.GetGid(), req.GetBranchId(), st, req.GetReason())
+	if err != nil {
+		return nil, toStatus(s.log, "ResolveBranch", err)
+	}
+	return &adminv1.ResolveBranchResponse{Transaction: TransactionToProto(tx)}, nil
+}

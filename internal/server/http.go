@@ -1,0 +1,129 @@
+package server
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
+)
+
+// HTTPHandler serves, for participants and tools that do not speak gRPC:
+//
+//	GET  /v1/transactions/{gid}                     GetTransaction as JSON
+//	GET  /v1/checkback?gid=G&branch_id=B            CheckBack as JSON
+//	POST /v1/checkback  {"gid":"G","branchId":"B"}  the same
+//	GET  /metrics                                   Prometheus metrics
+//	GET  /healthz                                   200 while serving
+//
+// JSON uses the protobuf JSON mapping of settle.tcc.v1 (camelCase fields,
+// enum names as strings). Errors are {"code": "NOT_FOUND", "message": ...}
+// with the HTTP status grpc-gateway uses for that code.
+func HTTPHandler(svc *Coordinator, reg *prometheus.Registry, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	h := &httpAPI{svc: svc, log: log}
+	mux.HandleFunc("GET /v1/transactions/{gid}", h.getTransaction)
+	mux.HandleFunc("GET /v1/checkback", h.checkBack)
+	mux.HandleFunc("POST /v1/checkback", h.checkBack)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	if reg != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	}
+	return mux
+}
+
+type httpAPI struct {
+	svc *Coordinator
+	log *slog.Logger
+}
+
+func (h *httpAPI) getTransaction(w http.ResponseWriter, r *http.Request) {
+	resp, err := h.svc.GetTransaction(r.Context(), &tccv1.GetTransactionRequest{Gid: r.PathValue("gid")})
+	h.reply(w, resp, err)
+}
+
+func (h *httpAPI) checkBack(w http.ResponseWriter, r *http.Request) {
+	req := &tccv1.CheckBackRequest{}
+	if r.Method == http.MethodPost {
+		body := http.MaxBytesReader(w, r.Body, 64<<10)
+		var raw json.RawMessage
+		if err := json.NewDecoder(body).Decode(&raw); err != nil {
+			h.reply(w, nil, status.Errorf(codes.InvalidArgument, "body is not JSON: %v", err))
+			return
+		}
+		if err := protojson.Unmarshal(raw, req); err != nil {
+			h.reply(w, nil, status.Errorf(codes.InvalidArgument, "body is not a CheckBackRequest: %v", err))
+			return
+		}
+	} else {
+		req.Gid = r.URL.Query().Get("gid")
+		req.BranchId = r.URL.Query().Get("branch_id")
+	}
+	resp, err := h.svc.CheckBack(r.Context(), req)
+	h.reply(w, resp, err)
+}
+
+func (h *httpAPI) reply(w http.ResponseWriter, m proto.Message, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		st := status.Convert(err)
+		w.WriteHeader(httpStatus(st.Code()))
+		_ = json.NewEncoder(w).Encode(map[string]string{"code": codeName(st.Code()), "message": st.Message()})
+		return
+	}
+	b, err := protojson.MarshalOptions{EmitUnpopulated: false}.Marshal(m)
+	if err != nil {
+		h.log.Error("encode json", "err", err)
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
+	_, _ = w.Write(b)
+}
+
+func codeName(c codes.Code) string {
+	names := map[codes.Code]string{
+		codes.InvalidArgument: "INVALID_ARGUMENT", codes.NotFound: "NOT_FOUND", codes.FailedPrecondition: "FAILED_PRECONDITION",
+		codes.AlreadyExists: "ALREADY_EXISTS", codes.PermissionDenied: "PERMISSION_DENIED", codes.Unavailable: "UNAVAILABLE",
+		codes.DeadlineExceeded: "DEADLINE_EXCEEDED", codes.Canceled: "CANCELLED", codes.Aborted: "ABORTED", codes.Internal: "INTERNAL",
+	}
+	if n, ok := names[c]; ok {
+		return n
+	}
+	return c.String()
+}
+
+// httpStatus is grpc-gateway's mapping of gRPC codes to HTTP statuses.
+func httpStatus(c codes.Code) int {
+	switch c {
+	case codes.OK:
+		return http.StatusOK
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.OutOfRange:
+		return http.StatusBadRequest
+	case codes.NotFound:
+		return http.StatusNotFound
+	case codes.AlreadyExists, codes.Aborted:
+		return http.StatusConflict
+	case codes.PermissionDenied:
+		return http.StatusForbidden
+	case codes.Unauthenticated:
+		return http.StatusUnauthorized
+	case codes.ResourceExhausted:
+		return http.StatusTooManyRequests
+	case codes.Canceled:
+		return 499
+	case codes.DeadlineExceeded:
+		return http.StatusGatewayTimeout
+	case codes.Unavailable:
+		return http.StatusServiceUnavailable
+	case codes.Unimplemented:
+		return http.StatusNotImplemented
+	}
+	return http.StatusInternalServerError
+}

@@ -1,0 +1,82 @@
+package tcc
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// MaxListLimit caps one page of List.
+const MaxListLimit = 1000
+
+// List returns one page of transactions (without branches), ordered by gid.
+// The returned token, if not empty, fetches the next page.
+func (c *Coordinator) List(ctx context.Context, p ListParams) ([]*Transaction, string, error) {
+	if p.Limit == 0 {
+		p.Limit = 100
+	}
+	if p.Limit < 0 || p.Limit > MaxListLimit {
+		return nil, "", fmt.Errorf("list: %w", invalidf("page size %d must be within 1..%d", p.Limit, MaxListLimit))
+	}
+	if p.State != "" && !p.State.Valid() {
+		return nil, "", fmt.Errorf("list: %w", invalidf("unknown state %q", p.State))
+	}
+	if p.After != "" {
+		if err := ValidateGID(p.After); err != nil {
+			return nil, "", fmt.Errorf("list: page token: %w", err)
+		}
+	}
+	txs, err := c.store.ListTransactions(ctx, p)
+	if err != nil {
+		return nil, "", fmt.Errorf("list: %w", err)
+	}
+	next := ""
+	if len(txs) == p.Limit {
+		next = txs[len(txs)-1].GID
+	}
+	return txs, next, nil
+}
+
+// RetryNow makes a decided, unfinished transaction due at once (after an
+// operator fixed a participant, say) instead of at its next backoff time.
+func (c *Coordinator) RetryNow(ctx context.Context, gid string) (*Transaction, error) {
+	if err := ValidateGID(gid); err != nil {
+		return nil, fmt.Errorf("retry now: %w", err)
+	}
+	tx, err := c.store.RetryNow(ctx, gid, c.now())
+	if err != nil {
+		return nil, fmt.Errorf("retry now %s: %w", gid, err)
+	}
+	c.log.Warn("operator: retry now", "gid", gid, "state", string(tx.State))
+	return tx, nil
+}
+
+// ResolveBranch records that an operator resolved a branch by hand: the
+// branch is set to state (confirmed or cancelled) with the reason stored,
+// and the transaction is retried at once so it can finish. Use it for a
+// conflict (S11) or a participant that will never answer again, after
+// fixing the participant's data by hand.
+func (c *Coordinator) ResolveBranch(ctx context.Context, gid, branchID string, state BranchState, reason string) (*Transaction, error) {
+	if err := ValidateGID(gid); err != nil {
+		return nil, fmt.Errorf("resolve branch: %w", err)
+	}
+	if err := ValidateBranchID(branchID); err != nil {
+		return nil, fmt.Errorf("resolve branch of %s: %w", gid, err)
+	}
+	if state != BranchConfirmed && state != BranchCancelled {
+		return nil, fmt.Errorf("resolve branch %s of %s: %w", branchID, gid, invalidf("state must be CONFIRMED or CANCELLED, not %q", state))
+	}
+	reason = strings.TrimSpace(reason)
+	if reason == "" {
+		return nil, fmt.Errorf("resolve branch %s of %s: %w", branchID, gid, invalidf("a reason is required"))
+	}
+	if err := validateReason(reason); err != nil {
+		return nil, fmt.Errorf("resolve branch %s of %s: %w", branchID, gid, err)
+	}
+	tx, err := c.store.ResolveBranch(ctx, ResolveParams{GID: gid, BranchID: branchID, State: state, Reason: reason, Now: c.now()})
+	if err != nil {
+		return nil, fmt.Errorf("resolve branch %s of %s: %w", branchID, gid, err)
+	}
+	c.log.Warn("operator: branch resolved by hand", "gid", gid, "branch_id", branchID, "state", string(state), "reason", reason)
+	return tx, nil
+}
