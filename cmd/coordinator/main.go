@@ -2,6 +2,7 @@
 //
 //	coordinator [flags]              serve (default)
 //	coordinator migrate [-print]     apply (or print) the schema migrations and exit
+//	coordinator admin <command>      list, show, retry or resolve transactions
 //
 // Every flag has an environment equivalent: -db is SETTLE_DB,
 // -allow-participants is SETTLE_ALLOW_PARTICIPANTS, and so on. A config
@@ -20,6 +21,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/peterbourgon/ff/v3"
 
@@ -49,8 +51,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args, stderr)
 	case "migrate":
 		return migrate(ctx, args, stdout, stderr)
+	case "admin":
+		return admin(ctx, args, stdout, stderr)
 	default:
-		return fmt.Errorf("unknown command %q (want serve or migrate)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, migrate or admin)", cmd)
 	}
 }
 
@@ -66,6 +70,7 @@ func parseFlags(name string, args []string, stderr io.Writer) (*flags, *flag.Fla
 	fs.SetOutput(stderr)
 	c := &f.cfg
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:7400", "gRPC listen address")
+	fs.StringVar(&c.HTTPListen, "http-listen", "127.0.0.1:7401", "HTTP listen address for /metrics, /healthz and the JSON status/check-back endpoints (empty: off)")
 	fs.StringVar(&c.DB, "db", "sqlite:settle.db", "database: sqlite:<path> or mysql:<go-sql-driver DSN>")
 	fs.StringVar(&c.AllowParticipants, "allow-participants", allowlist.Default, "comma-separated host:port patterns of participants the coordinator may call (* wildcards; \"*\" allows all)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 0, "bound on graceful shutdown (default 30s)")
@@ -79,6 +84,11 @@ func parseFlags(name string, args []string, stderr io.Writer) (*flags, *flag.Fla
 	fs.Float64Var(&c.Coordinator.Backoff.Multiplier, "retry-multiplier", tcc.DefaultBackoff.Multiplier, "retry delay growth per round")
 	fs.DurationVar(&c.Coordinator.Backoff.Max, "retry-max", tcc.DefaultBackoff.Max, "longest retry delay")
 	fs.Float64Var(&c.Coordinator.Backoff.Jitter, "retry-jitter", tcc.DefaultBackoff.Jitter, "random share (0..1) taken off each retry delay")
+	fs.DurationVar(&c.Coordinator.RetryHorizon, "retry-horizon", 24*time.Hour, "flag a decided transaction needs_attention when still unfinished this long after its decision")
+	fs.IntVar(&c.Coordinator.MaxAttempts, "max-attempts", 0, "also flag it after this many failed delivery rounds (0: horizon only)")
+	fs.Float64Var(&c.Recovery.Rate, "recovery-rate", 0, "most transactions driven per second by the recovery loop (default 1000)")
+	fs.DurationVar(&c.Recovery.Retention, "retention", 0, "keep finished transactions this long before purging them (default 168h)")
+	fs.DurationVar(&c.Recovery.TombstoneRetention, "tombstone-retention", 0, "keep presumed-abort tombstones this long, at least -retention (default: -retention)")
 	fs.DurationVar(&c.Recovery.Interval, "recovery-interval", 0, "pause between recovery passes (default 1s)")
 	fs.IntVar(&c.Recovery.BatchSize, "recovery-batch", 0, "due transactions taken per recovery pass (default 100)")
 	fs.IntVar(&c.Recovery.Concurrency, "recovery-concurrency", 0, "transactions driven at once by the recovery loop (default 16)")

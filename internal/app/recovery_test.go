@@ -1,0 +1,303 @@
+package app_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	adminv1 "github.com/settle-tcc/settle/gen/settle/admin/v1"
+	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
+	"github.com/settle-tcc/settle/internal/app"
+	"github.com/settle-tcc/settle/internal/dbtest"
+	"github.com/settle-tcc/settle/internal/testparticipant"
+)
+
+const (
+	trying     = tccv1.TransactionState_TRANSACTION_STATE_TRYING
+	committing = tccv1.TransactionState_TRANSACTION_STATE_COMMITTING
+	committed  = tccv1.TransactionState_TRANSACTION_STATE_COMMITTED
+	aborted    = tccv1.TransactionState_TRANSACTION_STATE_ABORTED
+)
+
+// TestStalePreExecution (S5/protocol step 5): a transaction begun, registered
+// and tried but never committed is aborted by the loop after its deadline,
+// its branches are cancelled, and a late Commit is refused.
+func TestStalePreExecution(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, spec string) {
+		e := setup(t, spec)
+		e.begin(t, "abandoned", "a", "b")
+		time.Sleep(100 * time.Millisecond) // several loop passes: nothing is due yet
+		if got := e.get(t, "abandoned").GetState(); got != trying {
+			t.Fatalf("aborted before its deadline: %v", got)
+		}
+		e.clock.Advance(11 * time.Second)
+		eventually(t, "stale transaction aborted", func() bool { return e.get(t, "abandoned").GetState() == aborted })
+		for _, b := range []string{"a", "b"} {
+			if n := e.part.Count("Cancel", "abandoned", b); n != 1 {
+				t.Fatalf("branch %s cancelled %d times", b, n)
+			}
+		}
+		if r := e.get(t, "abandoned").GetAbortReason(); !strings.Contains(r, "deadline") {
+			t.Fatalf("abort reason %q", r)
+		}
+		_, err := e.coord.Commit(ctxT(t), &tccv1.CommitRequest{Gid: "abandoned"})
+		wantCode(t, err, codes.FailedPrecondition, "abandoned", "ABORTED")
+	})
+}
+
+// TestParticipantDownBackoff (S10): Confirms fail while the participant is
+// down; each round's delay grows exponentially (with jitter); when the
+// participant is back the transaction completes, each branch confirmed once.
+func TestParticipantDownBackoff(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, spec string) {
+		e := setup(t, spec)
+		e.begin(t, "slow", "a", "b")
+		e.part.SetBehaviour(func(_ context.Context, method, _, branch string) error {
+			if method == "Confirm" && branch == "b" {
+				return testparticipant.Unavailable("accounts db")
+			}
+			return nil
+		})
+		r, err := e.coord.Commit(ctxT(t), &tccv1.CommitRequest{Gid: "slow", Wait: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tx := r.GetTransaction()
+		if tx.GetState() != committing || tx.GetAttempts() != 1 || !strings.Contains(tx.GetLastError(), "unavailable") {
+			t.Fatalf("after first round: %v attempts %d err %q", tx.GetState(), tx.GetAttempts(), tx.GetLastError())
+		}
+		for round := 1; round <= 5; round++ {
+			tx = e.get(t, "slow")
+			want := time.Duration(1<<(round-1)) * time.Second
+			delay := tx.GetNextAttemptTime().AsTime().Sub(tx.GetUpdateTime().AsTime())
+			if delay > want || delay < want*8/10-time.Millisecond {
+				t.Fatalf("round %d: retry delay %s, want within [%s, %s]", round, delay, want*8/10, want)
+			}
+			e.clock.Advance(want)
+			eventually(t, "next round", func() bool { return e.get(t, "slow").GetAttempts() == int32(round+1) })
+		}
+		if n := e.part.Attempts("Confirm", "slow", "b"); n != 6 {
+			t.Fatalf("branch b: %d Confirm attempts, want 6", n)
+		}
+		e.part.SetBehaviour(nil)
+		e.clock.Advance(time.Minute)
+		eventually(t, "completion", func() bool { return e.get(t, "slow").GetState() == committed })
+		if a, b := e.part.Count("Confirm", "slow", "a"), e.part.Count("Confirm", "slow", "b"); a != 1 || b != 1 {
+			t.Fatalf("confirms applied a=%d b=%d, want 1 each", a, b)
+		}
+	})
+}
+
+// TestRetryHorizonAndAdmin (S12): a transaction that keeps failing is
+// flagged needs_attention, listed by the admin API, retried now on demand,
+// and finishes once the participant is fixed.
+func TestRetryHorizonAndAdmin(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, spec string) {
+		e := setup(t, spec, func(c *app.Config) { c.Coordinator.RetryHorizon = 30 * time.Second })
+		admin := adminv1.NewAdminServiceClient(dial(t, e.app.Addr()))
+		ctx := ctxT(t)
+		e.begin(t, "stuck", "a")
+		e.begin(t, "fine", "a")
+		e.part.SetBehaviour(func(_ context.Context, method, gid, _ string) error {
+			if method == "Confirm" && gid == "stuck" {
+				return testparticipant.Unavailable("stock service")
+			}
+			return nil
+		})
+		for _, gid := range []string{"stuck", "fine"} {
+			if _, err := e.coord.Commit(ctx, &tccv1.CommitRequest{Gid: gid, Wait: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := 0; i < 8 && !e.get(t, "stuck").GetNeedsAttention(); i++ {
+			before := e.get(t, "stuck").GetAttempts()
+			e.clock.Advance(20 * time.Second)
+			eventually(t, "another round", func() bool { return e.get(t, "stuck").GetAttempts() > before })
+		}
+		tx := e.get(t, "stuck")
+		if !tx.GetNeedsAttention() || tx.GetState() != committing || tx.GetLastError() == "" {
+			t.Fatalf("past the horizon: attention=%v state=%v err=%q", tx.GetNeedsAttention(), tx.GetState(), tx.GetLastError())
+		}
+		list, err := admin.ListTransactions(ctx, &adminv1.ListTransactionsRequest{NeedsAttention: true})
+		if err != nil || len(list.GetTransactions()) != 1 || list.GetTransactions()[0].GetGid() != "stuck" {
+			t.Fatalf("admin list needs-attention: %v %v", list, err)
+		}
+		byState, err := admin.ListTransactions(ctx, &adminv1.ListTransactionsRequest{State: committed})
+		if err != nil || len(byState.GetTransactions()) != 1 || byState.GetTransactions()[0].GetGid() != "fine" {
+			t.Fatalf("admin list committed: %v %v", byState, err)
+		}
+		// Fixed: retry now, without waiting for the backoff.
+		e.part.SetBehaviour(nil)
+		if _, err := admin.RetryNow(ctx, &adminv1.RetryNowRequest{Gid: "stuck"}); err != nil {
+			t.Fatalf("retry now: %v", err)
+		}
+		eventually(t, "retried transaction finished", func() bool { return e.get(t, "stuck").GetState() == committed })
+		_, err = admin.RetryNow(ctx, &adminv1.RetryNowRequest{Gid: "stuck"})
+		wantCode(t, err, codes.FailedPrecondition, "COMMITTED")
+		_, err = admin.RetryNow(ctx, &adminv1.RetryNowRequest{Gid: "nope"})
+		wantCode(t, err, codes.NotFound)
+	})
+}
+
+// TestConflictNeedsOperator (S11): a participant answers Confirm with "already
+// cancelled". The branch is flagged, not retried, the transaction needs
+// attention and the alert metric rises; an operator resolves it by hand
+// with a stored reason and the transaction finishes.
+func TestConflictNeedsOperator(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, spec string) {
+		e := setup(t, spec, func(c *app.Config) { c.HTTPListen = "127.0.0.1:0" })
+		admin := adminv1.NewAdminServiceClient(dial(t, e.app.Addr()))
+		ctx := ctxT(t)
+		e.begin(t, "split", "a", "b")
+		e.part.SetBehaviour(func(_ context.Context, method, _, branch string) error {
+			if method == "Confirm" && branch == "b" {
+				return testparticipant.Refused("conflict: branch already cancelled")
+			}
+			return nil
+		})
+		if _, err := e.coord.Commit(ctx, &tccv1.CommitRequest{Gid: "split", Wait: true}); err != nil {
+			t.Fatal(err)
+		}
+		tx := e.get(t, "split")
+		if !tx.GetNeedsAttention() || tx.GetState() != committing || !strings.Contains(tx.GetLastError(), "conflict") {
+			t.Fatalf("after conflict: %v", tx)
+		}
+		e.clock.Advance(10 * time.Minute)
+		time.Sleep(100 * time.Millisecond)
+		if n := e.part.Attempts("Confirm", "split", "b"); n != 1 {
+			t.Fatalf("conflicting branch retried: %d attempts", n)
+		}
+		show, err := admin.GetTransaction(ctx, &adminv1.GetTransactionRequest{Gid: "split"})
+		if err != nil || !show.GetBranchDetails()[1].GetConflict() {
+			t.Fatalf("admin show: %v %v", show, err)
+		}
+		metrics := httpGet(t, "http://"+e.app.HTTPAddr()+"/metrics")
+		if !strings.Contains(metrics, "settle_branch_conflicts_total 1") || !strings.Contains(metrics, "settle_transactions_needing_attention_total 1") {
+			t.Fatalf("alert metrics missing:\n%s", grepLines(metrics, "settle_"))
+		}
+
+		_, err = admin.ResolveBranch(ctx, &adminv1.ResolveBranchRequest{Gid: "split", BranchId: "b", State: tccv1.BranchState_BRANCH_STATE_CANCELLED})
+		wantCode(t, err, codes.InvalidArgument, "reason")
+		_, err = admin.ResolveBranch(ctx, &adminv1.ResolveBranchRequest{Gid: "split", BranchId: "b", State: tccv1.BranchState_BRANCH_STATE_CANCELLED,
+			Reason: "refunded by hand, ticket OPS-7 (alice)"})
+		if err != nil {
+			t.Fatalf("resolve: %v", err)
+		}
+		eventually(t, "resolved transaction finished", func() bool { return e.get(t, "split").GetState() == committed })
+		show, err = admin.GetTransaction(ctx, &adminv1.GetTransactionRequest{Gid: "split"})
+		if err != nil || show.GetBranchDetails()[1].GetResolution() != "refunded by hand, ticket OPS-7 (alice)" ||
+			show.GetTransaction().GetBranches()[1].GetState() != tccv1.BranchState_BRANCH_STATE_CANCELLED {
+			t.Fatalf("resolution not recorded: %v %v", show, err)
+		}
+	})
+}
+
+// TestRetentionPurge: finished transactions are purged after the retention;
+// unfinished ones and young tombstones are kept.
+func TestRetentionPurge(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, spec string) {
+		e := setup(t, spec, func(c *app.Config) {
+			c.Recovery.Retention = time.Hour
+			c.Recovery.TombstoneRetention = 2 * time.Hour
+			c.Recovery.PurgeInterval = 20 * time.Millisecond
+		})
+		ctx := ctxT(t)
+		e.begin(t, "done", "a")
+		if _, err := e.coord.Commit(ctx, &tccv1.CommitRequest{Gid: "done", Wait: true}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.coord.CheckBack(ctx, &tccv1.CheckBackRequest{Gid: "ghost"}); err != nil {
+			t.Fatal(err)
+		}
+		e.begin(t, "open", "a")
+		e.part.SetBehaviour(func(_ context.Context, method, _, _ string) error { return testparticipant.Unavailable("down") })
+		if _, err := e.coord.Commit(ctx, &tccv1.CommitRequest{Gid: "open", Wait: true}); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Advance(90 * time.Minute)
+		eventually(t, "finished transaction purged", func() bool {
+			_, err := e.coord.GetTransaction(ctx, &tccv1.GetTransactionRequest{Gid: "done"})
+			return err != nil
+		})
+		if e.get(t, "ghost").GetState() != aborted || e.get(t, "open").GetState() != committing {
+			t.Fatal("tombstone or unfinished transaction purged too early")
+		}
+		e.clock.Advance(time.Hour)
+		eventually(t, "tombstone purged", func() bool {
+			_, err := e.coord.GetTransaction(ctx, &tccv1.GetTransactionRequest{Gid: "ghost"})
+			return err != nil
+		})
+		if e.get(t, "open").GetState() != committing {
+			t.Fatal("unfinished transaction purged")
+		}
+	})
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func grepLines(s, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestHTTPEndpoints: the JSON forms of GetTransaction and CheckBack for
+// participants that do not speak gRPC.
+func TestHTTPEndpoints(t *testing.T) {
+	e := setup(t, dbtest.NewSQLite(t), withoutRecovery, func(c *app.Config) { c.HTTPListen = "127.0.0.1:0" })
+	e.begin(t, "web-1", "a")
+	base := "http://" + e.app.HTTPAddr()
+	if got := httpGet(t, base+"/v1/checkback?gid=web-1&branch_id=a"); !strings.Contains(got, `"verdict":"VERDICT_PENDING"`) {
+		t.Fatalf("pending check-back: %s", got)
+	}
+	if _, err := e.coord.Commit(ctxT(t), &tccv1.CommitRequest{Gid: "web-1", Wait: true}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(base+"/v1/checkback", "application/json", strings.NewReader(`{"gid":"web-1","branchId":"a"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"verdict":"VERDICT_CONFIRM"`) {
+		t.Fatalf("POST check-back: %d %s", resp.StatusCode, body)
+	}
+	if got := httpGet(t, base+"/v1/transactions/web-1"); !strings.Contains(got, `"state":"TRANSACTION_STATE_COMMITTED"`) {
+		t.Fatalf("get transaction: %s", got)
+	}
+	resp, err = http.Get(base + "/v1/transactions/missing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 404 || !strings.Contains(string(body), `"code":"NOT_FOUND"`) {
+		t.Fatalf("missing: %d %s", resp.StatusCode, body)
+	}
+	resp, err = http.Post(base+"/v1/checkback", "application/json", strings.NewReader(`{"gid":`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Fatalf("bad JSON: %d", resp.StatusCode)
+	}
+}
