@@ -8,8 +8,9 @@
 // "Kill" is SIGKILL to the process itself: no deferred function, no
 // graceful shutdown, exactly like kill -9 from outside.
 //
-// Points: after_begin, after_decision, after_branch_call,
-// before_record_round (see tcc.Hooks.FaultPoint callers).
+// Points (BRIEF S4): after_begin, after_register, after_decision,
+// after_branch_call, before_record_round (see the callers of
+// tcc.Hooks.FaultPoint).
 package faults
 
 import (

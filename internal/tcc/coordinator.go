@@ -349,6 +349,7 @@ func (c *Coordinator) RegisterBranch(ctx context.Context, p RegisterParams) (*Tr
 		return nil, fmt.Errorf("register branch %s of %s: %w", p.BranchID, p.GID, err)
 	}
 	if addErr == nil {
+		c.fault("after_register")
 		return tx, nil
 	}
 	// Not inserted: a repeat of an earlier registration succeeds whatever

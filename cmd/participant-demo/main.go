@@ -1,0 +1,345 @@
+// Command participant-demo runs Settle's demo participants (an account
+// service and an inventory service over one database) and places demo
+// orders through a coordinator.
+//
+// Usage:
+//
+//	participant-demo [serve] [-listen 127.0.0.1:7501] [-db sqlite:demo.db] [-resources accounts,inventory]
+//	participant-demo order [-user alice] [-sku book] [-qty 1] [-coordinator 127.0.0.1:7400] [-participant 127.0.0.1:7501]
+//	participant-demo balances [-db sqlite:demo.db]
+//
+// Every flag can also be set in the environment as SETTLE_DEMO_<FLAG> (for
+// example SETTLE_DEMO_DB), or in a file named by -config with one
+// "flag value" per line.
+//
+// order exits 0 when the order committed, 2 when it was rolled back because
+// a participant refused it (insufficient funds or stock), and 1 on errors.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/peterbourgon/ff/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/settle-tcc/settle/client"
+	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
+	"github.com/settle-tcc/settle/internal/database"
+	"github.com/settle-tcc/settle/internal/demo"
+)
+
+// envPrefix prefixes the environment variables that set flags.
+const envPrefix = "SETTLE_DEMO"
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitError   = 1
+	exitRefused = 2 // order rolled back for a business reason
+)
+
+// Flag defaults shared by several subcommands.
+const (
+	defaultDB          = "sqlite:demo.db"
+	defaultParticipant = "127.0.0.1:7501"
+	defaultCoordinator = "127.0.0.1:7400"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run dispatches to a subcommand and returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd, rest := "serve", args
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, rest = args[0], args[1:]
+	}
+	var err error
+	code := exitOK
+	switch cmd {
+	case "serve":
+		var cfg serveConfig
+		if cfg, err = parseServe(rest, stderr); err == nil {
+			err = serve(ctx, cfg, stderr)
+		}
+	case "order":
+		var cfg orderConfig
+		if cfg, err = parseOrder(rest, stderr); err == nil {
+			code, err = order(ctx, cfg, stdout, stderr)
+		}
+	case "balances":
+		var cfg balancesConfig
+		if cfg, err = parseBalances(rest, stderr); err == nil {
+			err = balances(ctx, cfg.DB, stdout)
+		}
+	default:
+		fmt.Fprintf(stderr, "participant-demo: unknown command %q (want serve, order or balances)\n", cmd)
+		return exitError
+	}
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case err != nil:
+		fmt.Fprintf(stderr, "participant-demo %s: %v\n", cmd, err)
+		return exitError
+	}
+	return code
+}
+
+// serveConfig holds the flags of serve.
+type serveConfig struct {
+	Listen          string
+	DB              string
+	Resources       []demo.Resource
+	LogLevel        slog.Level
+	LogFormat       string
+	ShutdownTimeout time.Duration
+}
+
+func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg serveConfig
+	fs.StringVar(&cfg.Listen, "listen", defaultParticipant, "address to serve ParticipantService on")
+	fs.StringVar(&cfg.DB, "db", defaultDB, "database: sqlite:<path> or mysql:<dsn>")
+	resources := fs.String("resources", "accounts,inventory", "resources to serve, comma-separated")
+	fs.TextVar(&cfg.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to let in-flight calls finish on shutdown")
+	if err := parse(fs, args); err != nil {
+		return serveConfig{}, err
+	}
+	var err error
+	if cfg.Resources, err = demo.ParseResources(*resources); err != nil {
+		return serveConfig{}, err
+	}
+	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
+		return serveConfig{}, fmt.Errorf("-log-format %q: want text or json", cfg.LogFormat)
+	}
+	return cfg, nil
+}
+
+// orderConfig holds the flags of order.
+type orderConfig struct {
+	GID         string
+	User        string
+	SKU         string
+	Qty         int64
+	Coordinator string
+	Participant string
+	DB          string
+	Timeout     time.Duration
+}
+
+func parseOrder(args []string, stderr io.Writer) (orderConfig, error) {
+	fs := flag.NewFlagSet("order", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg orderConfig
+	fs.StringVar(&cfg.GID, "gid", "", "transaction id (default: generated)")
+	fs.StringVar(&cfg.User, "user", "alice", "paying account")
+	fs.StringVar(&cfg.SKU, "sku", "book", "item to buy")
+	fs.Int64Var(&cfg.Qty, "qty", 1, "quantity")
+	fs.StringVar(&cfg.Coordinator, "coordinator", defaultCoordinator, "coordinator gRPC target")
+	fs.StringVar(&cfg.Participant, "participant", defaultParticipant, "participant gRPC target serving accounts and inventory")
+	fs.StringVar(&cfg.DB, "db", defaultDB, "participant database, read to print balances afterwards")
+	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "transaction timeout, also the deadline of the order's calls")
+	if err := parse(fs, args); err != nil {
+		return orderConfig{}, err
+	}
+	if cfg.Timeout <= 0 {
+		return orderConfig{}, fmt.Errorf("-timeout must be positive")
+	}
+	return cfg, nil
+}
+
+// balancesConfig holds the flags of balances.
+type balancesConfig struct {
+	DB string
+}
+
+func parseBalances(args []string, stderr io.Writer) (balancesConfig, error) {
+	fs := flag.NewFlagSet("balances", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg balancesConfig
+	fs.StringVar(&cfg.DB, "db", defaultDB, "participant database")
+	if err := parse(fs, args); err != nil {
+		return balancesConfig{}, err
+	}
+	return cfg, nil
+}
+
+// parse parses args, then the SETTLE_DEMO_* environment, then an optional
+// -config file, and refuses positional arguments.
+func parse(fs *flag.FlagSet, args []string) error {
+	fs.String("config", "", "optional config file (one \"flag value\" per line)")
+	if err := ff.Parse(fs, args,
+		ff.WithEnvVarPrefix(envPrefix),
+		ff.WithConfigFileFlag("config"),
+		ff.WithConfigFileParser(ff.PlainParser),
+	); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	return nil
+}
+
+func newLogger(cfg serveConfig, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve runs the participant until ctx is done, then stops gracefully.
+func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
+	log := newLogger(cfg, logw)
+	db, dialect, err := database.Open(cfg.DB)
+	if err != nil {
+		return err
+	}
+	defer database.Close(db)
+	if err := demo.Migrate(ctx, db, dialect); err != nil {
+		return err
+	}
+	if err := demo.Seed(ctx, db); err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	srv := grpc.NewServer()
+	tccv1.RegisterParticipantServiceServer(srv, demo.NewServer(db, log, cfg.Resources...))
+	hs := health.NewServer()
+	hs.SetServingStatus(tccv1.ParticipantService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(srv, hs)
+	reflection.Register(srv)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	log.Info("participant-demo: serving", "addr", lis.Addr().String(), "db_dialect", string(dialect), "resources", cfg.Resources)
+
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("participant-demo: shutting down")
+	hs.Shutdown()
+	stopped := make(chan struct{})
+	go func() {
+		srv.GracefulStop()
+		close(stopped)
+	}()
+	t := time.NewTimer(cfg.ShutdownTimeout)
+	defer t.Stop()
+	select {
+	case <-stopped:
+	case <-t.C:
+		log.Warn("participant-demo: shutdown timeout, closing remaining calls")
+		srv.Stop()
+		<-stopped
+	}
+	log.Info("participant-demo: stopped")
+	return nil
+}
+
+// order places one order and prints its outcome and the resulting balances.
+func order(ctx context.Context, cfg orderConfig, stdout, stderr io.Writer) (int, error) {
+	c, err := client.New(cfg.Coordinator)
+	if err != nil {
+		return exitError, err
+	}
+	defer c.Close()
+	octx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	res, err := demo.PlaceOrder(octx, c, demo.Order{
+		GID:         cfg.GID,
+		User:        cfg.User,
+		SKU:         cfg.SKU,
+		Qty:         cfg.Qty,
+		Participant: cfg.Participant,
+		Timeout:     cfg.Timeout,
+	})
+	if res.GID != "" {
+		fmt.Fprintf(stdout, "gid:     %s\n", res.GID)
+	}
+	code := exitOK
+	switch {
+	case err != nil:
+		fmt.Fprintf(stdout, "outcome: ERROR\n")
+		code = exitError
+	case res.Committed:
+		fmt.Fprintf(stdout, "outcome: COMMITTED\n")
+	default:
+		fmt.Fprintf(stdout, "outcome: ABORTED (%s)\n", res.Reason)
+		code = exitRefused
+	}
+	if s := res.Transaction.GetState(); s != tccv1.TransactionState_TRANSACTION_STATE_UNSPECIFIED {
+		fmt.Fprintf(stdout, "state:   %s\n", strings.TrimPrefix(s.String(), "TRANSACTION_STATE_"))
+	}
+	if err != nil {
+		return code, err
+	}
+	fmt.Fprintln(stdout)
+	if berr := balances(ctx, cfg.DB, stdout); berr != nil {
+		fmt.Fprintf(stderr, "participant-demo order: cannot print balances: %v\n", berr)
+	}
+	return code, nil
+}
+
+// balances prints the accounts and the stock held in spec.
+func balances(ctx context.Context, spec string, w io.Writer) error {
+	db, _, err := database.Open(spec)
+	if err != nil {
+		return err
+	}
+	defer database.Close(db)
+	snap, err := demo.Totals(ctx, db)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "ACCOUNT\tBALANCE\tFROZEN\tAVAILABLE\t")
+	for _, a := range snap.Accounts {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", a.Name, cents(a.Balance), cents(a.Frozen), cents(a.Balance-a.Frozen))
+	}
+	fmt.Fprintf(tw, "total\t%s\t%s\t\t\n", cents(snap.Balance), cents(snap.Frozen))
+	fmt.Fprintln(tw, "\t\t\t\t")
+	fmt.Fprintln(tw, "SKU\tSTOCK\tRESERVED\tSOLD\t")
+	for _, s := range snap.Stock {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\n", s.SKU, s.Stock, s.Reserved, s.Sold)
+	}
+	return tw.Flush()
+}
+
+// cents formats an amount in cents as units with two decimals.
+func cents(v int64) string {
+	sign := ""
+	if v < 0 {
+		sign, v = "-", -v
+	}
+	return fmt.Sprintf("%s%d.%02d", sign, v/100, v%100)
+}

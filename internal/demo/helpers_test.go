@@ -1,0 +1,159 @@
+package demo_test
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"gorm.io/gorm"
+
+	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
+	"github.com/settle-tcc/settle/internal/database"
+	"github.com/settle-tcc/settle/internal/demo"
+)
+
+// env is a migrated, seeded demo database served over loopback gRPC.
+type env struct {
+	db   *gorm.DB
+	pc   tccv1.ParticipantServiceClient
+	addr string
+}
+
+// setup opens spec, migrates and seeds it, and serves resources (all when
+// none) on 127.0.0.1:0 until the test ends.
+func setup(t *testing.T, spec string, resources ...demo.Resource) *env {
+	t.Helper()
+	ctx := context.Background()
+	db, dialect, err := database.Open(spec)
+	if err != nil {
+		t.Fatalf("open %s: %v", spec, err)
+	}
+	if err := demo.Migrate(ctx, db, dialect); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	if err := demo.Seed(ctx, db); err != nil {
+		t.Fatalf("Seed: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	srv := grpc.NewServer()
+	tccv1.RegisterParticipantServiceServer(srv, demo.NewServer(db, log, resources...))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(lis)
+	}()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatalf("grpc.NewClient: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = conn.Close()
+		srv.GracefulStop()
+		<-done
+		_ = database.Close(db)
+	})
+	return &env{db: db, pc: tccv1.NewParticipantServiceClient(conn), addr: lis.Addr().String()}
+}
+
+func (e *env) try(gid, branch string, payload []byte) error {
+	_, err := e.pc.Try(context.Background(), &tccv1.TryRequest{Gid: gid, BranchId: branch, Payload: payload})
+	return err
+}
+
+func (e *env) confirm(gid, branch string, payload []byte) error {
+	_, err := e.pc.Confirm(context.Background(), &tccv1.ConfirmRequest{Gid: gid, BranchId: branch, Payload: payload})
+	return err
+}
+
+func (e *env) cancel(gid, branch string, payload []byte) error {
+	_, err := e.pc.Cancel(context.Background(), &tccv1.CancelRequest{Gid: gid, BranchId: branch, Payload: payload})
+	return err
+}
+
+func (e *env) totals(t *testing.T) demo.Snapshot {
+	t.Helper()
+	s, err := demo.Totals(context.Background(), e.db)
+	if err != nil {
+		t.Fatalf("Totals: %v", err)
+	}
+	return s
+}
+
+// fences returns gid's fence states keyed by "resource/branch".
+func (e *env) fences(t *testing.T, gid string) map[string]string {
+	t.Helper()
+	fs, err := demo.Fences(context.Background(), e.db, gid)
+	if err != nil {
+		t.Fatalf("Fences: %v", err)
+	}
+	out := map[string]string{}
+	for _, f := range fs {
+		out[string(f.Resource)+"/"+f.BranchID] = f.State
+	}
+	return out
+}
+
+// accountView is the (balance, frozen) of one account.
+type accountView struct{ balance, frozen int64 }
+
+func account(t *testing.T, s demo.Snapshot, name string) accountView {
+	t.Helper()
+	for _, a := range s.Accounts {
+		if a.Name == name {
+			return accountView{a.Balance, a.Frozen}
+		}
+	}
+	t.Fatalf("no account %q", name)
+	return accountView{}
+}
+
+func stock(t *testing.T, s demo.Snapshot, sku string) demo.Stock {
+	t.Helper()
+	for _, it := range s.Stock {
+		if it.SKU == sku {
+			return it
+		}
+	}
+	t.Fatalf("no sku %q", sku)
+	return demo.Stock{}
+}
+
+// wantCode fails unless err carries code (OK means nil) and, when given,
+// a message containing substr.
+func wantCode(t *testing.T, err error, code codes.Code, substr string) {
+	t.Helper()
+	if got := status.Code(err); got != code {
+		t.Fatalf("error %v: code %v, want %v", err, got, code)
+	}
+	if substr != "" && !strings.Contains(status.Convert(err).Message(), substr) {
+		t.Fatalf("error %v: message lacks %q", err, substr)
+	}
+}
+
+// sameTotals fails if the two snapshots differ in any account or item.
+func sameTotals(t *testing.T, got, want demo.Snapshot) {
+	t.Helper()
+	if len(got.Accounts) != len(want.Accounts) || len(got.Stock) != len(want.Stock) {
+		t.Fatalf("snapshot shape changed: %+v vs %+v", got, want)
+	}
+	for i := range got.Accounts {
+		if got.Accounts[i] != want.Accounts[i] {
+			t.Fatalf("account %+v, want %+v", got.Accounts[i], want.Accounts[i])
+		}
+	}
+	for i := range got.Stock {
+		if got.Stock[i] != want.Stock[i] {
+			t.Fatalf("stock %+v, want %+v", got.Stock[i], want.Stock[i])
+		}
+	}
+}

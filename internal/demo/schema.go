@@ -1,0 +1,129 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+
+	"gorm.io/gorm"
+
+	"github.com/settle-tcc/settle/internal/database"
+)
+
+// mysqlSchema creates the demo tables on MySQL/MariaDB. utf8mb4_bin makes
+// keys compare byte for byte, as gids and branch ids must.
+var mysqlSchema = []string{
+	`CREATE TABLE IF NOT EXISTS demo_account (
+  name    VARCHAR(64) NOT NULL,
+  balance BIGINT      NOT NULL,
+  frozen  BIGINT      NOT NULL DEFAULT 0,
+  PRIMARY KEY (name),
+  CONSTRAINT demo_account_amounts CHECK (balance >= 0 AND frozen >= 0 AND frozen <= balance)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
+	`CREATE TABLE IF NOT EXISTS demo_stock (
+  sku      VARCHAR(64) NOT NULL,
+  stock    BIGINT      NOT NULL,
+  reserved BIGINT      NOT NULL DEFAULT 0,
+  sold     BIGINT      NOT NULL DEFAULT 0,
+  PRIMARY KEY (sku),
+  CONSTRAINT demo_stock_amounts CHECK (stock >= 0 AND reserved >= 0 AND sold >= 0 AND reserved <= stock)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
+	`CREATE TABLE IF NOT EXISTS demo_fence (
+  resource       VARCHAR(16)  NOT NULL,
+  gid            VARCHAR(128) NOT NULL,
+  branch_id      VARCHAR(64)  NOT NULL,
+  state          VARCHAR(16)  NOT NULL,
+  payload_digest CHAR(64)     NOT NULL,
+  created_at     DATETIME(6)  NOT NULL,
+  updated_at     DATETIME(6)  NOT NULL,
+  PRIMARY KEY (resource, gid, branch_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
+}
+
+// sqliteSchema creates the demo tables on SQLite. The DATETIME type name
+// makes the driver scan timestamps back into time.Time.
+var sqliteSchema = []string{
+	`CREATE TABLE IF NOT EXISTS demo_account (
+  name    TEXT    NOT NULL PRIMARY KEY,
+  balance INTEGER NOT NULL,
+  frozen  INTEGER NOT NULL DEFAULT 0,
+  CHECK (balance >= 0 AND frozen >= 0 AND frozen <= balance)
+)`,
+	`CREATE TABLE IF NOT EXISTS demo_stock (
+  sku      TEXT    NOT NULL PRIMARY KEY,
+  stock    INTEGER NOT NULL,
+  reserved INTEGER NOT NULL DEFAULT 0,
+  sold     INTEGER NOT NULL DEFAULT 0,
+  CHECK (stock >= 0 AND reserved >= 0 AND sold >= 0 AND reserved <= stock)
+)`,
+	`CREATE TABLE IF NOT EXISTS demo_fence (
+  resource       TEXT NOT NULL,
+  gid            TEXT NOT NULL,
+  branch_id      TEXT NOT NULL,
+  state          TEXT NOT NULL,
+  payload_digest TEXT NOT NULL,
+  created_at     DATETIME NOT NULL,
+  updated_at     DATETIME NOT NULL,
+  PRIMARY KEY (resource, gid, branch_id)
+) WITHOUT ROWID`,
+}
+
+// Migrate creates the demo tables if they do not exist. It is safe to run
+// concurrently and repeatedly.
+func Migrate(ctx context.Context, db *gorm.DB, dialect database.Dialect) error {
+	var stmts []string
+	switch dialect {
+	case database.MySQL:
+		stmts = mysqlSchema
+	case database.SQLite:
+		stmts = sqliteSchema
+	default:
+		return fmt.Errorf("demo: migrate: unsupported dialect %q", dialect)
+	}
+	for _, s := range stmts {
+		if err := db.WithContext(ctx).Exec(s).Error; err != nil {
+			return fmt.Errorf("demo: migrate: %w", err)
+		}
+	}
+	return nil
+}
+
+// Seed fills an empty demo_account with SeedAccounts and an empty demo_stock
+// with Catalog. Tables that already hold rows are left alone, and a
+// concurrent Seed by another process is harmless.
+func Seed(ctx context.Context, db *gorm.DB) error {
+	db = db.WithContext(ctx)
+	var n int64
+	if err := db.Raw("SELECT COUNT(*) FROM demo_account").Scan(&n).Error; err != nil {
+		return fmt.Errorf("demo: seed accounts: %w", err)
+	}
+	if n == 0 {
+		err := db.Transaction(func(tx *gorm.DB) error {
+			for _, a := range seedAccounts {
+				if err := tx.Exec("INSERT INTO demo_account (name, balance, frozen) VALUES (?, ?, 0)", a.Name, a.Balance).Error; err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil && !isDuplicate(err) {
+			return fmt.Errorf("demo: seed accounts: %w", err)
+		}
+	}
+	if err := db.Raw("SELECT COUNT(*) FROM demo_stock").Scan(&n).Error; err != nil {
+		return fmt.Errorf("demo: seed stock: %w", err)
+	}
+	if n == 0 {
+		err := db.Transaction(func(tx *gorm.DB) error {
+			for _, it := range catalog {
+				if err := tx.Exec("INSERT INTO demo_stock (sku, stock, reserved, sold) VALUES (?, ?, 0, 0)", it.SKU, it.InitialStock).Error; err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil && !isDuplicate(err) {
+			return fmt.Errorf("demo: seed stock: %w", err)
+		}
+	}
+	return nil
+}
