@@ -12,16 +12,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/settle-tcc/settle/client"
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 	"github.com/settle-tcc/settle/internal/tcc"
-)
-
-// Metadata keys sent with every Confirm and Cancel (and by the client SDK
-// with Try), so participants can log and trace the call. The request
-// fields are authoritative.
-const (
-	MetadataGID      = "settle-gid"
-	MetadataBranchID = "settle-branch-id"
 )
 
 // Participants delivers Confirm and Cancel over gRPC, with one client
@@ -62,14 +55,16 @@ func (p *Participants) conn(target string) (*grpc.ClientConn, error) {
 	return cc, nil
 }
 
-// Deliver implements tcc.Participants. A FAILED_PRECONDITION answer is
+// Deliver implements tcc.Participants. The gid and branch id also travel as
+// gRPC metadata (client.MetadataGID, client.MetadataBranchID), as the client
+// SDK sends them with Try. A FAILED_PRECONDITION answer is
 // wrapped in tcc.ErrParticipantRefused; every other failure is transient.
 func (p *Participants) Deliver(ctx context.Context, o tcc.Outcome, b *tcc.Branch) error {
 	cc, err := p.conn(b.Participant)
 	if err != nil {
 		return err
 	}
-	ctx = metadata.AppendToOutgoingContext(ctx, MetadataGID, b.GID, MetadataBranchID, b.BranchID)
+	ctx = metadata.AppendToOutgoingContext(ctx, client.MetadataGID, b.GID, client.MetadataBranchID, b.BranchID)
 	client := tccv1.NewParticipantServiceClient(cc)
 	if o == tcc.Commit {
 		_, err = client.Confirm(ctx, &tccv1.ConfirmRequest{Gid: b.GID, BranchId: b.BranchID, Payload: b.Payload})
