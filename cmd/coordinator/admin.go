@@ -12,13 +12,13 @@ import (
 
 	"github.com/peterbourgon/ff/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	adminv1 "github.com/settle-tcc/settle/gen/settle/admin/v1"
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
+	"github.com/settle-tcc/settle/internal/app"
 )
 
-const adminUsage = `usage: coordinator admin [-addr host:port] <command> [flags]
+const adminUsage = `usage: coordinator admin [-addr host:port] [-tls-ca F [-tls-cert F -tls-key F]] <command> [flags]
 
 commands:
   list    [-state S] [-needs-attention] [-min-age 1h] [-limit N] [-page TOKEN]
@@ -35,6 +35,9 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Usage = func() { fmt.Fprint(stderr, adminUsage) }
 	addr := fs.String("addr", "127.0.0.1:7400", "coordinator gRPC address")
 	timeout := fs.Duration("timeout", 10*time.Second, "call timeout")
+	tlsCA := fs.String("tls-ca", "", "PEM CA bundle: connect over TLS and verify the coordinator against it")
+	tlsCert := fs.String("tls-cert", "", "PEM client certificate (coordinator with mutual TLS)")
+	tlsKey := fs.String("tls-key", "", "PEM private key of -tls-cert")
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("SETTLE_ADMIN")); err != nil {
 		return err
 	}
@@ -43,7 +46,11 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("admin: missing command")
 	}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
-	cc, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	dialOpts, err := app.ClientDialOptions(*tlsCA, *tlsCert, *tlsKey)
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	cc, err := grpc.NewClient(*addr, dialOpts...)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}

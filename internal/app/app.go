@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -46,6 +48,9 @@ type Config struct {
 	AllowParticipants string
 	// ShutdownTimeout bounds graceful shutdown. Default 30s.
 	ShutdownTimeout time.Duration
+	// TLS configures TLS / mutual TLS for the listeners and for the calls
+	// to participants. Zero: plaintext.
+	TLS TLSConfig
 	// DisableRecovery turns the recovery loop off (tests of the core only).
 	DisableRecovery bool
 	// Clock overrides the system clock (tests).
@@ -102,11 +107,20 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 
+	serverTLS, err := cfg.TLS.serverTLS()
+	if err != nil {
+		return nil, err
+	}
+	dialOpts, err := cfg.TLS.participantDialOptions()
+	if err != nil {
+		return nil, err
+	}
+
 	store, err := sqlstore.Open(ctx, cfg.DB)
 	if err != nil {
 		return nil, err
 	}
-	a := &App{log: log, cfg: cfg, store: store, parts: server.NewParticipants(), serveErr: make(chan error, 2), mets: metrics.New()}
+	a := &App{log: log, cfg: cfg, store: store, parts: server.NewParticipants(dialOpts...), serveErr: make(chan error, 2), mets: metrics.New()}
 	a.coord, err = tcc.NewCoordinator(store, a.parts, cfg.Coordinator, log, cfg.Clock, a.mets.Hooks(fault.Hit))
 	if err != nil {
 		_ = store.Close()
@@ -133,7 +147,14 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		}
 	}
 
-	a.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(recoverPanics(log), a.mets.UnaryInterceptor()))
+	srvOpts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(recoverPanics(log), a.mets.UnaryInterceptor())}
+	if serverTLS != nil {
+		srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(serverTLS)))
+		if a.hlis != nil {
+			a.hlis = tls.NewListener(a.hlis, serverTLS)
+		}
+	}
+	a.grpc = grpc.NewServer(srvOpts...)
 	svc := server.NewCoordinator(a.coord, log)
 	tccv1.RegisterCoordinatorServiceServer(a.grpc, svc)
 	adminv1.RegisterAdminServiceServer(a.grpc, server.NewAdmin(a.coord, log, cfg.Clock))
@@ -161,7 +182,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		}()
 	}
 	log.Info("coordinator started", "listen", a.lis.Addr().String(), "http_listen", a.HTTPAddr(), "db", string(store.Dialect()),
-		"instance", a.coord.Config().InstanceID, "allow_participants", allow.String(), "recovery", !cfg.DisableRecovery)
+		"instance", a.coord.Config().InstanceID, "allow_participants", allow.String(), "recovery", !cfg.DisableRecovery,
+		"tls", serverTLS != nil, "mtls", cfg.TLS.ClientCAFile != "")
 	return a, nil
 }
 

@@ -44,13 +44,16 @@ type Call struct {
 }
 
 // Start serves a participant on 127.0.0.1:0 until the test ends.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB) *Server { return StartWith(t) }
+
+// StartWith is Start with gRPC server options (e.g. TLS credentials).
+func StartWith(t testing.TB, opts ...grpc.ServerOption) *Server {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	s := &Server{addr: lis.Addr().String(), srv: grpc.NewServer(),
+	s := &Server{addr: lis.Addr().String(), srv: grpc.NewServer(opts...),
 		calls: map[string]int{}, attempts: map[string]int{}, running: map[string]int{}}
 	tccv1.RegisterParticipantServiceServer(s.srv, s)
 	go func() { _ = s.srv.Serve(lis) }()
