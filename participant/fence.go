@@ -1,0 +1,204 @@
+package participant
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	gomysql "github.com/go-sql-driver/mysql"
+	"gorm.io/gorm"
+)
+
+// State is the state of a fence row.
+type State string
+
+// Fence row states.
+const (
+	// StateTried: Try was applied and holds a reservation; Confirm or
+	// Cancel will follow (or the check-back worker will ask).
+	StateTried State = "TRIED"
+	// StateConfirmed: Confirm applied the reservation. Final.
+	StateConfirmed State = "CONFIRMED"
+	// StateCancelled: Cancel released the reservation, or recorded a null
+	// compensation when no Try had been applied. Final.
+	StateCancelled State = "CANCELLED"
+)
+
+// Control-flow errors of the fence; none leaves the package.
+var (
+	// errFenceExists: the INSERT of the fence row hit an existing row.
+	errFenceExists = errors.New("participant: fence row exists")
+	// errNotTried: the compare-and-set from TRIED matched no row.
+	errNotTried = errors.New("participant: fence row not in TRIED state with this payload")
+)
+
+const (
+	// maxTxAttempts bounds the retries of a local transaction that hit a
+	// deadlock, a lock wait timeout or a busy database. Many concurrent
+	// duplicates of a Try that is refused do deadlock on InnoDB: when the
+	// first one rolls back its fence row, every waiter holds a shared lock
+	// on the key and needs an exclusive one; InnoDB picks victims, and the
+	// victims run again here.
+	maxTxAttempts = 12
+	// maxRaces bounds how often a call starts over after its fence row
+	// changed under it.
+	maxRaces = 4
+	// firstBackoff is the first pause before retrying a local transaction;
+	// it doubles up to maxTxBackoff.
+	firstBackoff = 5 * time.Millisecond
+	maxTxBackoff = 200 * time.Millisecond
+)
+
+// fenceRow is the part of a fence row the calls decide on.
+type fenceRow struct {
+	state  State
+	digest string
+}
+
+// digest is the hex SHA-256 of a raw payload.
+func digest(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// micros converts a time to the stored form.
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+// fromMicros converts the stored form back to a UTC time.
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+// sqlText holds the fence statements for one table.
+type sqlText struct {
+	insert, move, read string
+}
+
+func newSQLText(table string) sqlText {
+	return sqlText{
+		insert: "INSERT INTO " + table + " (gid, branch_id, state, tried, payload_digest, payload, created_us, updated_us, next_check_us, check_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+		move:   "UPDATE " + table + " SET state = ?, updated_us = ? WHERE gid = ? AND branch_id = ? AND state = ? AND payload_digest = ?",
+		read:   "SELECT state, payload_digest FROM " + table + " WHERE gid = ? AND branch_id = ?",
+	}
+}
+
+// insertFence creates the fence row for r in state. An existing row yields
+// errFenceExists (the caller's transaction must then roll back).
+func (p *Participant) insertFence(tx *gorm.DB, r Request, state State, dig string, now time.Time) error {
+	tried := 0
+	if state == StateTried {
+		tried = 1
+	}
+	payload := r.Payload
+	if payload == nil {
+		payload = []byte{} // NOT NULL
+	}
+	us := micros(now)
+	err := tx.Exec(p.sql.insert, r.GID, r.BranchID, string(state), tried, dig, payload, us, us, us+p.checkAfter.Microseconds()).Error
+	if isDuplicate(err) {
+		return errFenceExists
+	}
+	return err
+}
+
+// moveFence is the compare-and-set TRIED -> to for r's row with digest
+// dig. No matching row yields errNotTried.
+func (p *Participant) moveFence(tx *gorm.DB, r Request, to State, dig string, now time.Time) error {
+	res := tx.Exec(p.sql.move, string(to), micros(now), r.GID, r.BranchID, string(StateTried), dig)
+	if res.Error != nil {
+		return res.Error
+	}
+	if res.RowsAffected != 1 {
+		return errNotTried
+	}
+	return nil
+}
+
+// readFence reads r's committed fence row outside any transaction.
+func (p *Participant) readFence(ctx context.Context, r Request) (fenceRow, bool, error) {
+	var f fenceRow
+	var state string
+	err := p.db.WithContext(ctx).Raw(p.sql.read, r.GID, r.BranchID).Row().Scan(&state, &f.digest)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fenceRow{}, false, nil
+	}
+	if err != nil {
+		return fenceRow{}, false, fmt.Errorf("participant: read fence: %w", err)
+	}
+	f.state = State(state)
+	return f, true, nil
+}
+
+// inTx runs fn in a local transaction, retrying it from the start when the
+// database reports a deadlock, a lock wait timeout or a busy file.
+func inTx(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error) error {
+	backoff := firstBackoff
+	for attempt := 1; ; attempt++ {
+		err := db.WithContext(ctx).Transaction(fn)
+		if err == nil || !isRetryable(err) || attempt >= maxTxAttempts {
+			return err
+		}
+		// Full jitter keeps colliding transactions from colliding again.
+		t := time.NewTimer(rand.N(backoff) + time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		backoff = min(2*backoff, maxTxBackoff)
+	}
+}
+
+// sqliteError is implemented by the SQLite driver's errors.
+type sqliteError interface {
+	error
+	Code() int
+}
+
+// Driver error codes that change what the fence does.
+const (
+	sqliteBusy              = 5    // SQLITE_BUSY
+	sqliteLocked            = 6    // SQLITE_LOCKED
+	sqliteConstraintPrimary = 1555 // SQLITE_CONSTRAINT_PRIMARYKEY
+	sqliteConstraintUnique  = 2067 // SQLITE_CONSTRAINT_UNIQUE
+	sqlitePrimaryCodeMask   = 0xff // extended code -> primary code
+
+	mysqlDuplicateEntry  = 1062 // ER_DUP_ENTRY
+	mysqlLockWaitTimeout = 1205 // ER_LOCK_WAIT_TIMEOUT
+	mysqlDeadlock        = 1213 // ER_LOCK_DEADLOCK
+)
+
+// isDuplicate reports whether err is a primary or unique key violation.
+func isDuplicate(err error) bool {
+	if err == nil {
+		return false
+	}
+	var me *gomysql.MySQLError
+	if errors.As(err, &me) {
+		return me.Number == mysqlDuplicateEntry
+	}
+	var se sqliteError
+	if errors.As(err, &se) {
+		return se.Code() == sqliteConstraintPrimary || se.Code() == sqliteConstraintUnique
+	}
+	return false
+}
+
+// isRetryable reports whether err aborted a transaction that may simply be
+// run again.
+func isRetryable(err error) bool {
+	var me *gomysql.MySQLError
+	if errors.As(err, &me) {
+		return me.Number == mysqlDeadlock || me.Number == mysqlLockWaitTimeout
+	}
+	var se sqliteError
+	if errors.As(err, &se) {
+		c := se.Code() & sqlitePrimaryCodeMask
+		return c == sqliteBusy || c == sqliteLocked
+	}
+	return false
+}
