@@ -259,4 +259,3 @@ func TestCrashAtEachPoint(t *testing.T) {
 		})
 	}
 }
-
