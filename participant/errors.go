@@ -47,9 +47,11 @@ func (r *refusal) Error() string        { return r.msg }
 func (r *refusal) Is(target error) bool { return target == ErrRefused }
 
 // Refusal returns a new business refusal with text msg, typically kept in
-// a package-level variable and wrapped with details:
+// a package-level variable and wrapped with details. The error's whole text
+// is the status message the caller sees (and the initiator reports as the
+// reason of its rollback), so write it for that reader:
 //
-//	var ErrInsufficientFunds = participant.Refusal("payments: insufficient funds")
+//	var ErrInsufficientFunds = participant.Refusal("insufficient funds")
 //	...
 //	return fmt.Errorf("%w: %s has %d available", ErrInsufficientFunds, user, avail)
 //

@@ -98,7 +98,7 @@ func (p *Participant) insertFence(tx *gorm.DB, r Request, state State, dig strin
 	}
 	us := micros(now)
 	err := tx.Exec(p.sql.insert, r.GID, r.BranchID, string(state), tried, dig, payload, us, us, us+p.checkAfter.Microseconds()).Error
-	if isDuplicate(err) {
+	if IsDuplicateKey(err) {
 		return errFenceExists
 	}
 	return err
@@ -172,8 +172,10 @@ const (
 	mysqlDeadlock        = 1213 // ER_LOCK_DEADLOCK
 )
 
-// isDuplicate reports whether err is a primary or unique key violation.
-func isDuplicate(err error) bool {
+// IsDuplicateKey reports whether err is a primary or unique key violation
+// reported by MySQL/MariaDB or SQLite. The fence relies on it; handlers may
+// too (an insert-first idempotency key of their own).
+func IsDuplicateKey(err error) bool {
 	if err == nil {
 		return false
 	}

@@ -31,7 +31,7 @@ var businessDDL = []string{
 	"INSERT INTO sdk_stock (id, available, reserved, sold) VALUES ('x', 100, 0, 0)",
 }
 
-var errOutOfStock = participant.Refusal("sdk test: out of stock")
+var errOutOfStock = participant.Refusal("out of stock")
 
 // qty parses a payload: a positive decimal quantity.
 func qty(r participant.Request) (int64, error) {
@@ -106,6 +106,7 @@ func setup(t *testing.T, spec string, opts ...option) *env {
 	t.Helper()
 	ctx := context.Background()
 	db := dbtest.Open(t, spec)
+	limitPool(t, db)
 	for _, q := range businessDDL {
 		if err := db.Exec(q).Error; err != nil {
 			t.Fatalf("%s: %v", q, err)
@@ -251,4 +252,16 @@ func burst(n int, fn func() error) map[codes.Code]int {
 		m[c]++
 	}
 	return m
+}
+
+// limitPool caps db's connections: the tests share one MariaDB server
+// (max_connections 151 by default) with other packages' tests, and 50
+// concurrent calls still contend through 12 connections.
+func limitPool(t *testing.T, db *gorm.DB) {
+	t.Helper()
+	sqlDB, err := db.DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlDB.SetMaxOpenConns(12)
 }

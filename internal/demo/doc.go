@@ -25,35 +25,33 @@
 //
 // # Fence
 //
-// Each call first writes the fence row demo_fence(resource, gid, branch_id)
-// in the same local transaction as the business change, so the two commit
-// or roll back together. The fence row is created by a plain INSERT whose
-// duplicate-key error is the answer "already seen" (select-then-insert
-// deadlocks under MySQL REPEATABLE READ when duplicates race), and it moves
-// between states only by compare-and-set UPDATEs:
-//
-//	(none) --Try--> TRIED --Confirm--> CONFIRMED
-//	   |              |
-//	   |              +----Cancel----> CANCELLED
-//	   +-----Cancel (null compensation)----^
-//
-// From this follow the rules of the protocol:
+// The demo is built on the participant SDK (package participant), which
+// is where the fence lives: each call runs the handler of this package in
+// one local transaction together with the SDK's fence row (gid,
+// branch_id) in participant.DefaultTable, in the same database. From the
+// SDK follow the rules of the protocol:
 //   - a repeated Try, Confirm or Cancel returns the first result and
 //     changes nothing;
-//   - Cancel with no Try on record inserts CANCELLED and succeeds without a
-//     business effect; a later Try finds CANCELLED and is refused
+//   - Cancel with no Try on record records a null compensation and
+//     succeeds without a business effect; a later Try is refused
 //     (anti-hanging);
 //   - Confirm with no Try on record, Confirm after Cancel, Cancel after
 //     Confirm, and any call whose payload digest differs from the recorded
 //     one are refused with FAILED_PRECONDITION;
-//   - a Try refused for business reasons rolls back with its fence row, so
-//     a later Cancel is a null compensation.
+//   - a Try refused for business reasons (ErrInsufficientFunds,
+//     ErrInsufficientStock, ...) rolls back with its fence row, so a later
+//     Cancel is a null compensation.
+//
+// cmd/participant-demo also runs the SDK's check-back worker when given a
+// coordinator, so a reservation whose Confirm or Cancel never arrives is
+// settled by asking the coordinator.
 //
 // # Failure handling
 //
-// Local transactions are short and never span a network call. A MySQL
-// deadlock (1213) or lock wait timeout (1205), or a busy SQLite, retries the
-// local transaction a few times; other database errors become UNAVAILABLE,
-// which the coordinator retries. Malformed payloads and ids are
+// Local transactions are short and never span a network call. The SDK
+// retries a MySQL deadlock (1213) or lock wait timeout (1205), or a busy
+// SQLite, a few times; other database errors become UNAVAILABLE, which the
+// coordinator retries. A missing reservation under a TRIED fence row is a
+// broken invariant, answered with INTERNAL. Malformed payloads and ids are
 // INVALID_ARGUMENT; SQL text never reaches a status message.
 package demo

@@ -34,6 +34,12 @@ func setup(t *testing.T, spec string, resources ...demo.Resource) *env {
 	if err != nil {
 		t.Fatalf("open %s: %v", spec, err)
 	}
+	// The tests share one MariaDB server (max_connections 151 by default)
+	// with other packages' tests; 50 concurrent calls still contend
+	// through 12 connections.
+	if sqlDB, err := db.DB(); err == nil {
+		sqlDB.SetMaxOpenConns(12)
+	}
 	if err := demo.Migrate(ctx, db, dialect); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}

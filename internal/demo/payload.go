@@ -2,8 +2,6 @@ package demo
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -103,11 +101,4 @@ func checkName(field, v string) error {
 		return fmt.Errorf("%w: %s must be 1..%d bytes", ErrBadPayload, field, maxName)
 	}
 	return nil
-}
-
-// digest is the hex SHA-256 of a raw payload, stored in the fence to
-// refuse a repeated call whose payload changed.
-func digest(b []byte) string {
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
 }

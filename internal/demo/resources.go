@@ -5,36 +5,45 @@ import (
 	"errors"
 	"fmt"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"gorm.io/gorm"
+
+	"github.com/settle-tcc/settle/participant"
 )
 
-// Refusals. The gRPC edge answers each with FAILED_PRECONDITION, which the
-// coordinator never retries.
+// Refusals. The participant SDK answers each with FAILED_PRECONDITION,
+// which the coordinator never retries.
 var (
 	// ErrInsufficientFunds: the payer's available balance is too low.
-	ErrInsufficientFunds = errors.New("demo: insufficient funds")
+	ErrInsufficientFunds = participant.Refusal("insufficient funds")
 	// ErrInsufficientStock: not enough unreserved stock.
-	ErrInsufficientStock = errors.New("demo: insufficient stock")
+	ErrInsufficientStock = participant.Refusal("insufficient stock")
 	// ErrUnknownAccount: no account with that name.
-	ErrUnknownAccount = errors.New("demo: unknown account")
+	ErrUnknownAccount = participant.Refusal("unknown account")
 	// ErrUnknownSKU: no item with that sku.
-	ErrUnknownSKU = errors.New("demo: unknown sku")
+	ErrUnknownSKU = participant.Refusal("unknown sku")
+)
+
+// The fence's refusals, answered by the participant SDK; kept here so
+// users of this package need not import it.
+var (
 	// ErrTryAfterCancel: the branch was cancelled before its Try arrived
 	// (anti-hanging).
-	ErrTryAfterCancel = errors.New("demo: try after cancel")
+	ErrTryAfterCancel = participant.ErrTryAfterCancel
 	// ErrConfirmWithoutTry: Confirm for a branch with no Try on record.
-	ErrConfirmWithoutTry = errors.New("demo: confirm without try")
+	ErrConfirmWithoutTry = participant.ErrConfirmWithoutTry
 	// ErrConflict: Confirm after Cancel or Cancel after Confirm.
-	ErrConflict = errors.New("demo: conflict")
+	ErrConflict = participant.ErrConflict
 	// ErrPayloadMismatch: a call repeated with a payload that differs from
 	// the one on record (parameter snapshot).
-	ErrPayloadMismatch = errors.New("demo: payload differs from the one on record")
+	ErrPayloadMismatch = participant.ErrPayloadMismatch
 )
 
 // errBroken reports a violated invariant (a TRIED fence row whose
 // reservation is missing). It rolls the local transaction back and is
 // answered with INTERNAL, so the coordinator retries and flags it.
-var errBroken = errors.New("demo: reservation missing for a tried branch")
+var errBroken = status.Error(codes.Internal, "internal error: reservation missing for a tried branch")
 
 // op is one of the three TCC phases.
 type op string

@@ -7,6 +7,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/settle-tcc/settle/internal/database"
+	"github.com/settle-tcc/settle/participant"
 )
 
 // mysqlSchema creates the demo tables on MySQL/MariaDB. utf8mb4_bin makes
@@ -27,16 +28,6 @@ var mysqlSchema = []string{
   PRIMARY KEY (sku),
   CONSTRAINT demo_stock_amounts CHECK (stock >= 0 AND reserved >= 0 AND sold >= 0 AND reserved <= stock)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
-	`CREATE TABLE IF NOT EXISTS demo_fence (
-  resource       VARCHAR(16)  NOT NULL,
-  gid            VARCHAR(128) NOT NULL,
-  branch_id      VARCHAR(64)  NOT NULL,
-  state          VARCHAR(16)  NOT NULL,
-  payload_digest CHAR(64)     NOT NULL,
-  created_at     DATETIME(6)  NOT NULL,
-  updated_at     DATETIME(6)  NOT NULL,
-  PRIMARY KEY (resource, gid, branch_id)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
 }
 
 // sqliteSchema creates the demo tables on SQLite. The DATETIME type name
@@ -55,19 +46,11 @@ var sqliteSchema = []string{
   sold     INTEGER NOT NULL DEFAULT 0,
   CHECK (stock >= 0 AND reserved >= 0 AND sold >= 0 AND reserved <= stock)
 )`,
-	`CREATE TABLE IF NOT EXISTS demo_fence (
-  resource       TEXT NOT NULL,
-  gid            TEXT NOT NULL,
-  branch_id      TEXT NOT NULL,
-  state          TEXT NOT NULL,
-  payload_digest TEXT NOT NULL,
-  created_at     DATETIME NOT NULL,
-  updated_at     DATETIME NOT NULL,
-  PRIMARY KEY (resource, gid, branch_id)
-) WITHOUT ROWID`,
 }
 
-// Migrate creates the demo tables if they do not exist. It is safe to run
+// Migrate creates the demo tables and the participant SDK's fence table
+// (participant.DefaultTable) if they do not exist. The fence lives in the
+// same database as the business tables, as it must. It is safe to run
 // concurrently and repeatedly.
 func Migrate(ctx context.Context, db *gorm.DB, dialect database.Dialect) error {
 	var stmts []string
@@ -84,7 +67,7 @@ func Migrate(ctx context.Context, db *gorm.DB, dialect database.Dialect) error {
 			return fmt.Errorf("demo: migrate: %w", err)
 		}
 	}
-	return nil
+	return participant.Migrate(ctx, db)
 }
 
 // Seed fills an empty demo_account with SeedAccounts and an empty demo_stock
@@ -105,7 +88,7 @@ func Seed(ctx context.Context, db *gorm.DB) error {
 			}
 			return nil
 		})
-		if err != nil && !isDuplicate(err) {
+		if err != nil && !participant.IsDuplicateKey(err) {
 			return fmt.Errorf("demo: seed accounts: %w", err)
 		}
 	}
@@ -121,7 +104,7 @@ func Seed(ctx context.Context, db *gorm.DB) error {
 			}
 			return nil
 		})
-		if err != nil && !isDuplicate(err) {
+		if err != nil && !participant.IsDuplicateKey(err) {
 			return fmt.Errorf("demo: seed stock: %w", err)
 		}
 	}

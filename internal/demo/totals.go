@@ -1,11 +1,15 @@
 package demo
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"gorm.io/gorm"
+
+	"github.com/settle-tcc/settle/participant"
 )
 
 // Account is one row of demo_account.
@@ -93,9 +97,21 @@ func Totals(ctx context.Context, db *gorm.DB) (Snapshot, error) {
 	return t, nil
 }
 
-// Fence is one row of demo_fence: what the participant did for one branch.
+// Fence states, as stored in the fence table (participant.State values).
+const (
+	// StateTried: Try succeeded and holds a reservation.
+	StateTried = string(participant.StateTried)
+	// StateConfirmed: Confirm applied the reservation.
+	StateConfirmed = string(participant.StateConfirmed)
+	// StateCancelled: Cancel released the reservation, or recorded a null
+	// compensation when no Try had been seen.
+	StateCancelled = string(participant.StateCancelled)
+)
+
+// Fence is one fence row: what the participant did for one branch.
 type Fence struct {
-	// Resource is the resource the branch is for.
+	// Resource is the resource the branch is for, read from its payload
+	// (empty if the payload does not parse).
 	Resource Resource
 	// GID is the global transaction id.
 	GID string
@@ -103,6 +119,8 @@ type Fence struct {
 	BranchID string
 	// State is StateTried, StateConfirmed or StateCancelled.
 	State string
+	// Tried is false for a null compensation (Cancel with no Try).
+	Tried bool
 	// PayloadDigest is the hex SHA-256 of the first call's payload.
 	PayloadDigest string
 	// CreatedAt is when the first call was recorded.
@@ -112,34 +130,28 @@ type Fence struct {
 }
 
 // Fences lists the fence rows of gid, or of every transaction when gid is
-// empty, ordered by gid, resource and branch id. It serves reconciliation
-// with the coordinator's records and invariant checks in tests.
+// empty, ordered by gid, resource and branch id. It serves invariant
+// checks in tests; for reconciliation by time window use
+// participant.ListRecords and participant.Reconcile.
 func Fences(ctx context.Context, db *gorm.DB, gid string) ([]Fence, error) {
-	q := "SELECT resource, gid, branch_id, state, payload_digest, created_at, updated_at FROM demo_fence"
-	var args []any
-	if gid != "" {
-		q += " WHERE gid = ?"
-		args = append(args, gid)
-	}
-	q += " ORDER BY gid, resource, branch_id"
-	rows, err := db.WithContext(ctx).Raw(q, args...).Rows()
+	recs, err := participant.ListRecords(ctx, db, participant.Query{GID: gid})
 	if err != nil {
 		return nil, fmt.Errorf("demo: list fences: %w", err)
 	}
-	var out []Fence
-	for rows.Next() {
-		var f Fence
-		var res string
-		if err := rows.Scan(&res, &f.GID, &f.BranchID, &f.State, &f.PayloadDigest, &f.CreatedAt, &f.UpdatedAt); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("demo: list fences: %w", err)
+	out := make([]Fence, 0, len(recs))
+	for _, r := range recs {
+		f := Fence{
+			GID: r.GID, BranchID: r.BranchID, State: string(r.State), Tried: r.Tried,
+			PayloadDigest: r.PayloadDigest, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 		}
-		f.Resource = Resource(res)
+		if p, err := ParsePayload(r.Payload); err == nil {
+			f.Resource = p.Resource
+		}
 		out = append(out, f)
 	}
-	if err := closeRows(rows); err != nil {
-		return nil, fmt.Errorf("demo: list fences: %w", err)
-	}
+	slices.SortFunc(out, func(a, b Fence) int {
+		return cmp.Or(cmp.Compare(a.GID, b.GID), cmp.Compare(a.Resource, b.Resource), cmp.Compare(a.BranchID, b.BranchID))
+	})
 	return out, nil
 }
 
