@@ -5,8 +5,20 @@
 // Usage:
 //
 //	participant-demo [serve] [-listen 127.0.0.1:7501] [-db sqlite:demo.db] [-resources accounts,inventory]
+//	                 [-coordinator 127.0.0.1:7400] [-checkback-after 30s] [-checkback-interval 5s]
 //	participant-demo order [-user alice] [-sku book] [-qty 1] [-coordinator 127.0.0.1:7400] [-participant 127.0.0.1:7501]
 //	participant-demo balances [-db sqlite:demo.db]
+//	participant-demo fences [-db sqlite:demo.db] [-from -24h] [-to 2030-01-01T00:00:00Z] [-gid G] [-coordinator 127.0.0.1:7400]
+//
+// serve runs the participants on the participant SDK; with -coordinator it
+// also runs the SDK's check-back worker, which settles tried branches that
+// hear no Confirm or Cancel within -checkback-after by asking the
+// coordinator, and purges old fence rows.
+//
+// fences lists the participant's fence records (reconciliation, see
+// docs/participant-protocol.md); with -coordinator each record is compared
+// with the coordinator's GetTransaction answer and fences exits 2 if any
+// record is a MISMATCH.
 //
 // Every flag can also be set in the environment as SETTLE_DEMO_<FLAG> (for
 // example SETTLE_DEMO_DB), or in a file named by -config with one
@@ -33,6 +45,7 @@ import (
 
 	"github.com/peterbourgon/ff/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -41,6 +54,7 @@ import (
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 	"github.com/settle-tcc/settle/internal/database"
 	"github.com/settle-tcc/settle/internal/demo"
+	"github.com/settle-tcc/settle/participant"
 )
 
 // envPrefix prefixes the environment variables that set flags.
@@ -86,13 +100,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if cfg, err = parseOrder(rest, stderr); err == nil {
 			code, err = order(ctx, cfg, stdout, stderr)
 		}
+	case "fences":
+		var cfg fencesConfig
+		if cfg, err = parseFences(rest, stderr); err == nil {
+			code, err = fences(ctx, cfg, stdout)
+		}
 	case "balances":
 		var cfg balancesConfig
 		if cfg, err = parseBalances(rest, stderr); err == nil {
 			err = balances(ctx, cfg.DB, stdout)
 		}
 	default:
-		fmt.Fprintf(stderr, "participant-demo: unknown command %q (want serve, order or balances)\n", cmd)
+		fmt.Fprintf(stderr, "participant-demo: unknown command %q (want serve, order, balances or fences)\n", cmd)
 		return exitError
 	}
 	switch {
@@ -113,6 +132,11 @@ type serveConfig struct {
 	LogLevel        slog.Level
 	LogFormat       string
 	ShutdownTimeout time.Duration
+	// Coordinator is the coordinator the check-back worker asks; empty
+	// disables the worker.
+	Coordinator       string
+	CheckBackAfter    time.Duration
+	CheckBackInterval time.Duration
 }
 
 func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
@@ -125,8 +149,14 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.TextVar(&cfg.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to let in-flight calls finish on shutdown")
+	fs.StringVar(&cfg.Coordinator, "coordinator", "", "coordinator gRPC target for check-back of tried branches that hear nothing (empty: no check-back)")
+	fs.DurationVar(&cfg.CheckBackAfter, "checkback-after", participant.DefaultCheckBackAfter, "how long a tried branch waits for Confirm/Cancel before checking back")
+	fs.DurationVar(&cfg.CheckBackInterval, "checkback-interval", 5*time.Second, "how often the check-back worker looks for due branches")
 	if err := parse(fs, args); err != nil {
 		return serveConfig{}, err
+	}
+	if cfg.CheckBackAfter <= 0 || cfg.CheckBackInterval <= 0 {
+		return serveConfig{}, fmt.Errorf("-checkback-after and -checkback-interval must be positive")
 	}
 	var err error
 	if cfg.Resources, err = demo.ParseResources(*resources); err != nil {
@@ -230,8 +260,38 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	part, err := demo.NewServerConfig(demo.ServerConfig{DB: db, Resources: cfg.Resources, Logger: log, CheckBackAfter: cfg.CheckBackAfter})
+	if err != nil {
+		return err
+	}
+	var checkDone chan error
+	stopCheck := func() {}
+	if cfg.Coordinator != "" {
+		cc, err := grpc.NewClient(cfg.Coordinator, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return fmt.Errorf("coordinator %s: %w", cfg.Coordinator, err)
+		}
+		defer cc.Close()
+		chk, err := part.NewChecker(participant.CheckerConfig{Coordinator: tccv1.NewCoordinatorServiceClient(cc), Interval: cfg.CheckBackInterval})
+		if err != nil {
+			return err
+		}
+		cctx, cancel := context.WithCancel(context.Background())
+		stopCheck = cancel
+		checkDone = make(chan error, 1)
+		go func() { checkDone <- chk.Run(cctx) }()
+		log.Info("participant-demo: check-back enabled", "coordinator", cfg.Coordinator, "after", cfg.CheckBackAfter)
+	} else {
+		log.Info("participant-demo: check-back disabled (no -coordinator)")
+	}
+	defer func() {
+		stopCheck()
+		if checkDone != nil {
+			<-checkDone
+		}
+	}()
 	srv := grpc.NewServer()
-	tccv1.RegisterParticipantServiceServer(srv, demo.NewServer(db, log, cfg.Resources...))
+	tccv1.RegisterParticipantServiceServer(srv, part)
 	hs := health.NewServer()
 	hs.SetServingStatus(tccv1.ParticipantService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(srv, hs)
@@ -333,6 +393,103 @@ func balances(ctx context.Context, spec string, w io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\n", s.SKU, s.Stock, s.Reserved, s.Sold)
 	}
 	return tw.Flush()
+}
+
+// fencesConfig holds the flags of fences.
+type fencesConfig struct {
+	DB          string
+	From, To    time.Time
+	GID         string
+	Coordinator string
+}
+
+// timeFlag parses an RFC 3339 time, or a duration relative to now ("-1h").
+type timeFlag struct {
+	t   *time.Time
+	now time.Time
+}
+
+func (f timeFlag) String() string {
+	if f.t == nil || f.t.IsZero() {
+		return ""
+	}
+	return f.t.Format(time.RFC3339)
+}
+
+func (f timeFlag) Set(s string) error {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		*f.t = t
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("want an RFC 3339 time or a duration relative to now (e.g. -1h)")
+	}
+	*f.t = f.now.Add(d)
+	return nil
+}
+
+func parseFences(args []string, stderr io.Writer) (fencesConfig, error) {
+	fs := flag.NewFlagSet("fences", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg fencesConfig
+	now := time.Now()
+	fs.StringVar(&cfg.DB, "db", defaultDB, "participant database")
+	fs.Var(timeFlag{&cfg.From, now}, "from", "list fence records created at or after this time (RFC 3339, or a duration relative to now such as -24h)")
+	fs.Var(timeFlag{&cfg.To, now}, "to", "list fence records created before this time (same forms)")
+	fs.StringVar(&cfg.GID, "gid", "", "list one transaction's records only")
+	fs.StringVar(&cfg.Coordinator, "coordinator", "", "if set, compare each record with the coordinator's GetTransaction answer")
+	if err := parse(fs, args); err != nil {
+		return fencesConfig{}, err
+	}
+	return cfg, nil
+}
+
+// fences prints the fence records of a time window and, with a
+// coordinator, how each compares with the coordinator's record. It exits
+// with exitRefused (2) when some record is a MISMATCH.
+func fences(ctx context.Context, cfg fencesConfig, w io.Writer) (int, error) {
+	db, _, err := database.Open(cfg.DB)
+	if err != nil {
+		return exitError, err
+	}
+	defer database.Close(db)
+	recs, err := participant.ListRecords(ctx, db, participant.Query{From: cfg.From, To: cfg.To, GID: cfg.GID})
+	if err != nil {
+		return exitError, err
+	}
+	var cmp []participant.Comparison
+	if cfg.Coordinator != "" {
+		c, err := client.New(cfg.Coordinator)
+		if err != nil {
+			return exitError, err
+		}
+		defer c.Close()
+		if cmp, err = participant.Reconcile(ctx, c.Coordinator(), recs); err != nil {
+			return exitError, err
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	head := "CREATED\tGID\tBRANCH\tSTATE\tTRIED\tCHECKS\tPAYLOAD"
+	if cmp != nil {
+		head += "\tCOORDINATOR\tBRANCH_STATE\tAGREEMENT"
+	}
+	fmt.Fprintln(tw, head)
+	code := exitOK
+	for i, r := range recs {
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%t\t%d\t%s", r.CreatedAt.Format(time.RFC3339Nano), r.GID, r.BranchID, r.State, r.Tried, r.CheckCount, r.Payload)
+		if cmp != nil {
+			c := cmp[i]
+			line += fmt.Sprintf("\t%s\t%s\t%s",
+				strings.TrimPrefix(c.TransactionState.String(), "TRANSACTION_STATE_"),
+				strings.TrimPrefix(c.BranchState.String(), "BRANCH_STATE_"), c.Agreement)
+			if c.Agreement == participant.AgreeMismatch {
+				code = exitRefused
+			}
+		}
+		fmt.Fprintln(tw, line)
+	}
+	return code, tw.Flush()
 }
 
 // cents formats an amount in cents as units with two decimals.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
+	"github.com/settle-tcc/settle/internal/database"
 	"github.com/settle-tcc/settle/internal/demo"
 )
 
@@ -102,9 +104,11 @@ func TestServeAndBalances(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var logs bytes.Buffer
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"-listen", addr, "-db", spec}, io.Discard, &logs) }()
+	var logs syncBuffer
+	go func() {
+		done <- run(ctx, []string{"-listen", addr, "-db", spec, "-coordinator", "127.0.0.1:1", "-checkback-interval", "10ms"}, io.Discard, &logs)
+	}()
 
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -138,7 +142,7 @@ func TestServeAndBalances(t *testing.T) {
 	if code := <-done; code != exitOK {
 		t.Fatalf("serve exit %d; logs:\n%s", code, logs.String())
 	}
-	if !strings.Contains(logs.String(), "participant-demo: stopped") {
+	if !strings.Contains(logs.String(), "participant-demo: stopped") || !strings.Contains(logs.String(), "check-back enabled") {
 		t.Fatalf("logs lack the shutdown:\n%s", logs.String())
 	}
 }
@@ -149,4 +153,72 @@ func TestCents(t *testing.T) {
 			t.Errorf("cents(%d) = %q, want %q", v, got, want)
 		}
 	}
+}
+
+func TestFences(t *testing.T) {
+	spec := "sqlite:" + filepath.Join(t.TempDir(), "demo.db")
+	db, dialect, err := database.Open(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := demo.Migrate(ctx, db, dialect); err != nil {
+		t.Fatal(err)
+	}
+	if err := demo.Seed(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	srv := demo.NewServer(db, nil)
+	if _, err := srv.Try(ctx, &tccv1.TryRequest{Gid: "g1", BranchId: "accounts", Payload: demo.AccountsPayload("alice", 100)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Cancel(ctx, &tccv1.CancelRequest{Gid: "g2", BranchId: "inventory", Payload: demo.InventoryPayload("pen", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	_ = database.Close(db)
+
+	var out bytes.Buffer
+	if code := run(ctx, []string{"fences", "-db", spec, "-from", "-1h"}, &out, io.Discard); code != exitOK {
+		t.Fatalf("fences exit %d", code)
+	}
+	for _, want := range []string{"GID", "g1", "TRIED", "g2", "CANCELLED", "false"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("fences output lacks %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	if code := run(ctx, []string{"fences", "-db", spec, "-to", "-1h"}, &out, io.Discard); code != exitOK || strings.Contains(out.String(), "g1") {
+		t.Fatalf("fences before an hour ago: exit %d\n%s", code, out.String())
+	}
+	if code := run(ctx, []string{"fences", "-db", spec, "-from", "yesterday"}, &out, io.Discard); code != exitError {
+		t.Fatalf("bad -from exit %d", code)
+	}
+}
+
+func TestParseServeCheckBack(t *testing.T) {
+	cfg, err := parseServe([]string{"-coordinator", "127.0.0.1:7400", "-checkback-after", "1m"}, io.Discard)
+	if err != nil || cfg.Coordinator != "127.0.0.1:7400" || cfg.CheckBackAfter != time.Minute || cfg.CheckBackInterval != 5*time.Second {
+		t.Fatalf("cfg = %+v, %v", cfg, err)
+	}
+	if _, err := parseServe([]string{"-checkback-after", "0s"}, io.Discard); err == nil {
+		t.Fatal("accepted -checkback-after 0s")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
