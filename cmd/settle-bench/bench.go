@@ -295,6 +295,7 @@ func (b *bench) run(ctx context.Context) (*Report, error) {
 	type snap struct {
 		coord, db, self, machine float64
 		status                   map[string]float64
+		roundTrips               int64
 	}
 	take := func() snap {
 		var s snap
@@ -308,6 +309,9 @@ func (b *bench) run(ctx context.Context) (*Report, error) {
 		s.machine, _ = machineCPU()
 		if mysql != nil {
 			s.status = mysql.status(ctx)
+		}
+		if b.inproc != nil {
+			s.roundTrips = b.inproc.Store().RoundTrips()
 		}
 		return s
 	}
@@ -351,8 +355,13 @@ func (b *bench) run(ctx context.Context) (*Report, error) {
 	}
 	rep.CPU["bench"] = s1.self - s0.self
 	rep.MachineCPU = s1.machine - s0.machine
+	if b.inproc != nil {
+		rep.DBStatus = map[string]float64{"statements": float64(s1.roundTrips - s0.roundTrips)}
+	}
 	if mysql != nil {
-		rep.DBStatus = map[string]float64{}
+		if rep.DBStatus == nil {
+			rep.DBStatus = map[string]float64{}
+		}
 		for k, v := range s1.status {
 			rep.DBStatus[k] = v - s0.status[k]
 		}

@@ -19,6 +19,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	sqlite "github.com/glebarez/go-sqlite"
@@ -32,8 +34,11 @@ import (
 // Store is a tcc.Store over a gorm database.
 type Store struct {
 	db      *gorm.DB
+	sql     *sql.DB // the pool behind db, used directly on the hot path
 	dialect database.Dialect
 	owned   bool
+
+	roundTrips atomic.Int64
 }
 
 var _ tcc.Store = (*Store)(nil)
@@ -49,13 +54,24 @@ func Open(ctx context.Context, spec string) (*Store, error) {
 		_ = database.Close(db)
 		return nil, err
 	}
-	return &Store{db: db, dialect: dialect, owned: true}, nil
+	return newStore(db, dialect, true)
 }
 
 // New returns a Store over an open, migrated database; the caller keeps
 // ownership of db.
-func New(db *gorm.DB, dialect database.Dialect) *Store {
-	return &Store{db: db, dialect: dialect}
+func New(db *gorm.DB, dialect database.Dialect) (*Store, error) {
+	return newStore(db, dialect, false)
+}
+
+func newStore(db *gorm.DB, dialect database.Dialect, owned bool) (*Store, error) {
+	sqlDB, err := db.DB()
+	if err != nil {
+		if owned {
+			_ = database.Close(db)
+		}
+		return nil, fmt.Errorf("sqlstore: %w", err)
+	}
+	return &Store{db: db, sql: sqlDB, dialect: dialect, owned: owned}, nil
 }
 
 // DB returns the underlying handle (for tests and tools).
@@ -78,23 +94,340 @@ const recordColumns = `gid, state, version, timeout_ms, deadline_us, decided_us,
 const branchColumns = `gid, branch_id, participant, payload, payload_digest, state, attempts, last_error,
 	conflict, resolution, created_us, updated_us`
 
+// The methods on the transaction hot path (InsertTransaction,
+// GetTransaction, AddBranch, RegisterBranch, Decide, RecordRound, Claim) use
+// database/sql directly with plain SQL: no ORM reflection, no callbacks, and
+// with MySQL's client-side interpolation no prepare round trip. Each one
+// costs a fixed, small number of round trips, counted by RoundTrips:
+//
+//	InsertTransaction  1
+//	GetTransaction     1 (record and branches in one joined SELECT)
+//	RegisterBranch     5 (BEGIN, UPDATE record, INSERT branch, SELECT, COMMIT)
+//	Decide             2 (UPDATE record (autocommit, durable), SELECT)
+//	RecordRound        2 when every branch is done (UPDATE branches, UPDATE
+//	                   record); with failures or conflicts one transaction
+//	                   with one UPDATE per failed branch
+//	Claim              2
+//
+// so a two-branch transaction costs 1 + 2*5 + 2 + 2 = 15.
+
+// querier is what *sql.DB and *sql.Tx have in common.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// RoundTrips returns how many statements (database round trips, BEGIN and
+// COMMIT included) the hot-path methods have sent since the Store was
+// opened.
+func (s *Store) RoundTrips() int64 { return s.roundTrips.Load() }
+
+func (s *Store) exec(ctx context.Context, q querier, query string, args ...any) (int64, error) {
+	s.roundTrips.Add(1)
+	res, err := q.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (s *Store) begin(ctx context.Context) (*sql.Tx, error) {
+	s.roundTrips.Add(1)
+	return s.sql.BeginTx(ctx, nil)
+}
+
+func (s *Store) commit(tx *sql.Tx) error {
+	s.roundTrips.Add(1)
+	return tx.Commit()
+}
+
 // InsertTransaction implements tcc.Store.
 func (s *Store) InsertTransaction(ctx context.Context, tx *tcc.Transaction) error {
 	labels, err := encodeLabels(tx.Labels)
 	if err != nil {
 		return err
 	}
-	res := s.db.WithContext(ctx).Exec(`INSERT INTO transaction_record (`+recordColumns+`)
+	_, err = s.exec(ctx, s.sql, `INSERT INTO transaction_record (`+recordColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		tx.GID, string(tx.State), tx.Version, tx.Timeout.Milliseconds(), micros(tx.Deadline), micros(tx.DecidedAt), micros(tx.NextAttemptAt),
 		tx.LeaseOwner, tx.Attempts, len(tx.Branches), tx.LastError, tx.AbortReason, tx.NeedsAttention, tx.Tombstone,
 		labels, micros(tx.CreatedAt), micros(tx.UpdatedAt))
-	return s.interpret("insert transaction", res.Error)
+	return s.interpret("insert transaction", err)
 }
 
 // GetTransaction implements tcc.Store.
 func (s *Store) GetTransaction(ctx context.Context, gid string) (*tcc.Transaction, error) {
-	return s.getTransaction(s.db.WithContext(ctx), gid)
+	return s.load(ctx, s.sql, gid)
+}
+
+// loadQuery reads a record and its branches in one round trip; a record
+// without branches comes back as one row with NULL branch columns.
+const loadQuery = `SELECT r.gid, r.state, r.version, r.timeout_ms, r.deadline_us, r.decided_us, r.next_attempt_us,
+	r.lease_owner, r.attempts, r.branch_count, r.last_error, r.abort_reason, r.needs_attention, r.tombstone, r.labels,
+	r.created_us, r.updated_us,
+	b.branch_id, b.participant, b.payload, b.payload_digest, b.state, b.attempts, b.last_error, b.conflict,
+	b.resolution, b.created_us, b.updated_us
+	FROM transaction_record r LEFT JOIN branch_record b ON b.gid = r.gid
+	WHERE r.gid = ? ORDER BY b.branch_id`
+
+// load returns the record with its branches ordered by branch id, or
+// ErrNotFound.
+func (s *Store) load(ctx context.Context, q querier, gid string) (*tcc.Transaction, error) {
+	s.roundTrips.Add(1)
+	rows, err := q.QueryContext(ctx, loadQuery, gid)
+	if err != nil {
+		return nil, s.interpret("get transaction", err)
+	}
+	defer rows.Close()
+	var tx *tcc.Transaction
+	for rows.Next() {
+		var (
+			r                                               tcc.Transaction
+			state, labels                                   string
+			timeoutMS, deadline, decided, next, created, up int64
+			branchCount                                     int
+			bID, bPart, bDigest, bState, bErr, bRes         sql.NullString
+			bAttempts, bCreated, bUpdated                   sql.NullInt64
+			bConflict                                       sql.NullBool
+			bPayload                                        []byte
+		)
+		if err := rows.Scan(&r.GID, &state, &r.Version, &timeoutMS, &deadline, &decided, &next, &r.LeaseOwner,
+			&r.Attempts, &branchCount, &r.LastError, &r.AbortReason, &r.NeedsAttention, &r.Tombstone,
+			&labels, &created, &up,
+			&bID, &bPart, &bPayload, &bDigest, &bState, &bAttempts, &bErr, &bConflict, &bRes, &bCreated, &bUpdated); err != nil {
+			return nil, s.interpret("scan transaction", err)
+		}
+		if tx == nil {
+			r.State = tcc.State(state)
+			r.Timeout = time.Duration(timeoutMS) * time.Millisecond
+			r.Deadline, r.DecidedAt, r.NextAttemptAt = fromMicros(deadline), fromMicros(decided), fromMicros(next)
+			r.CreatedAt, r.UpdatedAt = fromMicros(created), fromMicros(up)
+			if r.Labels, err = decodeLabels(labels); err != nil {
+				return nil, fmt.Errorf("get transaction %s: %w", gid, err)
+			}
+			tx = &r
+		}
+		if !bID.Valid {
+			continue
+		}
+		if bPayload == nil {
+			bPayload = []byte{}
+		}
+		tx.Branches = append(tx.Branches, tcc.Branch{
+			GID: tx.GID, BranchID: bID.String, Participant: bPart.String, Payload: bPayload, PayloadDigest: bDigest.String,
+			State: tcc.BranchState(bState.String), Attempts: int(bAttempts.Int64), LastError: bErr.String,
+			Conflict: bConflict.Bool, Resolution: bRes.String,
+			CreatedAt: fromMicros(bCreated.Int64), UpdatedAt: fromMicros(bUpdated.Int64),
+		})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.interpret("get transaction", err)
+	}
+	if tx == nil {
+		return nil, fmt.Errorf("%w: %s", tcc.ErrNotFound, gid)
+	}
+	return tx, nil
+}
+
+// AddBranch implements tcc.Store.
+func (s *Store) AddBranch(ctx context.Context, p tcc.AddBranchParams) error {
+	_, err := s.RegisterBranch(ctx, p)
+	return err
+}
+
+// RegisterBranch implements tcc.Store: in one database transaction, a
+// compare-and-set on the record (TRYING, under the branch limit; it also
+// serialises with Decide on the record's row lock), the branch insert and
+// the read of the record as it is after them.
+//
+// model: register
+func (s *Store) RegisterBranch(ctx context.Context, p tcc.AddBranchParams) (*tcc.Transaction, error) {
+	b := p.Branch
+	now := micros(p.Now)
+	dbtx, err := s.begin(ctx)
+	if err != nil {
+		return nil, s.interpret("register branch", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			_ = dbtx.Rollback()
+		}
+	}()
+	n, err := s.exec(ctx, dbtx, `UPDATE transaction_record`+s.pk()+` SET branch_count = branch_count + 1, version = version + 1, updated_us = ?
+		WHERE gid = ? AND state = ? AND branch_count < ?`, now, b.GID, string(tcc.StateTrying), p.MaxBranches)
+	if err != nil {
+		return nil, s.interpret("register branch", err)
+	}
+	var refusal error
+	if n == 0 {
+		refusal = tcc.ErrTooManyBranches // or not TRYING, or absent: decided below
+	} else {
+		_, err = s.exec(ctx, dbtx, `INSERT INTO branch_record (gid, branch_id, participant, payload, payload_digest, state, created_us, updated_us)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			b.GID, b.BranchID, b.Participant, nonNil(b.Payload), b.PayloadDigest, string(tcc.BranchRegistered), now, now)
+		if err != nil {
+			refusal = s.interpret("register branch", err)
+			if !errors.Is(refusal, tcc.ErrDuplicate) {
+				return nil, refusal
+			}
+		}
+	}
+	if refusal == nil {
+		tx, err := s.load(ctx, dbtx, b.GID)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.commit(dbtx); err != nil {
+			return nil, s.interpret("register branch", err)
+		}
+		committed = true
+		return tx, nil
+	}
+	// Refused: undo the record update, then report the record as it is.
+	_ = dbtx.Rollback()
+	committed = true
+	tx, err := s.load(ctx, s.sql, b.GID)
+	if err != nil {
+		return nil, err
+	}
+	if errors.Is(refusal, tcc.ErrDuplicate) {
+		return tx, fmt.Errorf("register branch %s of %s: %w", b.BranchID, b.GID, tcc.ErrDuplicate)
+	}
+	if tx.State != tcc.StateTrying {
+		return tx, &tcc.StateError{GID: b.GID, Actual: tx.State, Op: "register branch " + b.BranchID}
+	}
+	return tx, tcc.ErrTooManyBranches
+}
+
+// Decide implements tcc.Store. The compare-and-set is one autocommit
+// statement, so the decision is durable when it returns; the record is
+// then read in one more round trip.
+//
+// model: decide
+func (s *Store) Decide(ctx context.Context, p tcc.DecideParams) (*tcc.Transaction, bool, error) {
+	state := tcc.StateCommitting
+	reason := ""
+	if p.Outcome == tcc.Abort {
+		state = tcc.StateAborting
+		reason = p.AbortReason
+	}
+	n, err := s.exec(ctx, s.sql, `UPDATE transaction_record`+s.pk()+`
+		SET state = ?, version = version + 1, lease_owner = ?, next_attempt_us = ?, abort_reason = ?, decided_us = ?, updated_us = ?
+		WHERE gid = ? AND state = ?`,
+		string(state), p.Owner, micros(p.LeaseUntil), reason, micros(p.Now), micros(p.Now), p.GID, string(tcc.StateTrying))
+	if err != nil {
+		return nil, false, s.interpret("decide", err)
+	}
+	tx, err := s.load(ctx, s.sql, p.GID)
+	if err != nil {
+		return nil, false, err
+	}
+	return tx, n == 1, nil
+}
+
+// RecordRound implements tcc.Store. All done branches move in one
+// statement. When every branch called is done (the usual round) and the
+// database is MySQL, the branch update and the record update are two
+// autocommit statements rather than one transaction: the branch facts are
+// true whatever becomes of the record update, and a crash between the two
+// leaves a decided record whose branches are all final, which the next
+// round (after the lease) finishes without calling anyone. Rounds with
+// failures or conflicts, and every round on SQLite (where a commit is an
+// fsync that nothing shares), use one transaction.
+//
+// model: mark_branch, finish
+func (s *Store) RecordRound(ctx context.Context, p tcc.RoundParams) error {
+	final := tcc.StateCommitted
+	decided := tcc.StateCommitting
+	branchDone := tcc.BranchConfirmed
+	if p.Outcome == tcc.Abort {
+		final, decided, branchDone = tcc.StateAborted, tcc.StateAborting, tcc.BranchCancelled
+	}
+	now := micros(p.Now)
+	var q querier = s.sql
+	var dbtx *sql.Tx
+	if s.dialect == database.SQLite || len(p.Failed) > 0 || len(p.Conflicts) > 0 {
+		var err error
+		if dbtx, err = s.begin(ctx); err != nil {
+			return s.interpret("record round", err)
+		}
+		defer func() { _ = dbtx.Rollback() }()
+		q = dbtx
+	}
+	if len(p.Done) > 0 {
+		args := make([]any, 0, 4+len(p.Done))
+		args = append(args, string(branchDone), now, p.GID, string(tcc.BranchRegistered))
+		for _, id := range p.Done {
+			args = append(args, id)
+		}
+		if _, err := s.exec(ctx, q, `UPDATE branch_record SET state = ?, attempts = attempts + 1, last_error = '', updated_us = ?
+			WHERE gid = ? AND state = ? AND branch_id IN (?`+strings.Repeat(", ?", len(p.Done)-1)+`)`, args...); err != nil {
+			return s.interpret("record round", err)
+		}
+	}
+	for _, f := range p.Failed {
+		if _, err := s.exec(ctx, q, `UPDATE branch_record SET attempts = attempts + 1, last_error = ?, updated_us = ?
+			WHERE gid = ? AND branch_id = ? AND state = ?`,
+			f.Err, now, p.GID, f.BranchID, string(tcc.BranchRegistered)); err != nil {
+			return s.interpret("record round", err)
+		}
+	}
+	for _, f := range p.Conflicts {
+		if _, err := s.exec(ctx, q, `UPDATE branch_record SET attempts = attempts + 1, last_error = ?, conflict = ?, updated_us = ?
+			WHERE gid = ? AND branch_id = ? AND state = ?`,
+			f.Err, true, now, p.GID, f.BranchID, string(tcc.BranchRegistered)); err != nil {
+			return s.interpret("record round", err)
+		}
+	}
+	var n int64
+	var err error
+	if p.Finish {
+		// next_attempt_us of a final record is its finish time, from
+		// which retention is counted.
+		n, err = s.exec(ctx, q, `UPDATE transaction_record`+s.pk()+`
+			SET state = ?, version = version + 1, attempts = attempts + 1, lease_owner = '', next_attempt_us = ?,
+			    updated_us = ?
+			WHERE gid = ? AND version = ? AND state = ?
+			  AND NOT EXISTS (SELECT 1 FROM branch_record WHERE gid = ? AND state = ?)`,
+			string(final), now, now, p.GID, p.Version, string(decided), p.GID, string(tcc.BranchRegistered))
+	} else {
+		n, err = s.exec(ctx, q, `UPDATE transaction_record`+s.pk()+`
+			SET version = version + 1, attempts = attempts + 1, lease_owner = '', next_attempt_us = ?,
+			    last_error = ?, needs_attention = (needs_attention OR ?), updated_us = ?
+			WHERE gid = ? AND version = ? AND state = ?`,
+			micros(p.NextAttemptAt), p.LastError, p.NeedsAttention, now, p.GID, p.Version, string(decided))
+	}
+	if err != nil {
+		return s.interpret("record round", err)
+	}
+	if dbtx != nil {
+		if err := s.commit(dbtx); err != nil {
+			return s.interpret("record round", err)
+		}
+	}
+	if n == 0 {
+		return fmt.Errorf("record round of %s at version %d: %w", p.GID, p.Version, tcc.ErrConflict)
+	}
+	return nil
+}
+
+// Claim implements tcc.Store.
+//
+// model: claim
+func (s *Store) Claim(ctx context.Context, p tcc.ClaimParams) (*tcc.Transaction, error) {
+	n, err := s.exec(ctx, s.sql, `UPDATE transaction_record`+s.pk()+`
+		SET version = version + 1, lease_owner = ?, next_attempt_us = ?, updated_us = ?
+		WHERE gid = ? AND version = ? AND next_attempt_us <= ? AND state IN (?, ?, ?)`,
+		p.Owner, micros(p.LeaseUntil), micros(p.Now), p.GID, p.Version, micros(p.Now),
+		string(tcc.StateTrying), string(tcc.StateCommitting), string(tcc.StateAborting))
+	if err != nil {
+		return nil, s.interpret("claim", err)
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("claim %s at version %d: %w", p.GID, p.Version, tcc.ErrConflict)
+	}
+	return s.load(ctx, s.sql, p.GID)
 }
 
 func (s *Store) getTransaction(db *gorm.DB, gid string) (*tcc.Transaction, error) {
@@ -168,142 +501,6 @@ func (s *Store) scanRecord(rows *sql.Rows) (*tcc.Transaction, error) {
 		return nil, fmt.Errorf("get transaction %s: %w", tx.GID, err)
 	}
 	return &tx, nil
-}
-
-// AddBranch implements tcc.Store.
-func (s *Store) AddBranch(ctx context.Context, p tcc.AddBranchParams) error {
-	b := p.Branch
-	return s.interpret("add branch", s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
-		now := micros(p.Now)
-		res := db.Exec(`UPDATE transaction_record`+s.pk()+` SET branch_count = branch_count + 1, version = version + 1, updated_us = ?
-			WHERE gid = ? AND state = ? AND branch_count < ?`, now, b.GID, string(tcc.StateTrying), p.MaxBranches)
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected == 0 {
-			tx, err := s.getRecord(db, b.GID)
-			if err != nil {
-				return err
-			}
-			if tx.State != tcc.StateTrying {
-				return &tcc.StateError{GID: b.GID, Actual: tx.State, Op: "register branch " + b.BranchID}
-			}
-			return tcc.ErrTooManyBranches
-		}
-		return db.Exec(`INSERT INTO branch_record (gid, branch_id, participant, payload, payload_digest, state, created_us, updated_us)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			b.GID, b.BranchID, b.Participant, nonNil(b.Payload), b.PayloadDigest, string(tcc.BranchRegistered), now, now).Error
-	}))
-}
-
-// Decide implements tcc.Store.
-//
-// model: decide
-func (s *Store) Decide(ctx context.Context, p tcc.DecideParams) (*tcc.Transaction, bool, error) {
-	db := s.db.WithContext(ctx)
-	state := tcc.StateCommitting
-	reason := ""
-	if p.Outcome == tcc.Abort {
-		state = tcc.StateAborting
-		reason = p.AbortReason
-	}
-	res := db.Exec(`UPDATE transaction_record`+s.pk()+`
-		SET state = ?, version = version + 1, lease_owner = ?, next_attempt_us = ?, abort_reason = ?, decided_us = ?, updated_us = ?
-		WHERE gid = ? AND state = ?`,
-		string(state), p.Owner, micros(p.LeaseUntil), reason, micros(p.Now), micros(p.Now), p.GID, string(tcc.StateTrying))
-	if res.Error != nil {
-		return nil, false, s.interpret("decide", res.Error)
-	}
-	tx, err := s.getTransaction(db, p.GID)
-	if err != nil {
-		return nil, false, err
-	}
-	return tx, res.RowsAffected == 1, nil
-}
-
-// RecordRound implements tcc.Store.
-//
-// model: mark_branch, finish
-func (s *Store) RecordRound(ctx context.Context, p tcc.RoundParams) error {
-	final := tcc.StateCommitted
-	decided := tcc.StateCommitting
-	branchDone := tcc.BranchConfirmed
-	if p.Outcome == tcc.Abort {
-		final, decided, branchDone = tcc.StateAborted, tcc.StateAborting, tcc.BranchCancelled
-	}
-	now := micros(p.Now)
-	lost := false
-	err := s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
-		for _, id := range p.Done {
-			if err := db.Exec(`UPDATE branch_record SET state = ?, attempts = attempts + 1, last_error = '', updated_us = ?
-				WHERE gid = ? AND branch_id = ? AND state = ?`,
-				string(branchDone), now, p.GID, id, string(tcc.BranchRegistered)).Error; err != nil {
-				return err
-			}
-		}
-		for _, f := range p.Failed {
-			if err := db.Exec(`UPDATE branch_record SET attempts = attempts + 1, last_error = ?, updated_us = ?
-				WHERE gid = ? AND branch_id = ? AND state = ?`,
-				f.Err, now, p.GID, f.BranchID, string(tcc.BranchRegistered)).Error; err != nil {
-				return err
-			}
-		}
-		for _, f := range p.Conflicts {
-			if err := db.Exec(`UPDATE branch_record SET attempts = attempts + 1, last_error = ?, conflict = ?, updated_us = ?
-				WHERE gid = ? AND branch_id = ? AND state = ?`,
-				f.Err, true, now, p.GID, f.BranchID, string(tcc.BranchRegistered)).Error; err != nil {
-				return err
-			}
-		}
-		var res *gorm.DB
-		if p.Finish {
-			// next_attempt_us of a final record is its finish time, from
-			// which retention is counted.
-			res = db.Exec(`UPDATE transaction_record`+s.pk()+`
-				SET state = ?, version = version + 1, attempts = attempts + 1, lease_owner = '', next_attempt_us = ?,
-				    updated_us = ?
-				WHERE gid = ? AND version = ? AND state = ?
-				  AND NOT EXISTS (SELECT 1 FROM branch_record WHERE gid = ? AND state = ?)`,
-				string(final), now, now, p.GID, p.Version, string(decided), p.GID, string(tcc.BranchRegistered))
-		} else {
-			res = db.Exec(`UPDATE transaction_record`+s.pk()+`
-				SET version = version + 1, attempts = attempts + 1, lease_owner = '', next_attempt_us = ?,
-				    last_error = ?, needs_attention = (needs_attention OR ?), updated_us = ?
-				WHERE gid = ? AND version = ? AND state = ?`,
-				micros(p.NextAttemptAt), p.LastError, p.NeedsAttention, now, p.GID, p.Version, string(decided))
-		}
-		if res.Error != nil {
-			return res.Error
-		}
-		lost = res.RowsAffected == 0
-		return nil
-	})
-	if err != nil {
-		return s.interpret("record round", err)
-	}
-	if lost {
-		return fmt.Errorf("record round of %s at version %d: %w", p.GID, p.Version, tcc.ErrConflict)
-	}
-	return nil
-}
-
-// Claim implements tcc.Store.
-//
-// model: claim
-func (s *Store) Claim(ctx context.Context, p tcc.ClaimParams) (*tcc.Transaction, error) {
-	db := s.db.WithContext(ctx)
-	res := db.Exec(`UPDATE transaction_record`+s.pk()+`
-		SET version = version + 1, lease_owner = ?, next_attempt_us = ?, updated_us = ?
-		WHERE gid = ? AND version = ? AND next_attempt_us <= ? AND state IN (?, ?, ?)`,
-		p.Owner, micros(p.LeaseUntil), micros(p.Now), p.GID, p.Version, micros(p.Now),
-		string(tcc.StateTrying), string(tcc.StateCommitting), string(tcc.StateAborting))
-	if res.Error != nil {
-		return nil, s.interpret("claim", res.Error)
-	}
-	if res.RowsAffected == 0 {
-		return nil, fmt.Errorf("claim %s at version %d: %w", p.GID, p.Version, tcc.ErrConflict)
-	}
-	return s.getTransaction(db, p.GID)
 }
 
 // ListDue implements tcc.Store. It asks once per unfinished state so that

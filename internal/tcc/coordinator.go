@@ -337,16 +337,12 @@ func (c *Coordinator) RegisterBranch(ctx context.Context, p RegisterParams) (*Tr
 		CreatedAt:     now,
 		UpdatedAt:     now,
 	}
-	addErr := c.store.AddBranch(ctx, AddBranchParams{Branch: b, MaxBranches: c.cfg.MaxBranches, Now: now})
-	if addErr != nil && errors.Is(addErr, ErrNotFound) {
-		return nil, fmt.Errorf("register branch %s of %s: %w", p.BranchID, p.GID, addErr)
-	}
+	tx, addErr := c.store.RegisterBranch(ctx, AddBranchParams{Branch: b, MaxBranches: c.cfg.MaxBranches, Now: now})
 	if addErr != nil && !errors.Is(addErr, ErrDuplicate) && !errors.Is(addErr, ErrState) && !errors.Is(addErr, ErrTooManyBranches) {
 		return nil, fmt.Errorf("register branch %s of %s: %w", p.BranchID, p.GID, addErr)
 	}
-	tx, err := c.store.GetTransaction(ctx, p.GID)
-	if err != nil {
-		return nil, fmt.Errorf("register branch %s of %s: %w", p.BranchID, p.GID, err)
+	if tx == nil {
+		return nil, fmt.Errorf("register branch %s of %s: store returned no record with %w", p.BranchID, p.GID, addErr)
 	}
 	if addErr == nil {
 		c.fault("after_register")

@@ -46,6 +46,15 @@ type Store interface {
 	// written in each case).
 	AddBranch(ctx context.Context, p AddBranchParams) error
 
+	// RegisterBranch is AddBranch that also returns the record with its
+	// branches as it is after the call, read in the same database
+	// transaction when the branch was added (the hot path of registration
+	// needs both, and this saves a round trip and a second snapshot). On
+	// ErrDuplicate, a *StateError or ErrTooManyBranches it returns the
+	// record as it is (nothing written) together with the error; on
+	// ErrNotFound and other errors a nil record.
+	RegisterBranch(ctx context.Context, p AddBranchParams) (*Transaction, error)
+
 	// Decide is the one decision: a compare-and-set TRYING -> COMMITTING or
 	// ABORTING that also takes the lease for p.Owner until p.LeaseUntil.
 	// It returns the record as it is after the call, with its branches, and

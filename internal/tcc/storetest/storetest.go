@@ -25,6 +25,9 @@ func Run(t *testing.T, newStore func(t *testing.T) tcc.Store) {
 		{"GetUnknown", testGetUnknown},
 		{"AddBranch", testAddBranch},
 		{"AddBranchLimitsAndStates", testAddBranchRefusals},
+		{"RegisterBranchReturnsRecord", testRegisterBranch},
+		{"RegisterBranchConcurrent", testRegisterBranchConcurrent},
+		{"RecordRoundManyBranches", testRecordRoundMany},
 		{"DecideOnce", testDecideOnce},
 		{"DecideConcurrent", testDecideConcurrent},
 		{"RecordRoundFinish", testRecordRoundFinish},
@@ -164,6 +167,102 @@ func testAddBranchRefusals(t *testing.T, s tcc.Store) {
 	}
 }
 
+func testRegisterBranch(t *testing.T, s tcc.Store) {
+	ctx := context.Background()
+	mustInsert(t, s, "g", "b")
+	tx, err := s.RegisterBranch(ctx, tcc.AddBranchParams{Branch: branch("g", "a"), MaxBranches: 3, Now: t0})
+	if err != nil {
+		t.Fatalf("register: %v", err)
+	}
+	if tx.State != tcc.StateTrying || tx.Version != 3 || len(tx.Branches) != 2 || tx.Branches[0].BranchID != "a" ||
+		string(tx.Branches[0].Payload) != `{"amount":a}` || tx.Branches[0].State != tcc.BranchRegistered ||
+		tx.Labels["order"] != "o-1" || !tx.Deadline.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("returned record: %+v", tx)
+	}
+	if got := mustGet(t, s, "g"); got.Version != tx.Version || len(got.Branches) != 2 {
+		t.Fatalf("stored record differs from the returned one: %+v", got)
+	}
+	// Refusals return the record as it is, unchanged.
+	tx, err = s.RegisterBranch(ctx, tcc.AddBranchParams{Branch: branch("g", "a"), MaxBranches: 3, Now: t0})
+	if !errors.Is(err, tcc.ErrDuplicate) || tx == nil || tx.Version != 3 || len(tx.Branches) != 2 {
+		t.Fatalf("duplicate: got %+v, %v", tx, err)
+	}
+	mustRegister := func(id string) {
+		t.Helper()
+		if _, err := s.RegisterBranch(ctx, tcc.AddBranchParams{Branch: branch("g", id), MaxBranches: 3, Now: t0}); err != nil {
+			t.Fatalf("register %s: %v", id, err)
+		}
+	}
+	mustRegister("c")
+	tx, err = s.RegisterBranch(ctx, tcc.AddBranchParams{Branch: branch("g", "d"), MaxBranches: 3, Now: t0})
+	if !errors.Is(err, tcc.ErrTooManyBranches) || tx == nil || len(tx.Branches) != 3 {
+		t.Fatalf("over limit: got %+v, %v", tx, err)
+	}
+	decide(t, s, "g", tcc.Abort)
+	tx, err = s.RegisterBranch(ctx, tcc.AddBranchParams{Branch: branch("g", "e"), MaxBranches: 64, Now: t0})
+	var se *tcc.StateError
+	if !errors.As(err, &se) || se.Actual != tcc.StateAborting || tx == nil || tx.State != tcc.StateAborting || len(tx.Branches) != 3 {
+		t.Fatalf("after decision: got %+v, %v", tx, err)
+	}
+	if tx, err := s.RegisterBranch(ctx, tcc.AddBranchParams{Branch: branch("none", "a"), MaxBranches: 64, Now: t0}); !errors.Is(err, tcc.ErrNotFound) || tx != nil {
+		t.Fatalf("unknown gid: got %+v, %v", tx, err)
+	}
+}
+
+// testRegisterBranchConcurrent registers branches of one transaction in
+// parallel while it is decided: every registration that succeeded is in the
+// decided record, and none is added after the decision.
+func testRegisterBranchConcurrent(t *testing.T, s tcc.Store) {
+	ctx := context.Background()
+	mustInsert(t, s, "g")
+	const n = 16
+	var wg sync.WaitGroup
+	ok := make([]bool, n)
+	var decided *tcc.Transaction
+	for i := range n + 1 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i == n {
+				tx, won, err := s.Decide(ctx, tcc.DecideParams{GID: "g", Outcome: tcc.Commit, Owner: "c", LeaseUntil: t0, Now: t0})
+				if err != nil || !won {
+					t.Errorf("decide: %v %v", won, err)
+					return
+				}
+				decided = tx
+				return
+			}
+			for {
+				_, err := s.RegisterBranch(ctx, tcc.AddBranchParams{Branch: branch("g", fmt.Sprintf("b%02d", i)), MaxBranches: 64, Now: t0})
+				if errors.Is(err, tcc.ErrUnavailable) { // deadlock victim: nothing applied
+					continue
+				}
+				ok[i] = err == nil
+				if err != nil && !errors.Is(err, tcc.ErrState) {
+					t.Errorf("register %d: %v", i, err)
+				}
+				return
+			}
+		}()
+	}
+	wg.Wait()
+	if decided == nil {
+		return
+	}
+	in := map[string]bool{}
+	for _, b := range decided.Branches {
+		in[b.BranchID] = true
+	}
+	for i, yes := range ok {
+		if id := fmt.Sprintf("b%02d", i); yes != in[id] {
+			t.Errorf("branch %s: registered %v, in the decided record %v", id, yes, in[id])
+		}
+	}
+	if got := mustGet(t, s, "g"); len(got.Branches) != len(decided.Branches) {
+		t.Errorf("%d branches stored, %d in the decided record", len(got.Branches), len(decided.Branches))
+	}
+}
+
 func testDecideOnce(t *testing.T, s tcc.Store) {
 	mustInsert(t, s, "g", "a")
 	tx, won := decide(t, s, "g", tcc.Abort)
@@ -249,6 +348,39 @@ func testRecordRoundFinish(t *testing.T, s tcc.Store) {
 	}
 	if b := got.Branches[0]; b.Attempts != 1 {
 		t.Fatalf("branch a attempts %d, want 1 (the refused round's fact was kept, the repeat matched nothing)", b.Attempts)
+	}
+}
+
+func testRecordRoundMany(t *testing.T, s tcc.Store) {
+	ctx := context.Background()
+	ids := []string{"a", "b", "c", "d", "e"}
+	mustInsert(t, s, "g", ids...)
+	tx, _ := decide(t, s, "g", tcc.Commit)
+	err := s.RecordRound(ctx, tcc.RoundParams{GID: "g", Outcome: tcc.Commit, Version: tx.Version,
+		Done: []string{"a", "c", "e"}, Failed: []tcc.BranchResult{{BranchID: "b", Err: "boom"}},
+		Conflicts: []tcc.BranchResult{{BranchID: "d", Err: "refused"}}, NextAttemptAt: t0.Add(time.Minute), LastError: "boom", Now: t0})
+	if err != nil {
+		t.Fatalf("record round: %v", err)
+	}
+	got := mustGet(t, s, "g")
+	want := map[string]tcc.BranchState{"a": tcc.BranchConfirmed, "b": tcc.BranchRegistered, "c": tcc.BranchConfirmed,
+		"d": tcc.BranchRegistered, "e": tcc.BranchConfirmed}
+	for _, b := range got.Branches {
+		if b.State != want[b.BranchID] || b.Attempts != 1 || b.Conflict != (b.BranchID == "d") {
+			t.Errorf("branch %s: %s attempts %d conflict %v", b.BranchID, b.State, b.Attempts, b.Conflict)
+		}
+	}
+	if got.State != tcc.StateCommitting || got.LastError != "boom" {
+		t.Fatalf("record: %s %q", got.State, got.LastError)
+	}
+	// The next round finishes with the rest done in one go.
+	err = s.RecordRound(ctx, tcc.RoundParams{GID: "g", Outcome: tcc.Commit, Version: got.Version,
+		Done: []string{"b", "d"}, Finish: true, Now: t0})
+	if err != nil {
+		t.Fatalf("finish: %v", err)
+	}
+	if got := mustGet(t, s, "g"); got.State != tcc.StateCommitted {
+		t.Fatalf("after finish: %s", got.State)
 	}
 }
 
