@@ -1,0 +1,446 @@
+package faulttest
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
+	"github.com/settle-tcc/settle/internal/demo"
+)
+
+// Kind is what the initiator of one order does.
+type Kind string
+
+// Order kinds.
+const (
+	// KindNormal: Begin, register and Try both branches, Commit (Rollback
+	// if a Try is refused).
+	KindNormal Kind = "normal"
+	// KindAbandon: the initiator vanishes before Commit/Rollback, after
+	// Begin, a registration or a Try; the deadline aborts it.
+	KindAbandon Kind = "abandon"
+	// KindDuplicate: every Try and the Commit are sent twice at once, and a
+	// Try repeated with a changed payload must be refused (S7, S8).
+	KindDuplicate Kind = "duplicate"
+	// KindCancelFirst: Cancel reaches a participant before its Try (null
+	// compensation); the late Try must be refused and the order rolls back
+	// (S9).
+	KindCancelFirst Kind = "cancel_first"
+	// KindLateTry: the initiator rolls back after registering both
+	// branches, then a delayed Try arrives (hanging Try, S9).
+	KindLateTry Kind = "late_try"
+)
+
+// Order is one generated two-branch order.
+type Order struct {
+	GID    string
+	Kind   Kind
+	User   string
+	Amount int64
+	SKU    string
+	Qty    int64
+	// Coord is the coordinator the initiator starts with.
+	Coord int
+	// Step is, for KindAbandon, how far the initiator gets (1: Begin, 2:
+	// first registration, 3: first Try, 4: second registration, 5: both
+	// Tries); for KindCancelFirst and KindLateTry, the branch index.
+	Step int
+}
+
+// Payload returns the payload of branch b.
+func (o *Order) Payload(b string) []byte {
+	if b == demo.BranchAccounts {
+		return demo.AccountsPayload(o.User, o.Amount)
+	}
+	return demo.InventoryPayload(o.SKU, o.Qty)
+}
+
+// Shop is the data the workload buys from: users (some poor, so that Try is
+// refused for insufficient funds) and items (one scarce).
+type Shop struct {
+	Rich, Poor  []string
+	RichBalance int64
+	PoorBalance int64
+	SKUs        []string
+	Prices      map[string]int64
+	Stock       map[string]int64
+}
+
+// DefaultShop returns the shop the harness sets up: the demo's book and pen
+// with plenty of stock plus a scarce item, 16 rich and 8 poor users.
+func DefaultShop() Shop {
+	s := Shop{RichBalance: 100_000_000, PoorBalance: 1000, Prices: map[string]int64{}, Stock: map[string]int64{}}
+	for i := 0; i < 16; i++ {
+		s.Rich = append(s.Rich, fmt.Sprintf("rich%02d", i))
+	}
+	for i := 0; i < 8; i++ {
+		s.Poor = append(s.Poor, fmt.Sprintf("poor%02d", i))
+	}
+	for _, sku := range []string{"book", "pen"} {
+		p, _ := demo.Price(sku)
+		s.SKUs = append(s.SKUs, sku)
+		s.Prices[sku] = p
+		s.Stock[sku] = 10_000_000
+	}
+	s.SKUs = append(s.SKUs, "scarce")
+	s.Prices["scarce"] = 999
+	s.Stock["scarce"] = 30
+	return s
+}
+
+// GenOrder draws the n-th order of worker w from rng.
+func GenOrder(rng *rand.Rand, shop Shop, seed uint64, w, n, coordinators int) Order {
+	o := Order{GID: fmt.Sprintf("ft-%x-w%02d-%06d", seed, w, n), Coord: rng.IntN(coordinators)}
+	switch r := rng.IntN(100); {
+	case r < 60:
+		o.Kind = KindNormal
+	case r < 72:
+		o.Kind = KindAbandon
+		o.Step = 1 + rng.IntN(5)
+	case r < 84:
+		o.Kind = KindDuplicate
+	case r < 92:
+		o.Kind = KindCancelFirst
+		o.Step = rng.IntN(2)
+	default:
+		o.Kind = KindLateTry
+		o.Step = rng.IntN(2)
+	}
+	if rng.IntN(4) == 0 {
+		o.User = shop.Poor[rng.IntN(len(shop.Poor))]
+	} else {
+		o.User = shop.Rich[rng.IntN(len(shop.Rich))]
+	}
+	switch r := rng.IntN(10); {
+	case r < 4:
+		o.SKU = "book"
+	case r < 9:
+		o.SKU = "pen"
+	default:
+		o.SKU = "scarce"
+	}
+	o.Qty = 1 + rng.Int64N(3)
+	o.Amount = shop.Prices[o.SKU] * o.Qty
+	return o
+}
+
+// decision is a commit or abort observed from outside the coordinator.
+type decision struct {
+	commit bool
+	source string
+}
+
+// Recorder keeps every order started and every decision observed during
+// the run, and flags a decision that changes (I3) the moment it is seen.
+type Recorder struct {
+	mu        sync.Mutex
+	orders    []*Order
+	decisions map[string]decision
+	// Violations found while running (I3, S8, S9).
+	violations []string
+	Txns       *Stats
+}
+
+// NewRecorder returns an empty recorder.
+func NewRecorder() *Recorder {
+	return &Recorder{decisions: map[string]decision{}, Txns: NewStats()}
+}
+
+func (r *Recorder) add(o *Order) {
+	r.mu.Lock()
+	r.orders = append(r.orders, o)
+	r.mu.Unlock()
+	r.Txns.AddName("kind:"+string(o.Kind), 1)
+}
+
+func (r *Recorder) violate(format string, args ...any) {
+	r.mu.Lock()
+	r.violations = append(r.violations, fmt.Sprintf(format, args...))
+	r.mu.Unlock()
+}
+
+// Observe records the state of gid seen from source; a decided state that
+// differs from an earlier observation is an I3 violation.
+func (r *Recorder) Observe(gid string, st tccv1.TransactionState, source string) {
+	var d decision
+	switch st {
+	case tccv1.TransactionState_TRANSACTION_STATE_COMMITTING, tccv1.TransactionState_TRANSACTION_STATE_COMMITTED:
+		d = decision{commit: true, source: source}
+	case tccv1.TransactionState_TRANSACTION_STATE_ABORTING, tccv1.TransactionState_TRANSACTION_STATE_ABORTED:
+		d = decision{commit: false, source: source}
+	default:
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	prev, ok := r.decisions[gid]
+	if !ok {
+		r.decisions[gid] = d
+		return
+	}
+	if prev.commit != d.commit {
+		r.violations = append(r.violations, fmt.Sprintf("I3 %s: decision changed: %s (%s) then %s (%s)",
+			gid, word(prev.commit), prev.source, word(d.commit), d.source))
+	}
+}
+
+func word(commit bool) string {
+	if commit {
+		return "commit"
+	}
+	return "abort"
+}
+
+// Orders returns the orders started so far.
+func (r *Recorder) Orders() []*Order {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*Order(nil), r.orders...)
+}
+
+// Initiator runs orders against a cluster the way an application would:
+// every call with a timeout, unknown outcomes retried (idempotent), failing
+// over to another coordinator.
+type Initiator struct {
+	C      *Cluster
+	Rec    *Recorder
+	Timing Timing
+}
+
+// unknown reports whether err leaves the outcome of a call unknown (or is
+// a transient refusal), so the call may be retried.
+func unknown(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.Aborted, codes.Unknown, codes.Internal, codes.ResourceExhausted:
+		return true
+	}
+	return false
+}
+
+const (
+	attemptTimeout = 2 * time.Second
+	maxAttempts    = 6
+)
+
+// coordCall runs f against a coordinator, retrying unknown outcomes with
+// backoff and failing over between coordinators.
+func (in *Initiator) coordCall(ctx context.Context, o *Order, f func(ctx context.Context, c tccv1.CoordinatorServiceClient) error) error {
+	var err error
+	coord := o.Coord
+	for a := 0; a < maxAttempts; a++ {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		err = f(actx, in.C.CoordClients[coord])
+		cancel()
+		if err == nil || !unknown(err) || ctx.Err() != nil {
+			return err
+		}
+		coord = (coord + 1) % len(in.C.CoordClients)
+		if !sleepCtx(ctx, backoff(a)) {
+			return err
+		}
+	}
+	return err
+}
+
+// partCall runs f against the participant of branch b with retries.
+func (in *Initiator) partCall(ctx context.Context, b string, f func(ctx context.Context, p tccv1.ParticipantServiceClient) error) error {
+	var err error
+	for a := 0; a < maxAttempts; a++ {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		err = f(actx, in.C.PartClients[b])
+		cancel()
+		if err == nil || !unknown(err) || ctx.Err() != nil {
+			return err
+		}
+		if !sleepCtx(ctx, backoff(a)) {
+			return err
+		}
+	}
+	return err
+}
+
+func backoff(a int) time.Duration {
+	d := 50 * time.Millisecond << a
+	return min(d, 800*time.Millisecond)
+}
+
+// Run executes one order. Errors are part of the workload (they are
+// counted), never fatal.
+func (in *Initiator) Run(ctx context.Context, o *Order) {
+	in.Rec.add(o)
+	txns := in.Rec.Txns
+	err := in.coordCall(ctx, o, func(ctx context.Context, c tccv1.CoordinatorServiceClient) error {
+		_, err := c.Begin(ctx, &tccv1.BeginRequest{Gid: o.GID, Timeout: durationpb.New(in.Timing.TxTimeout)})
+		return err
+	})
+	if err != nil {
+		txns.AddName("initiator:begin_failed", 1)
+		return
+	}
+	step := 1
+	if o.Kind == KindAbandon && o.Step == step {
+		txns.AddName("initiator:abandoned", 1)
+		return
+	}
+	for i, b := range Branches {
+		payload := o.Payload(b)
+		err := in.coordCall(ctx, o, func(ctx context.Context, c tccv1.CoordinatorServiceClient) error {
+			_, err := c.RegisterBranch(ctx, &tccv1.RegisterBranchRequest{Gid: o.GID, BranchId: b, Participant: in.C.ParticipantTarget(b), Payload: payload})
+			return err
+		})
+		if err != nil {
+			txns.AddName("initiator:register_failed", 1)
+			in.rollback(ctx, o, "register failed")
+			return
+		}
+		step++
+		if o.Kind == KindAbandon && o.Step == step {
+			txns.AddName("initiator:abandoned", 1)
+			return
+		}
+		if o.Kind == KindLateTry {
+			continue
+		}
+		if o.Kind == KindCancelFirst && o.Step == i {
+			// The Cancel overtakes the Try (a reordering network, or a
+			// rollback racing the Try): null compensation.
+			err := in.partCall(ctx, b, func(ctx context.Context, p tccv1.ParticipantServiceClient) error {
+				_, err := p.Cancel(ctx, &tccv1.CancelRequest{Gid: o.GID, BranchId: b, Payload: payload})
+				return err
+			})
+			if err != nil {
+				txns.AddName("initiator:direct_cancel_failed", 1)
+			}
+		}
+		tryOnce := func(payload []byte) error {
+			return in.partCall(ctx, b, func(ctx context.Context, p tccv1.ParticipantServiceClient) error {
+				_, err := p.Try(ctx, &tccv1.TryRequest{Gid: o.GID, BranchId: b, Payload: payload})
+				return err
+			})
+		}
+		if o.Kind == KindDuplicate {
+			var wg sync.WaitGroup
+			var e1, e2 error
+			wg.Add(2)
+			go func() { defer wg.Done(); e1 = tryOnce(payload) }()
+			go func() { defer wg.Done(); e2 = tryOnce(payload) }()
+			wg.Wait()
+			err = e1
+			if (e1 == nil) != (e2 == nil) && !unknown(e1) && !unknown(e2) {
+				in.Rec.violate("S7 %s/%s: two copies of one Try answered differently: %v / %v", o.GID, b, e1, e2)
+			}
+			if err == nil {
+				changed := demo.InventoryPayload(o.SKU, o.Qty+1)
+				if b == demo.BranchAccounts {
+					changed = demo.AccountsPayload(o.User, o.Amount+1)
+				}
+				if cerr := tryOnce(changed); cerr == nil {
+					in.Rec.violate("S8 %s/%s: a repeated Try with a changed payload was accepted", o.GID, b)
+				}
+			}
+		} else {
+			err = tryOnce(payload)
+		}
+		if err != nil {
+			if o.Kind == KindCancelFirst && o.Step == i {
+				txns.AddName("initiator:try_refused_after_cancel", 1)
+			} else if !unknown(err) {
+				txns.AddName("initiator:try_refused", 1)
+			} else {
+				txns.AddName("initiator:try_unknown", 1)
+			}
+			in.rollback(ctx, o, "try failed")
+			return
+		}
+		if o.Kind == KindCancelFirst && o.Step == i {
+			// The Cancel was recorded first, so this Try hangs. Unless
+			// the Cancel never arrived (all its attempts failed).
+			in.Rec.Txns.AddName("initiator:try_accepted_after_cancel_attempt", 1)
+		}
+		step++
+		if o.Kind == KindAbandon && o.Step == step {
+			txns.AddName("initiator:abandoned", 1)
+			return
+		}
+	}
+	if o.Kind == KindLateTry {
+		in.rollback(ctx, o, "late try scenario")
+		b := Branches[o.Step]
+		err := in.partCall(ctx, b, func(ctx context.Context, p tccv1.ParticipantServiceClient) error {
+			_, err := p.Try(ctx, &tccv1.TryRequest{Gid: o.GID, BranchId: b, Payload: o.Payload(b)})
+			return err
+		})
+		if err == nil {
+			// Allowed only if it overtook the coordinator's Cancel; the
+			// checker then finds the reservation released or not (I5).
+			txns.AddName("initiator:late_try_accepted", 1)
+		} else {
+			txns.AddName("initiator:late_try_refused", 1)
+		}
+		return
+	}
+	commit := func(ctx context.Context, c tccv1.CoordinatorServiceClient) error {
+		r, err := c.Commit(ctx, &tccv1.CommitRequest{Gid: o.GID, Wait: true})
+		if err == nil {
+			in.Rec.Observe(o.GID, tccv1.TransactionState_TRANSACTION_STATE_COMMITTING, "commit reply")
+			in.Rec.Observe(o.GID, r.GetTransaction().GetState(), "commit reply")
+		}
+		return err
+	}
+	if o.Kind == KindDuplicate {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = in.coordCall(ctx, o, commit) }()
+		err = in.coordCall(ctx, o, commit)
+		wg.Wait()
+	} else {
+		err = in.coordCall(ctx, o, commit)
+	}
+	switch {
+	case err == nil:
+		txns.AddName("initiator:commit_ok", 1)
+	case status.Code(err) == codes.FailedPrecondition:
+		txns.AddName("initiator:commit_refused", 1)
+		in.poll(ctx, o)
+	default:
+		txns.AddName("initiator:commit_unknown", 1)
+	}
+}
+
+func (in *Initiator) rollback(ctx context.Context, o *Order, reason string) {
+	err := in.coordCall(ctx, o, func(ctx context.Context, c tccv1.CoordinatorServiceClient) error {
+		r, err := c.Rollback(ctx, &tccv1.RollbackRequest{Gid: o.GID, Reason: reason})
+		if err == nil {
+			in.Rec.Observe(o.GID, tccv1.TransactionState_TRANSACTION_STATE_ABORTING, "rollback reply")
+			in.Rec.Observe(o.GID, r.GetTransaction().GetState(), "rollback reply")
+		}
+		return err
+	})
+	switch {
+	case err == nil:
+		in.Rec.Txns.AddName("initiator:rollback_ok", 1)
+	case status.Code(err) == codes.FailedPrecondition:
+		in.Rec.Txns.AddName("initiator:rollback_refused", 1)
+		in.poll(ctx, o)
+	default:
+		in.Rec.Txns.AddName("initiator:rollback_unknown", 1)
+	}
+}
+
+// poll reads the transaction once and records its state.
+func (in *Initiator) poll(ctx context.Context, o *Order) {
+	_ = in.coordCall(ctx, o, func(ctx context.Context, c tccv1.CoordinatorServiceClient) error {
+		r, err := c.GetTransaction(ctx, &tccv1.GetTransactionRequest{Gid: o.GID})
+		if err == nil {
+			in.Rec.Observe(o.GID, r.GetTransaction().GetState(), "poll")
+		}
+		return err
+	})
+}
