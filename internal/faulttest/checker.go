@@ -156,7 +156,9 @@ func Check(ctx context.Context, c *Cluster, rec *Recorder, base Baseline, bound 
 	start := time.Now()
 	states, missing, quiet := finalState(ctx, c.DirectCoord[0], rec, gids, bound)
 	res.Quiescence, res.Quiet = time.Since(start), quiet
-	violate := func(format string, args ...any) { res.Violations = append(res.Violations, fmt.Sprintf(format, args...)) }
+	violate := func(format string, args ...any) {
+		res.Violations = append(res.Violations, fmt.Sprintf(format, args...))
+	}
 
 	// Participants converge by themselves once the coordinator has
 	// finished; give the check-back and in-flight calls a moment.
