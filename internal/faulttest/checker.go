@@ -164,6 +164,7 @@ func Check(ctx context.Context, c *Cluster, rec *Recorder, base Baseline, bound 
 	// finished; give the check-back and in-flight calls a moment.
 	fences := map[string]map[string]string{}
 	var after Baseline
+	sawQuiet := false // no TRIED fence at the previous read either
 	for wait := time.Now().Add(max(bound-res.Quiescence, 5*time.Second)); ; {
 		var err error
 		for _, b := range Branches {
@@ -180,9 +181,16 @@ func Check(ctx context.Context, c *Cluster, rec *Recorder, base Baseline, bound 
 		if after, err = readSnapshots(ctx, c.partDB); err != nil {
 			return res, err
 		}
-		if after.Accounts.Frozen == 0 && after.Stock.Reserved == 0 || time.Now().After(wait) {
+		tried := false
+		for _, b := range Branches {
+			for _, st := range fences[b] {
+				tried = tried || st == fenceTried
+			}
+		}
+		if !tried && after.Accounts.Frozen == 0 && after.Stock.Reserved == 0 || !tried && sawQuiet || time.Now().After(wait) {
 			break
 		}
+		sawQuiet = !tried
 		sleepCtx(ctx, 250*time.Millisecond)
 	}
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -298,7 +299,11 @@ func (c *Cluster) ArmFaultPoint(i int, point string, n int) error {
 	m.proc.Kill()
 	c.faults.AddName(string(FaultCoordPoint)+":"+point, 1)
 	m.point = point
-	return m.proc.Start(fmt.Sprintf("SETTLE_FAULT_POINT=%s:%d", point, n))
+	err := m.proc.Start(fmt.Sprintf("SETTLE_FAULT_POINT=%s:%d", point, n))
+	if errors.Is(err, ErrExitedEarly) && strings.Contains(m.proc.Tail(1500), "fault point "+point+" reached") {
+		return nil // hit during startup (recovery pass); the supervisor restarts it
+	}
+	return err
 }
 
 // PauseCoordinator SIGSTOPs coordinator i for d (longer than its lease, so

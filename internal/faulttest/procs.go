@@ -3,6 +3,7 @@ package faulttest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -93,6 +94,10 @@ func (t *tailBuffer) String() string {
 	return string(t.b)
 }
 
+// ErrExitedEarly is returned by Proc.Start when the process exited before
+// it served (for example at an armed fault point hit during startup).
+var ErrExitedEarly = errors.New("process exited before serving")
+
 // Proc is a restartable child process serving gRPC on a fixed address.
 type Proc struct {
 	Name string
@@ -148,7 +153,7 @@ func (p *Proc) waitServing(done chan struct{}) error {
 		}
 		select {
 		case <-done:
-			return fmt.Errorf("%s exited before serving:\n%s", p.Name, p.Tail(4000))
+			return fmt.Errorf("%s: %w:\n%s", p.Name, ErrExitedEarly, p.Tail(1500))
 		default:
 		}
 		if time.Now().After(deadline) {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 	"github.com/settle-tcc/settle/internal/database"
 	"github.com/settle-tcc/settle/internal/demo"
 )
@@ -216,6 +217,27 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 		}()
 	}
+	// A watcher polls recent transactions through the proxies, so that
+	// decisions are observed while faults happen (I3), not only at the end.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rng := rand.New(rand.NewPCG(cfg.Seed, 998))
+		for sleepCtx(wctx, 50*time.Millisecond) {
+			orders := rec.Orders()
+			if len(orders) == 0 {
+				continue
+			}
+			o := orders[len(orders)-1-rng.IntN(min(len(orders), 200))]
+			cctx, cancel := context.WithTimeout(wctx, time.Second)
+			r, err := c.CoordClients[rng.IntN(len(c.CoordClients))].GetTransaction(cctx, &tccv1.GetTransactionRequest{Gid: o.GID})
+			cancel()
+			if err == nil {
+				rec.Observe(o.GID, r.GetTransaction().GetState(), "watcher poll")
+				rec.Txns.AddName("watcher:polls", 1)
+			}
+		}
+	}()
 	var clusterErrs []string
 	var errMu sync.Mutex
 	if cfg.ProcessFaultEvery > 0 {
@@ -305,7 +327,7 @@ func injectProcessFault(ctx context.Context, c *Cluster, rng *rand.Rand, t Timin
 		logf("fault: participant-%s -> coordinator (check-back) link down for %s", b, d)
 		c.CutCheckBack(ctx, b, d)
 	default:
-		n := 1 + rng.IntN(3)
+		n := 1 + rng.IntN(4)
 		for i := 0; i < n; i++ {
 			c.ResetRandomConnection(rng)
 		}

@@ -36,6 +36,10 @@ const (
 	// KindLateTry: the initiator rolls back after registering both
 	// branches, then a delayed Try arrives (hanging Try, S9).
 	KindLateTry Kind = "late_try"
+	// KindLateCommit: Commit is sent around the transaction's deadline, so
+	// it races the recovery loop's deadline abort and the participants'
+	// check-back (S6): exactly one decision may win.
+	KindLateCommit Kind = "late_commit"
 )
 
 // Order is one generated two-branch order.
@@ -50,7 +54,9 @@ type Order struct {
 	Coord int
 	// Step is, for KindAbandon, how far the initiator gets (1: Begin, 2:
 	// first registration, 3: first Try, 4: second registration, 5: both
-	// Tries); for KindCancelFirst and KindLateTry, the branch index.
+	// Tries); for KindCancelFirst and KindLateTry, the branch index; for
+	// KindLateCommit, milliseconds added to (deadline - 300 ms) before
+	// Commit.
 	Step int
 }
 
@@ -106,9 +112,12 @@ func GenOrder(rng *rand.Rand, shop Shop, seed uint64, w, n, coordinators int) Or
 		o.Step = 1 + rng.IntN(5)
 	case r < 84:
 		o.Kind = KindDuplicate
-	case r < 92:
+	case r < 90:
 		o.Kind = KindCancelFirst
 		o.Step = rng.IntN(2)
+	case r < 95:
+		o.Kind = KindLateCommit
+		o.Step = rng.IntN(600)
 	default:
 		o.Kind = KindLateTry
 		o.Step = rng.IntN(2)
@@ -276,6 +285,7 @@ func backoff(a int) time.Duration {
 func (in *Initiator) Run(ctx context.Context, o *Order) {
 	in.Rec.add(o)
 	txns := in.Rec.Txns
+	begun := time.Now()
 	err := in.coordCall(ctx, o, func(ctx context.Context, c tccv1.CoordinatorServiceClient) error {
 		_, err := c.Begin(ctx, &tccv1.BeginRequest{Gid: o.GID, Timeout: durationpb.New(in.Timing.TxTimeout)})
 		return err
@@ -385,6 +395,9 @@ func (in *Initiator) Run(ctx context.Context, o *Order) {
 			txns.AddName("initiator:late_try_refused", 1)
 		}
 		return
+	}
+	if o.Kind == KindLateCommit {
+		sleepCtx(ctx, time.Until(begun.Add(in.Timing.TxTimeout-300*time.Millisecond+time.Duration(o.Step)*time.Millisecond)))
 	}
 	commit := func(ctx context.Context, c tccv1.CoordinatorServiceClient) error {
 		r, err := c.Commit(ctx, &tccv1.CommitRequest{Gid: o.GID, Wait: true})

@@ -1,0 +1,90 @@
+package faulttest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	gomysql "github.com/go-sql-driver/mysql"
+
+	"github.com/settle-tcc/settle/internal/database"
+)
+
+// Databases creates fresh databases for a run and drops them afterwards.
+type Databases struct {
+	mu      sync.Mutex
+	admin   string // MySQL DSN without a database, or "" for SQLite
+	dir     string // SQLite directory
+	created []string
+}
+
+// NewSQLiteDatabases creates SQLite files in a new temporary directory.
+func NewSQLiteDatabases() (*Databases, error) {
+	dir, err := os.MkdirTemp("", "settle-faults-sqlite-")
+	if err != nil {
+		return nil, err
+	}
+	return &Databases{dir: dir}, nil
+}
+
+// NewMySQLDatabases creates databases named settle_t_<random> on the server
+// of adminDSN (a go-sql-driver DSN such as "root@tcp(127.0.0.1:3306)/").
+func NewMySQLDatabases(adminDSN string) (*Databases, error) {
+	if _, err := gomysql.ParseDSN(adminDSN); err != nil {
+		return nil, err
+	}
+	return &Databases{admin: adminDSN}, nil
+}
+
+// New returns the spec of a fresh database; name says what it is for.
+func (d *Databases) New(name string) (string, error) {
+	suffix := make([]byte, 5)
+	if _, err := rand.Read(suffix); err != nil {
+		return "", err
+	}
+	if d.admin == "" {
+		return "sqlite:" + filepath.Join(d.dir, name+"-"+hex.EncodeToString(suffix)+".db"), nil
+	}
+	cfg, err := gomysql.ParseDSN(d.admin)
+	if err != nil {
+		return "", err
+	}
+	db, _, err := database.Open("mysql:" + d.admin)
+	if err != nil {
+		return "", err
+	}
+	defer database.Close(db)
+	dbName := "settle_t_fault_" + hex.EncodeToString(suffix)
+	if err := db.Exec("CREATE DATABASE " + dbName + " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin").Error; err != nil {
+		return "", fmt.Errorf("create database %s: %w", dbName, err)
+	}
+	d.mu.Lock()
+	d.created = append(d.created, dbName)
+	d.mu.Unlock()
+	cfg.DBName = dbName
+	return "mysql:" + cfg.FormatDSN(), nil
+}
+
+// Drop removes every database created.
+func (d *Databases) Drop() error {
+	if d.admin == "" {
+		return os.RemoveAll(d.dir)
+	}
+	db, _, err := database.Open("mysql:" + d.admin)
+	if err != nil {
+		return err
+	}
+	defer database.Close(db)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, name := range d.created {
+		if err := db.Exec("DROP DATABASE IF EXISTS " + name).Error; err != nil {
+			return err
+		}
+	}
+	d.created = nil
+	return nil
+}
