@@ -170,10 +170,10 @@ func (b *bench) spawn(ctx context.Context) error {
 	}
 	addr := lis.Addr().String()
 	_ = lis.Close()
-	args := append([]string{"-listen", addr, "-http-listen", "", "-db", b.cfg.SpawnDB, "-log-level", "warn"}, b.cfg.SpawnArgs...)
+	// The coordinator's defaults (log level info included), except the
+	// HTTP listener; its output goes to /dev/null unless -spawn-log.
+	args := append([]string{"-listen", addr, "-http-listen", "", "-db", b.cfg.SpawnDB}, b.cfg.SpawnArgs...)
 	cmd := exec.Command(b.cfg.Spawn, args...)
-	cmd.Stdout = io.Discard
-	cmd.Stderr = io.Discard
 	if b.cfg.SpawnLog != "" {
 		f, err := os.Create(b.cfg.SpawnLog)
 		if err != nil {

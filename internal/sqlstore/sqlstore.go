@@ -39,6 +39,11 @@ type Store struct {
 	owned   bool
 
 	roundTrips atomic.Int64
+
+	inserts   combiner[*tcc.Transaction, unit]
+	registers combiner[tcc.AddBranchParams, *tcc.Transaction]
+	decides   combiner[tcc.DecideParams, decision]
+	rounds    combiner[tcc.RoundParams, unit]
 }
 
 var _ tcc.Store = (*Store)(nil)
@@ -71,7 +76,12 @@ func newStore(db *gorm.DB, dialect database.Dialect, owned bool) (*Store, error)
 		}
 		return nil, fmt.Errorf("sqlstore: %w", err)
 	}
-	return &Store{db: db, sql: sqlDB, dialect: dialect, owned: owned}, nil
+	s := &Store{db: db, sql: sqlDB, dialect: dialect, owned: owned}
+	s.inserts.flush = s.flushInserts
+	s.registers.flush = s.flushRegisters
+	s.decides.flush = s.flushDecides
+	s.rounds.flush = s.flushRounds
+	return s, nil
 }
 
 // DB returns the underlying handle (for tests and tools).
@@ -109,7 +119,11 @@ const branchColumns = `gid, branch_id, participant, payload, payload_digest, sta
 //	                   with one UPDATE per failed branch
 //	Claim              2
 //
-// so a two-branch transaction costs 1 + 2*5 + 2 + 2 = 15.
+// so a two-branch transaction costs 1 + 2*5 + 2 + 2 = 15 when it runs alone.
+// Under concurrency the requests of each kind are grouped (batch.go), and
+// a batch costs about as much as one request: 1 round trip for any number
+// of Begins, 5 for any number of registrations, decisions or finishing
+// rounds.
 
 // querier is what *sql.DB and *sql.Tx have in common.
 type querier interface {
@@ -141,8 +155,14 @@ func (s *Store) commit(tx *sql.Tx) error {
 	return tx.Commit()
 }
 
-// InsertTransaction implements tcc.Store.
+// InsertTransaction implements tcc.Store. Concurrent inserts are grouped
+// into multi-row INSERTs (see batch.go).
 func (s *Store) InsertTransaction(ctx context.Context, tx *tcc.Transaction) error {
+	_, err := s.inserts.do(ctx, tx)
+	return err
+}
+
+func (s *Store) insertTransaction(ctx context.Context, tx *tcc.Transaction) error {
 	labels, err := encodeLabels(tx.Labels)
 	if err != nil {
 		return err
@@ -180,6 +200,19 @@ func (s *Store) load(ctx context.Context, q querier, gid string) (*tcc.Transacti
 	}
 	defer rows.Close()
 	var tx *tcc.Transaction
+	if err := s.scanLoaded(rows, func(t *tcc.Transaction) { tx = t }); err != nil {
+		return nil, err
+	}
+	if tx == nil {
+		return nil, fmt.Errorf("%w: %s", tcc.ErrNotFound, gid)
+	}
+	return tx, nil
+}
+
+// scanLoaded reads the rows of loadQuery (ordered by gid, then branch id)
+// and calls emit with each record and its branches.
+func (s *Store) scanLoaded(rows *sql.Rows, emit func(*tcc.Transaction)) error {
+	var tx *tcc.Transaction
 	for rows.Next() {
 		var (
 			r                                               tcc.Transaction
@@ -195,15 +228,19 @@ func (s *Store) load(ctx context.Context, q querier, gid string) (*tcc.Transacti
 			&r.Attempts, &branchCount, &r.LastError, &r.AbortReason, &r.NeedsAttention, &r.Tombstone,
 			&labels, &created, &up,
 			&bID, &bPart, &bPayload, &bDigest, &bState, &bAttempts, &bErr, &bConflict, &bRes, &bCreated, &bUpdated); err != nil {
-			return nil, s.interpret("scan transaction", err)
+			return s.interpret("scan transaction", err)
 		}
-		if tx == nil {
+		if tx == nil || tx.GID != r.GID {
+			if tx != nil {
+				emit(tx)
+			}
 			r.State = tcc.State(state)
 			r.Timeout = time.Duration(timeoutMS) * time.Millisecond
 			r.Deadline, r.DecidedAt, r.NextAttemptAt = fromMicros(deadline), fromMicros(decided), fromMicros(next)
 			r.CreatedAt, r.UpdatedAt = fromMicros(created), fromMicros(up)
+			var err error
 			if r.Labels, err = decodeLabels(labels); err != nil {
-				return nil, fmt.Errorf("get transaction %s: %w", gid, err)
+				return fmt.Errorf("get transaction %s: %w", r.GID, err)
 			}
 			tx = &r
 		}
@@ -221,12 +258,12 @@ func (s *Store) load(ctx context.Context, q querier, gid string) (*tcc.Transacti
 		})
 	}
 	if err := rows.Err(); err != nil {
-		return nil, s.interpret("get transaction", err)
+		return s.interpret("get transaction", err)
 	}
-	if tx == nil {
-		return nil, fmt.Errorf("%w: %s", tcc.ErrNotFound, gid)
+	if tx != nil {
+		emit(tx)
 	}
-	return tx, nil
+	return nil
 }
 
 // AddBranch implements tcc.Store.
@@ -242,6 +279,10 @@ func (s *Store) AddBranch(ctx context.Context, p tcc.AddBranchParams) error {
 //
 // model: register
 func (s *Store) RegisterBranch(ctx context.Context, p tcc.AddBranchParams) (*tcc.Transaction, error) {
+	return s.registers.do(ctx, p)
+}
+
+func (s *Store) registerBranch(ctx context.Context, p tcc.AddBranchParams) (*tcc.Transaction, error) {
 	b := p.Branch
 	now := micros(p.Now)
 	dbtx, err := s.begin(ctx)
@@ -306,6 +347,11 @@ func (s *Store) RegisterBranch(ctx context.Context, p tcc.AddBranchParams) (*tcc
 //
 // model: decide
 func (s *Store) Decide(ctx context.Context, p tcc.DecideParams) (*tcc.Transaction, bool, error) {
+	d, err := s.decides.do(ctx, p)
+	return d.tx, d.won, err
+}
+
+func (s *Store) decide(ctx context.Context, p tcc.DecideParams) (*tcc.Transaction, bool, error) {
 	state := tcc.StateCommitting
 	reason := ""
 	if p.Outcome == tcc.Abort {
@@ -338,6 +384,11 @@ func (s *Store) Decide(ctx context.Context, p tcc.DecideParams) (*tcc.Transactio
 //
 // model: mark_branch, finish
 func (s *Store) RecordRound(ctx context.Context, p tcc.RoundParams) error {
+	_, err := s.rounds.do(ctx, p)
+	return err
+}
+
+func (s *Store) recordRound(ctx context.Context, p tcc.RoundParams) error {
 	final := tcc.StateCommitted
 	decided := tcc.StateCommitting
 	branchDone := tcc.BranchConfirmed

@@ -447,7 +447,14 @@ func (c *Coordinator) Decide(ctx context.Context, gid string, o Outcome, reason 
 	if !won {
 		return tx, false, nil
 	}
-	c.log.Info("transaction decided", "gid", gid, "outcome", o.String(), "branches", len(tx.Branches), "reason", reason)
+	// Commits are the routine case, logged at debug so that the hot path
+	// does not write a log line per transaction; aborts are worth an info
+	// line.
+	lvl := slog.LevelDebug
+	if o == Abort {
+		lvl = slog.LevelInfo
+	}
+	c.log.Log(ctx, lvl, "transaction decided", "gid", gid, "outcome", o.String(), "branches", len(tx.Branches), "reason", reason)
 	if c.hooks.Decided != nil {
 		c.hooks.Decided(gid, o, c.cfg.InstanceID)
 	}

@@ -28,6 +28,7 @@ func Run(t *testing.T, newStore func(t *testing.T) tcc.Store) {
 		{"RegisterBranchReturnsRecord", testRegisterBranch},
 		{"RegisterBranchConcurrent", testRegisterBranchConcurrent},
 		{"RecordRoundManyBranches", testRecordRoundMany},
+		{"ConcurrentLifecycles", testConcurrentLifecycles},
 		{"DecideOnce", testDecideOnce},
 		{"DecideConcurrent", testDecideConcurrent},
 		{"RecordRoundFinish", testRecordRoundFinish},
@@ -260,6 +261,113 @@ func testRegisterBranchConcurrent(t *testing.T, s tcc.Store) {
 	}
 	if got := mustGet(t, s, "g"); len(got.Branches) != len(decided.Branches) {
 		t.Errorf("%d branches stored, %d in the decided record", len(got.Branches), len(decided.Branches))
+	}
+}
+
+// testConcurrentLifecycles runs many whole transactions at once, so that
+// stores that group concurrent writes (batches) are exercised: duplicate
+// Begins, registrations, racing opposite decisions and finishing rounds
+// each get their own correct result.
+func testConcurrentLifecycles(t *testing.T, s tcc.Store) {
+	ctx := context.Background()
+	const n = 24
+	var dupWins sync.WaitGroup
+	var inserted [4]int
+	var mu sync.Mutex
+	for i := range 4 {
+		dupWins.Add(1)
+		go func() {
+			defer dupWins.Done()
+			err := s.InsertTransaction(ctx, newTx("dup"))
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				inserted[i] = 1
+			case !errors.Is(err, tcc.ErrDuplicate):
+				t.Errorf("duplicate insert: %v", err)
+			}
+		}()
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			gid := fmt.Sprintf("life-%02d", i)
+			if err := s.InsertTransaction(ctx, newTx(gid)); err != nil {
+				t.Errorf("insert %s: %v", gid, err)
+				return
+			}
+			for _, b := range []string{"a", "b"} {
+				tx, err := s.RegisterBranch(ctx, tcc.AddBranchParams{Branch: branch(gid, b), MaxBranches: 64, Now: t0})
+				if err != nil || tx.GID != gid || tx.Branches[len(tx.Branches)-1].BranchID != b {
+					t.Errorf("register %s/%s: %v %+v", gid, b, err, tx)
+					return
+				}
+			}
+			// Two opposite decisions race; exactly one wins and both see it.
+			type res struct {
+				tx  *tcc.Transaction
+				won bool
+				err error
+			}
+			out := make([]res, 2)
+			var dw sync.WaitGroup
+			for j, o := range []tcc.Outcome{tcc.Commit, tcc.Abort} {
+				dw.Add(1)
+				go func() {
+					defer dw.Done()
+					tx, won, err := s.Decide(ctx, tcc.DecideParams{GID: gid, Outcome: o, Owner: "c", LeaseUntil: t0.Add(time.Minute), AbortReason: "race", Now: t0})
+					out[j] = res{tx, won, err}
+				}()
+			}
+			dw.Wait()
+			if out[0].err != nil || out[1].err != nil || out[0].won == out[1].won || out[0].tx.State != out[1].tx.State {
+				t.Errorf("decide %s: %+v / %+v", gid, out[0], out[1])
+				return
+			}
+			w := out[0]
+			if out[1].won {
+				w = out[1]
+			}
+			if len(w.tx.Branches) != 2 {
+				t.Errorf("decided %s with %d branches", gid, len(w.tx.Branches))
+				return
+			}
+			o, _ := tcc.OutcomeOf(w.tx.State)
+			err := s.RecordRound(ctx, tcc.RoundParams{GID: gid, Outcome: o, Version: w.tx.Version, Done: []string{"a", "b"}, Finish: true, Now: t0})
+			if err != nil {
+				t.Errorf("record round %s: %v", gid, err)
+				return
+			}
+			// A stale repeat of the round is a conflict, not a success.
+			err = s.RecordRound(ctx, tcc.RoundParams{GID: gid, Outcome: o, Version: w.tx.Version, Done: []string{"a", "b"}, Finish: true, Now: t0})
+			if !errors.Is(err, tcc.ErrConflict) {
+				t.Errorf("stale round %s: got %v, want ErrConflict", gid, err)
+			}
+		}()
+	}
+	wg.Wait()
+	dupWins.Wait()
+	if got := inserted[0] + inserted[1] + inserted[2] + inserted[3]; got != 1 {
+		t.Errorf("%d of 4 duplicate inserts succeeded, want 1", got)
+	}
+	for i := range n {
+		tx := mustGet(t, s, fmt.Sprintf("life-%02d", i))
+		if !tx.State.Final() || len(tx.Branches) != 2 {
+			t.Errorf("%s: %s with %d branches", tx.GID, tx.State, len(tx.Branches))
+			continue
+		}
+		want := tcc.BranchConfirmed
+		if tx.State == tcc.StateAborted {
+			want = tcc.BranchCancelled
+		}
+		for _, b := range tx.Branches {
+			if b.State != want || b.Attempts != 1 {
+				t.Errorf("%s/%s: %s attempts %d", tx.GID, b.BranchID, b.State, b.Attempts)
+			}
+		}
 	}
 }
 

@@ -1,0 +1,518 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/settle-tcc/settle/internal/database"
+	"github.com/settle-tcc/settle/internal/tcc"
+)
+
+// Group commit.
+//
+// Begin, RegisterBranch, Decide and RecordRound requests that arrive while a
+// request of the same kind is being written are queued and written together
+// by one caller: one multi-row INSERT for Begins, and one database
+// transaction for the registrations, for the decisions (from three on) and
+// for the finishing delivery rounds (from three on). A request arriving when nothing of its kind is running is written
+// at once, alone, so batching adds no latency at low load and saves round
+// trips, commits (fsyncs) and statements as load grows. Durability is
+// unchanged: every caller returns only after the statement or transaction
+// holding its write has committed.
+//
+// A batch that cannot be applied as a whole (a duplicate key, a refused
+// compare-and-set, a deadlock) is rolled back and its requests are run one
+// by one through the single-request code, which gives each its own precise
+// result. Requests for the same gid never share a batch: the later ones run
+// alone after it.
+
+// maxBatch bounds the requests written together.
+const maxBatch = 64
+
+// batchTimeout bounds the database work of one batch; it is not tied to any
+// one caller's context because the batch serves several.
+const batchTimeout = 10 * time.Second
+
+type pending[P, T any] struct {
+	p    P
+	res  T
+	err  error
+	done chan struct{}
+}
+
+// combiner queues requests of one kind and writes them in batches.
+type combiner[P, T any] struct {
+	mu      sync.Mutex
+	queue   []*pending[P, T]
+	running bool
+	flush   func(ctx context.Context, batch []*pending[P, T])
+}
+
+// do queues p and returns its result once its batch has been written. If
+// no batch is running the caller writes batches itself until its own
+// request is done, then hands what is left to a new goroutine.
+func (c *combiner[P, T]) do(ctx context.Context, p P) (T, error) {
+	r := &pending[P, T]{p: p, done: make(chan struct{})}
+	c.mu.Lock()
+	c.queue = append(c.queue, r)
+	if !c.running {
+		c.running = true
+		c.mu.Unlock()
+		c.drain(r)
+	} else {
+		c.mu.Unlock()
+	}
+	select {
+	case <-r.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		// The write may still happen: the outcome is unknown, as for any
+		// timed-out database call.
+		var zero T
+		return zero, ctx.Err()
+	}
+}
+
+// drain writes batches until own (if not nil) is done and, if requests are
+// still queued, continues in a new goroutine so that no caller is held
+// serving others.
+func (c *combiner[P, T]) drain(own *pending[P, T]) {
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 {
+			c.running = false
+			c.mu.Unlock()
+			return
+		}
+		if own != nil && isDone(own) {
+			c.mu.Unlock()
+			go c.drain(nil)
+			return
+		}
+		n := min(len(c.queue), maxBatch)
+		batch := make([]*pending[P, T], n)
+		copy(batch, c.queue)
+		c.queue = append(c.queue[:0], c.queue[n:]...)
+		c.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+		c.flush(ctx, batch)
+		cancel()
+		for _, r := range batch {
+			close(r.done)
+		}
+	}
+}
+
+func isDone[P, T any](r *pending[P, T]) bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// splitByGID returns the requests whose gid is the first of its kind in the
+// batch, and the rest.
+func splitByGID[P, T any](batch []*pending[P, T], gid func(P) string) (first, rest []*pending[P, T]) {
+	seen := make(map[string]bool, len(batch))
+	for _, r := range batch {
+		g := gid(r.p)
+		if seen[g] {
+			rest = append(rest, r)
+			continue
+		}
+		seen[g] = true
+		first = append(first, r)
+	}
+	return first, rest
+}
+
+func placeholders(n int) string {
+	return "?" + strings.Repeat(", ?", n-1)
+}
+
+// ---- Begin -----------------------------------------------------------
+
+type unit struct{}
+
+func (s *Store) flushInserts(ctx context.Context, batch []*pending[*tcc.Transaction, unit]) {
+	if len(batch) > 1 {
+		var sb strings.Builder
+		sb.WriteString(`INSERT INTO transaction_record (` + recordColumns + `) VALUES `)
+		args := make([]any, 0, 17*len(batch))
+		ok := true
+		for i, r := range batch {
+			tx := r.p
+			labels, err := encodeLabels(tx.Labels)
+			if err != nil {
+				ok = false
+				break
+			}
+			if i > 0 {
+				sb.WriteString(", ")
+			}
+			sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+			args = append(args, tx.GID, string(tx.State), tx.Version, tx.Timeout.Milliseconds(), micros(tx.Deadline), micros(tx.DecidedAt),
+				micros(tx.NextAttemptAt), tx.LeaseOwner, tx.Attempts, len(tx.Branches), tx.LastError, tx.AbortReason, tx.NeedsAttention,
+				tx.Tombstone, labels, micros(tx.CreatedAt), micros(tx.UpdatedAt))
+		}
+		if ok {
+			if _, err := s.exec(ctx, s.sql, sb.String(), args...); err == nil {
+				return
+			}
+		}
+		// A duplicate (or anything else): nothing was inserted; one by one.
+	}
+	for _, r := range batch {
+		r.err = s.insertTransaction(ctx, r.p)
+	}
+}
+
+// ---- RegisterBranch ----------------------------------------------------
+
+func (s *Store) flushRegisters(ctx context.Context, batch []*pending[tcc.AddBranchParams, *tcc.Transaction]) {
+	first, rest := splitByGID(batch, func(p tcc.AddBranchParams) string { return p.Branch.GID })
+	if len(first) > 1 && s.registerBatch(ctx, first) {
+		first = nil
+	}
+	for _, r := range append(first, rest...) {
+		r.res, r.err = s.registerBranch(ctx, r.p)
+	}
+}
+
+// registerBatch registers every branch of batch (distinct gids) in one
+// database transaction, or nothing and returns false.
+func (s *Store) registerBatch(ctx context.Context, batch []*pending[tcc.AddBranchParams, *tcc.Transaction]) bool {
+	dbtx, err := s.begin(ctx)
+	if err != nil {
+		return false
+	}
+	defer func() { _ = dbtx.Rollback() }()
+	n := len(batch)
+	gids := make([]any, 0, n)
+	var nowCase, maxCase strings.Builder
+	caseArgs := make([]any, 0, 4*n)
+	for _, r := range batch {
+		gids = append(gids, r.p.Branch.GID)
+		nowCase.WriteString(" WHEN ? THEN ?")
+		caseArgs = append(caseArgs, r.p.Branch.GID, micros(r.p.Now))
+	}
+	for _, r := range batch {
+		maxCase.WriteString(" WHEN ? THEN ?")
+		caseArgs = append(caseArgs, r.p.Branch.GID, r.p.MaxBranches)
+	}
+	args := append([]any{}, caseArgs[:2*n]...)
+	args = append(args, string(tcc.StateTrying))
+	args = append(args, caseArgs[2*n:]...)
+	args = append(args, gids...)
+	updated, err := s.exec(ctx, dbtx, `UPDATE transaction_record`+s.pk()+`
+		SET branch_count = branch_count + 1, version = version + 1, updated_us = CASE gid`+nowCase.String()+` END
+		WHERE state = ? AND branch_count < CASE gid`+maxCase.String()+` END AND gid IN (`+placeholders(n)+`)`, args...)
+	if err != nil || updated != int64(n) {
+		return false
+	}
+	var sb strings.Builder
+	sb.WriteString(`INSERT INTO branch_record (gid, branch_id, participant, payload, payload_digest, state, created_us, updated_us) VALUES `)
+	args = make([]any, 0, 8*n)
+	for i, r := range batch {
+		b := r.p.Branch
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
+		now := micros(r.p.Now)
+		args = append(args, b.GID, b.BranchID, b.Participant, nonNil(b.Payload), b.PayloadDigest, string(tcc.BranchRegistered), now, now)
+	}
+	if _, err := s.exec(ctx, dbtx, sb.String(), args...); err != nil {
+		return false
+	}
+	txs, err := s.loadMany(ctx, dbtx, gids)
+	if err != nil || len(txs) != n {
+		return false
+	}
+	if err := s.commit(dbtx); err != nil {
+		// The outcome is unknown; each request is retried alone, which is
+		// idempotent (a repeat of a registration that did commit is
+		// reported as a duplicate with the branch in the record).
+		return false
+	}
+	for _, r := range batch {
+		r.res = txs[r.p.Branch.GID]
+	}
+	return true
+}
+
+// loadMany reads several records with their branches in one round trip.
+func (s *Store) loadMany(ctx context.Context, q querier, gids []any) (map[string]*tcc.Transaction, error) {
+	s.roundTrips.Add(1)
+	query := strings.Replace(loadQuery, "WHERE r.gid = ? ORDER BY b.branch_id",
+		"WHERE r.gid IN ("+placeholders(len(gids))+") ORDER BY r.gid, b.branch_id", 1)
+	rows, err := q.QueryContext(ctx, query, gids...)
+	if err != nil {
+		return nil, s.interpret("get transactions", err)
+	}
+	defer rows.Close()
+	out := make(map[string]*tcc.Transaction, len(gids))
+	if err := s.scanLoaded(rows, func(tx *tcc.Transaction) { out[tx.GID] = tx }); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ---- Decide -------------------------------------------------------------
+
+type decision struct {
+	tx  *tcc.Transaction
+	won bool
+}
+
+// minDecideBatch: a batched decision costs five round trips whatever its
+// size, a single one two; below this size the single path is cheaper.
+const minDecideBatch = 3
+
+func (s *Store) flushDecides(ctx context.Context, batch []*pending[tcc.DecideParams, decision]) {
+	first, rest := splitByGID(batch, func(p tcc.DecideParams) string { return p.GID })
+	if len(first) >= minDecideBatch && s.decideBatch(ctx, first) {
+		first = nil
+	}
+	for _, r := range append(first, rest...) {
+		r.res.tx, r.res.won, r.err = s.decide(ctx, r.p)
+	}
+}
+
+// decideBatch decides every request of batch (distinct gids) in one
+// database transaction: the records are locked and read, the TRYING ones
+// are decided by one compare-and-set, and all are read back. It returns
+// false, having written nothing, if the batch could not be applied whole.
+func (s *Store) decideBatch(ctx context.Context, batch []*pending[tcc.DecideParams, decision]) bool {
+	dbtx, err := s.begin(ctx)
+	if err != nil {
+		return false
+	}
+	defer func() { _ = dbtx.Rollback() }()
+	gids := make([]any, 0, len(batch))
+	for _, r := range batch {
+		gids = append(gids, r.p.GID)
+	}
+	lock := " FOR UPDATE"
+	if s.dialect == database.SQLite {
+		lock = "" // the write transaction (BEGIN IMMEDIATE) already excludes writers
+	}
+	s.roundTrips.Add(1)
+	rows, err := dbtx.QueryContext(ctx, `SELECT gid FROM transaction_record WHERE state = ? AND gid IN (`+placeholders(len(gids))+`)`+lock,
+		append([]any{string(tcc.StateTrying)}, gids...)...)
+	if err != nil {
+		return false
+	}
+	trying := map[string]bool{}
+	for rows.Next() {
+		var g string
+		if rows.Scan(&g) == nil {
+			trying[g] = true
+		}
+	}
+	if rows.Close() != nil || rows.Err() != nil {
+		return false
+	}
+	if len(trying) > 0 {
+		var state, owner, next, reason, decided strings.Builder
+		var sArgs, oArgs, nArgs, rArgs, dArgs, in []any
+		for _, r := range batch {
+			p := r.p
+			if !trying[p.GID] {
+				continue
+			}
+			st, why := tcc.StateCommitting, ""
+			if p.Outcome == tcc.Abort {
+				st, why = tcc.StateAborting, p.AbortReason
+			}
+			for _, b := range []*strings.Builder{&state, &owner, &next, &reason, &decided} {
+				b.WriteString(" WHEN ? THEN ?")
+			}
+			sArgs = append(sArgs, p.GID, string(st))
+			oArgs = append(oArgs, p.GID, p.Owner)
+			nArgs = append(nArgs, p.GID, micros(p.LeaseUntil))
+			rArgs = append(rArgs, p.GID, why)
+			dArgs = append(dArgs, p.GID, micros(p.Now))
+			in = append(in, p.GID)
+		}
+		args := make([]any, 0, 11*len(in)+1)
+		args = append(args, sArgs...)
+		args = append(args, oArgs...)
+		args = append(args, nArgs...)
+		args = append(args, rArgs...)
+		args = append(args, dArgs...)
+		args = append(args, dArgs...)
+		args = append(args, string(tcc.StateTrying))
+		args = append(args, in...)
+		n, err := s.exec(ctx, dbtx, `UPDATE transaction_record`+s.pk()+`
+			SET state = CASE gid`+state.String()+` END, version = version + 1, lease_owner = CASE gid`+owner.String()+` END,
+			    next_attempt_us = CASE gid`+next.String()+` END, abort_reason = CASE gid`+reason.String()+` END,
+			    decided_us = CASE gid`+decided.String()+` END, updated_us = CASE gid`+decided.String()+` END
+			WHERE state = ? AND gid IN (`+placeholders(len(in))+`)`, args...)
+		if err != nil || n != int64(len(in)) {
+			return false
+		}
+	}
+	txs, err := s.loadMany(ctx, dbtx, gids)
+	if err != nil {
+		return false
+	}
+	if err := s.commit(dbtx); err != nil {
+		// Unknown outcome: deciding again alone is safe (a decision that
+		// did commit is then reported as not won, with the record, and the
+		// lease expiry hands its delivery to the recovery loop).
+		return false
+	}
+	for _, r := range batch {
+		tx, ok := txs[r.p.GID]
+		if !ok {
+			r.err = fmt.Errorf("%w: %s", tcc.ErrNotFound, r.p.GID)
+			continue
+		}
+		r.res = decision{tx: tx, won: trying[r.p.GID]}
+	}
+	return true
+}
+
+// ---- RecordRound ---------------------------------------------------------
+
+func (s *Store) flushRounds(ctx context.Context, batch []*pending[tcc.RoundParams, unit]) {
+	first, rest := splitByGID(batch, func(p tcc.RoundParams) string { return p.GID })
+	var simple []*pending[tcc.RoundParams, unit]
+	for _, r := range first {
+		p := r.p
+		if p.Finish && len(p.Failed) == 0 && len(p.Conflicts) == 0 && len(p.Done) > 0 {
+			simple = append(simple, r)
+		} else {
+			rest = append(rest, r)
+		}
+	}
+	if len(simple) >= minRoundBatch {
+		for _, o := range []tcc.Outcome{tcc.Commit, tcc.Abort} {
+			var group []*pending[tcc.RoundParams, unit]
+			for _, r := range simple {
+				if r.p.Outcome == o {
+					group = append(group, r)
+				}
+			}
+			if len(group) < minRoundBatch {
+				rest = append(rest, group...)
+			} else if !s.finishBatch(ctx, o, group) {
+				rest = append(rest, group...)
+			}
+		}
+	} else {
+		rest = append(rest, simple...)
+	}
+	for _, r := range rest {
+		r.err = s.recordRound(ctx, r.p)
+	}
+}
+
+// minRoundBatch: a batch of finishing rounds costs five round trips
+// whatever its size, a single finishing round two.
+const minRoundBatch = 3
+
+// finishBatch records finishing rounds (every called branch done) of
+// several transactions with the same outcome in one database transaction:
+// the records are locked and read (so that each round's compare-and-set is
+// known exactly), their done branches are updated in one statement and the
+// records whose compare-and-set holds are finished in another. It returns
+// false, having written nothing, if the batch could not be applied whole.
+func (s *Store) finishBatch(ctx context.Context, o tcc.Outcome, group []*pending[tcc.RoundParams, unit]) bool {
+	final, decided, branchDone := tcc.StateCommitted, tcc.StateCommitting, tcc.BranchConfirmed
+	if o == tcc.Abort {
+		final, decided, branchDone = tcc.StateAborted, tcc.StateAborting, tcc.BranchCancelled
+	}
+	dbtx, err := s.begin(ctx)
+	if err != nil {
+		return false
+	}
+	defer func() { _ = dbtx.Rollback() }()
+	gids := make([]any, 0, len(group))
+	for _, r := range group {
+		gids = append(gids, r.p.GID)
+	}
+	lock := " FOR UPDATE"
+	if s.dialect == database.SQLite {
+		lock = ""
+	}
+	s.roundTrips.Add(1)
+	rows, err := dbtx.QueryContext(ctx, `SELECT gid, version FROM transaction_record WHERE state = ? AND gid IN (`+placeholders(len(gids))+`)`+lock,
+		append([]any{string(decided)}, gids...)...)
+	if err != nil {
+		return false
+	}
+	versions := map[string]int64{}
+	for rows.Next() {
+		var g string
+		var v int64
+		if rows.Scan(&g, &v) == nil {
+			versions[g] = v
+		}
+	}
+	if rows.Close() != nil || rows.Err() != nil {
+		return false
+	}
+	var nowCase strings.Builder
+	var nowArgs, ids, passGIDs, passNow []any
+	var passCase strings.Builder
+	seenID := map[string]bool{}
+	for _, r := range group {
+		nowCase.WriteString(" WHEN ? THEN ?")
+		nowArgs = append(nowArgs, r.p.GID, micros(r.p.Now))
+		for _, id := range r.p.Done {
+			if !seenID[id] {
+				seenID[id] = true
+				ids = append(ids, id)
+			}
+		}
+		if v, ok := versions[r.p.GID]; ok && v == r.p.Version {
+			passGIDs = append(passGIDs, r.p.GID)
+			passCase.WriteString(" WHEN ? THEN ?")
+			passNow = append(passNow, r.p.GID, micros(r.p.Now))
+		}
+	}
+	// A finishing round's Done is every branch still REGISTERED in its
+	// record (registration ends with the decision), so "REGISTERED
+	// branches of these gids" is exactly the union of the Done lists; the
+	// branch id list is a guard. The branch facts are stored whatever the
+	// compare-and-set of the record says, as in a single round.
+	args := append([]any{string(branchDone)}, nowArgs...)
+	args = append(args, string(tcc.BranchRegistered))
+	args = append(args, gids...)
+	args = append(args, ids...)
+	if _, err := s.exec(ctx, dbtx, `UPDATE branch_record SET state = ?, attempts = attempts + 1, last_error = '',
+		updated_us = CASE gid`+nowCase.String()+` END
+		WHERE state = ? AND gid IN (`+placeholders(len(gids))+`) AND branch_id IN (`+placeholders(len(ids))+`)`, args...); err != nil {
+		return false
+	}
+	if len(passGIDs) > 0 {
+		args = append([]any{string(final)}, passNow...)
+		args = append(args, passNow...)
+		args = append(args, passGIDs...)
+		args = append(args, string(tcc.BranchRegistered))
+		updated, err := s.exec(ctx, dbtx, `UPDATE transaction_record`+s.pk()+`
+			SET state = ?, version = version + 1, attempts = attempts + 1, lease_owner = '',
+			    next_attempt_us = CASE gid`+passCase.String()+` END, updated_us = CASE gid`+passCase.String()+` END
+			WHERE gid IN (`+placeholders(len(passGIDs))+`)
+			  AND NOT EXISTS (SELECT 1 FROM branch_record b WHERE b.gid = transaction_record.gid AND b.state = ?)`, args...)
+		if err != nil || updated != int64(len(passGIDs)) {
+			return false
+		}
+	}
+	if err := s.commit(dbtx); err != nil {
+		return false
+	}
+	for _, r := range group {
+		if v, ok := versions[r.p.GID]; !ok || v != r.p.Version {
+			r.err = fmt.Errorf("record round of %s at version %d: %w", r.p.GID, r.p.Version, tcc.ErrConflict)
+		}
+	}
+	return true
+}
