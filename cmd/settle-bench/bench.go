@@ -293,9 +293,9 @@ func (b *bench) run(ctx context.Context) (*Report, error) {
 
 	// Snapshots at the window's edges.
 	type snap struct {
-		coord, db, self, machine float64
-		status                   map[string]float64
-		roundTrips               int64
+		coord, db, self, machine, parts float64
+		status                          map[string]float64
+		roundTrips                      int64
 	}
 	take := func() snap {
 		var s snap
@@ -306,6 +306,10 @@ func (b *bench) run(ctx context.Context) (*Report, error) {
 			s.db, _ = procCPU(b.dbPID)
 		}
 		s.self, _ = procCPU(os.Getpid())
+		for _, pid := range b.cfg.PartPIDs {
+			v, _ := procCPU(pid)
+			s.parts += v
+		}
 		s.machine, _ = machineCPU()
 		if mysql != nil {
 			s.status = mysql.status(ctx)
@@ -354,6 +358,9 @@ func (b *bench) run(ctx context.Context) (*Report, error) {
 		rep.CPU["database"] = s1.db - s0.db
 	}
 	rep.CPU["bench"] = s1.self - s0.self
+	if len(cfg.PartPIDs) > 0 {
+		rep.CPU["participants"] = s1.parts - s0.parts
+	}
 	rep.MachineCPU = s1.machine - s0.machine
 	if b.inproc != nil {
 		rep.DBStatus = map[string]float64{"statements": float64(s1.roundTrips - s0.roundTrips)}

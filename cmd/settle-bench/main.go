@@ -11,6 +11,7 @@
 // Usage:
 //
 //	settle-bench [flags]
+//	settle-bench summarize FILE.tsv...   medians per configuration (Markdown)
 //
 // Participant modes (-mode):
 //
@@ -48,6 +49,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -87,6 +89,8 @@ type Config struct {
 	DBProcess      string
 	MySQLStatus    string
 	StoreLabel     string
+	PartPIDs       []int
+	Label          string
 
 	Spawn     string
 	SpawnDB   string
@@ -120,6 +124,8 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.DBPID, "db-pid", 0, "pid of the database server for CPU accounting (default: found by -db-process name)")
 	fs.StringVar(&c.DBProcess, "db-process", "mariadbd", "process name of the database server (empty: none, e.g. for SQLite)")
 	fs.StringVar(&c.MySQLStatus, "mysql-status", "", "MySQL/MariaDB DSN (go-sql-driver form) to read SHOW GLOBAL STATUS deltas (statements, commits, fsyncs per transaction) and durability settings")
+	partPIDs := fs.String("participant-pids", "", "comma-separated pids of external participant processes (demo mode) whose CPU to report")
+	fs.StringVar(&c.Label, "label", "", "a name for this configuration, written as the first TSV column (e.g. before/after)")
 	fs.StringVar(&c.StoreLabel, "store", "", "label of the coordinator's store in the report (default: from -spawn-db/-inproc-db, else \"?\")")
 	fs.StringVar(&c.Spawn, "spawn", "", "start this coordinator binary as a child process on a free loopback port for the run, then stop it")
 	fs.StringVar(&c.SpawnDB, "spawn-db", "", "the -db of the spawned coordinator")
@@ -137,6 +143,15 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	}
 	if *demoSeed != "" {
 		c.DemoSeed = strings.Split(*demoSeed, ",")
+	}
+	for _, f := range strings.Split(*partPIDs, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			pid, err := strconv.Atoi(f)
+			if err != nil {
+				return c, fmt.Errorf("-participant-pids: %w", err)
+			}
+			c.PartPIDs = append(c.PartPIDs, pid)
+		}
 	}
 	if *spawnArgs != "" {
 		c.SpawnArgs = strings.Fields(*spawnArgs)
@@ -178,6 +193,9 @@ func storeLabel(spec string) string {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "summarize" {
+		return summarize(args[1:], stdout)
+	}
 	cfg, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
@@ -206,6 +224,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	rep.Write(stdout)
 	if cfg.TSV != "" {
+		rep.Label = cfg.Label
 		if err := appendTSV(cfg.TSV, rep); err != nil {
 			return err
 		}

@@ -73,6 +73,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float6
 
 // Report is the result of one run.
 type Report struct {
+	Label       string
 	Mode        string
 	Store       string
 	Concurrency int
@@ -166,7 +167,7 @@ func (r *Report) Write(w io.Writer) {
 }
 
 // TSVHeader and TSV give one machine-readable line per run.
-const TSVHeader = "mode\tstore\tconc\tbranches\ttx_s\tp50_ms\tp90_ms\tp99_ms\tp999_ms\tmax_ms\tcommit_p99_ms\terrors\tcoord_ms_tx\tdb_ms_tx\tstmts_tx\tunfinished\tdrain_ms\tload1"
+const TSVHeader = "label\tmode\tstore\tconc\tbranches\ttx_s\tp50_ms\tp90_ms\tp99_ms\tp999_ms\tmax_ms\tcommit_p99_ms\terrors\tcoord_ms_tx\tdb_ms_tx\tparts_ms_tx\tstmts_tx\tunfinished\tdrain_ms\tload1"
 
 // TSV returns the run as one tab-separated line (see TSVHeader).
 func (r *Report) TSV() string {
@@ -191,9 +192,13 @@ func (r *Report) TSV() string {
 	}
 	f := func(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond)) }
 	load1, _, _ := strings.Cut(r.LoadAvg, " ")
-	return strings.Join([]string{r.Mode, r.Store, fmt.Sprint(r.Concurrency), fmt.Sprint(r.Branches),
+	label := r.Label
+	if label == "" {
+		label = "-"
+	}
+	return strings.Join([]string{label, r.Mode, r.Store, fmt.Sprint(r.Concurrency), fmt.Sprint(r.Branches),
 		fmt.Sprintf("%.0f", r.TPS()), f(r.Total.P50), f(r.Total.P90), f(r.Total.P99), f(r.Total.P999), f(r.Total.Max),
-		f(r.Commit.P99), fmt.Sprint(r.ErrorCount()), cpu("coordinator"), cpu("database"), stmts,
+		f(r.Commit.P99), fmt.Sprint(r.ErrorCount()), cpu("coordinator"), cpu("database"), cpu("participants"), stmts,
 		fmt.Sprint(r.Unfinished), fmt.Sprint(r.Drain.Milliseconds()), load1}, "\t")
 }
 

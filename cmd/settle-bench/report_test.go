@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -85,7 +86,7 @@ func TestReport(t *testing.T) {
 	if n, h := len(strings.Split(line, "\t")), len(strings.Split(TSVHeader, "\t")); n != h {
 		t.Errorf("TSV has %d fields, header %d", n, h)
 	}
-	if !strings.HasPrefix(line, "noop\tmariadb\t10\t2\t1500\t5.00\t9.00\t9.90\t") {
+	if !strings.HasPrefix(line, "-\tnoop\tmariadb\t10\t2\t1500\t5.00\t9.00\t9.90\t") {
 		t.Errorf("TSV = %q", line)
 	}
 }
@@ -102,5 +103,40 @@ func TestParseStatCPU(t *testing.T) {
 	}
 	if _, err := parseStatCPU("garbage"); err == nil {
 		t.Error("garbage parsed")
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/r.tsv"
+	lines := TSVHeader + "\n"
+	for _, tps := range []string{"900", "1500", "1100"} {
+		r := strings.Split(TSVHeader, "\t")
+		for i := range r {
+			r[i] = "1"
+		}
+		r[0], r[1], r[2], r[3], r[4], r[5] = "after", "noop", "mariadb", "10", "2", tps
+		lines += strings.Join(r, "\t") + "\n"
+	}
+	lines += TSVHeader + "\n" // a second header (appended runs) is skipped
+	r := strings.Split(TSVHeader, "\t")
+	for i := range r {
+		r[i] = "-"
+	}
+	r[0], r[1], r[2], r[3], r[4], r[5] = "before", "noop", "mariadb", "10", "2", "300"
+	lines += strings.Join(r, "\t") + "\n"
+	if err := os.WriteFile(path, []byte(lines), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := summarize([]string{path}, &buf); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	if !strings.Contains(out, "| after | noop | mariadb | 10 | 2 | 1100 | 1 |") || !strings.HasSuffix(strings.TrimSpace(strings.Split(out, "\n")[2]), "| 3 |") {
+		t.Errorf("median row wrong:\n%s", out)
+	}
+	if !strings.Contains(out, "| before | noop | mariadb | 10 | 2 | 300 | - |") {
+		t.Errorf("before row wrong:\n%s", out)
 	}
 }
