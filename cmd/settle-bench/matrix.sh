@@ -52,13 +52,18 @@ start_demo() { # start_demo STORE -> sets DEMO_FLAGS
   else
     rm -f "$BIN"/demo_*.db*; a="sqlite:$BIN/demo_a.db"; i="sqlite:$BIN/demo_i.db"
   fi
-  "$BIN/participant-demo" serve -listen 127.0.0.1:17501 -db "$a" -resources accounts -log-level warn >"$BIN/demo_a.log" 2>&1 &
+  "$BIN/participant-demo" serve -listen 127.0.0.1:${DEMO_PORT_A:-27501} -db "$a" -resources accounts -log-level warn >"$BIN/demo_a.log" 2>&1 &
   local pa=$!
-  "$BIN/participant-demo" serve -listen 127.0.0.1:17502 -db "$i" -resources inventory -log-level warn >"$BIN/demo_i.log" 2>&1 &
+  "$BIN/participant-demo" serve -listen 127.0.0.1:${DEMO_PORT_I:-27502} -db "$i" -resources inventory -log-level warn >"$BIN/demo_i.log" 2>&1 &
   local pi=$!
   PIDS+=("$pa" "$pi")
   sleep 2
-  DEMO_FLAGS="-mode demo -demo-accounts 127.0.0.1:17501 -demo-inventory 127.0.0.1:17502 -demo-seed $a,$i -participant-pids $pa,$pi"
+  if ! kill -0 "$pa" 2>/dev/null || ! kill -0 "$pi" 2>/dev/null; then
+    echo "FATAL: demo participants did not start:" >&2
+    cat "$BIN/demo_a.log" "$BIN/demo_i.log" >&2
+    exit 1
+  fi
+  DEMO_FLAGS="-mode demo -demo-accounts 127.0.0.1:${DEMO_PORT_A:-27501} -demo-inventory 127.0.0.1:${DEMO_PORT_I:-27502} -demo-seed $a,$i -participant-pids $pa,$pi"
 }
 
 run() { # run LABEL STORE CONC BRANCHES [extra flags...]
