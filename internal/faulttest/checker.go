@@ -97,8 +97,8 @@ type Result struct {
 
 // finalState reads the coordinator's state of every gid until all are
 // COMMITTED, ABORTED or unknown (never begun), or until bound passes.
-func finalState(ctx context.Context, coord tccv1.CoordinatorServiceClient, rec *Recorder, gids []string, bound time.Duration) (map[string]tccv1.TransactionState, map[string]bool, bool) {
-	states := make(map[string]tccv1.TransactionState, len(gids))
+func finalState(ctx context.Context, coord tccv1.CoordinatorServiceClient, rec *Recorder, gids []string, bound time.Duration) (map[string]*tccv1.Transaction, map[string]bool, bool) {
+	states := make(map[string]*tccv1.Transaction, len(gids))
 	missing := map[string]bool{}
 	pending := append([]string(nil), gids...)
 	deadline := time.Now().Add(bound)
@@ -126,7 +126,7 @@ func finalState(ctx context.Context, coord tccv1.CoordinatorServiceClient, rec *
 					next = append(next, gid)
 				default:
 					st := r.GetTransaction().GetState()
-					states[gid] = st
+					states[gid] = r.GetTransaction()
 					rec.Observe(gid, st, "checker poll")
 					if st != tccv1.TransactionState_TRANSACTION_STATE_COMMITTED && st != tccv1.TransactionState_TRANSACTION_STATE_ABORTED {
 						next = append(next, gid)
@@ -154,8 +154,12 @@ func Check(ctx context.Context, c *Cluster, rec *Recorder, base Baseline, bound 
 		gids[i] = o.GID
 	}
 	start := time.Now()
-	states, missing, quiet := finalState(ctx, c.DirectCoord[0], rec, gids, bound)
+	txs, missing, quiet := finalState(ctx, c.DirectCoord[0], rec, gids, bound)
 	res.Quiescence, res.Quiet = time.Since(start), quiet
+	states := make(map[string]tccv1.TransactionState, len(txs))
+	for gid, tx := range txs {
+		states[gid] = tx.GetState()
+	}
 	violate := func(format string, args ...any) {
 		res.Violations = append(res.Violations, fmt.Sprintf(format, args...))
 	}
@@ -239,6 +243,26 @@ func Check(ctx context.Context, c *Cluster, rec *Recorder, base Baseline, bound 
 			violate("I4 %s: still %v after quiescence bound %s", o.GID, st, bound)
 		default:
 			violate("I4 %s: state unreadable after quiescence bound %s", o.GID, bound)
+		}
+		// The coordinator's own view must agree with its outcome (a stale
+		// owner writing over a newer one would show here), and nothing
+		// may need an operator: every fault was transient.
+		if tx := txs[o.GID]; tx != nil {
+			want := tccv1.BranchState_BRANCH_STATE_UNSPECIFIED
+			switch st {
+			case tccv1.TransactionState_TRANSACTION_STATE_COMMITTED:
+				want = tccv1.BranchState_BRANCH_STATE_CONFIRMED
+			case tccv1.TransactionState_TRANSACTION_STATE_ABORTED:
+				want = tccv1.BranchState_BRANCH_STATE_CANCELLED
+			}
+			for _, br := range tx.GetBranches() {
+				if want != tccv1.BranchState_BRANCH_STATE_UNSPECIFIED && br.GetState() != want {
+					violate("I1 %s: coordinator says %v but its branch %s is %v", o.GID, st, br.GetBranchId(), br.GetState())
+				}
+			}
+			if tx.GetNeedsAttention() {
+				violate("S11 %s: flagged needs_attention (%v, last error %q)", o.GID, st, tx.GetLastError())
+			}
 		}
 		if fa == fenceConfirmed {
 			spent[o.User] += o.Amount

@@ -49,7 +49,7 @@ func Build(ctx context.Context) (*Binaries, error) {
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", x.out, x.pkg)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			b.Remove()
-			return nil, fmt.Errorf("build %s: %v\n%s", x.pkg, err, out)
+			return nil, fmt.Errorf("build %s (run from the settle repository): %v\n%s", x.pkg, err, out)
 		}
 	}
 	help, _ := exec.CommandContext(ctx, b.Demo, "serve", "-h").CombinedOutput()
