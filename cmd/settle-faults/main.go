@@ -2,7 +2,8 @@
 // (internal/faulttest) for as long as asked: real coordinator and demo
 // participant processes on loopback, a fault proxy on every link, process
 // kills, fault points and pauses, a seeded workload, then heal and check
-// the invariants I1-I6. It prints a summary and exits 1 if any invariant
+// the invariants I1-I6 (an interrupt ends the workload early and still
+// checks). It prints a summary and exits 1 if any invariant
 // was violated (or the run could not be carried out).
 //
 //	settle-faults -duration 20m -db mysql

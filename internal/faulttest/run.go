@@ -273,6 +273,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	wg.Wait()
 	stop()
 	logf("workload done: %d orders; healing", len(rec.Orders()))
+	// An interrupted run (ctx cancelled) still heals and checks what it
+	// did, bounded by QuiesceBound.
+	ctx, cancelCheck := context.WithTimeout(context.WithoutCancel(ctx), cfg.QuiesceBound+time.Minute)
+	defer cancelCheck()
 	if err := c.Heal(); err != nil {
 		return nil, fmt.Errorf("heal: %w", err)
 	}
