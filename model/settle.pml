@@ -430,9 +430,9 @@ drive:
        fi
     od;
     atomic {
-      /* model: record_round -- sqlstore.Store.RecordRound, one DB transaction.
-       * The branch updates check only the branch state (REGISTERED), as in
-       * the Go code: an acknowledged call is a fact whoever holds the lease. */
+      /* model: record_round -- sqlstore.Store.RecordRound.  First the
+       * branch rows: the UPDATEs check only the branch state (REGISTERED),
+       * not the lease: an acknowledged call is a fact whoever holds it. */
       i = 0;
       do
       :: i == 2 -> break
@@ -445,7 +445,12 @@ drive:
          fi;
          i++
       od;
-      /* The record update checks version and state (fenced). */
+      i = 0 };
+    atomic {
+      /* Then the record, fenced on version and state.  On MySQL without
+       * failures this is a separate autocommit statement (on SQLite, or
+       * with failures, one transaction with the above: a subset of these
+       * interleavings). */
       if
       :: ver_mine[c] && rec_state == dec ->
            if

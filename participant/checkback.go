@@ -204,6 +204,7 @@ func (c *Checker) RunOnce(ctx context.Context) (CheckStats, error) {
 // checkOne claims one row (short statement), asks the coordinator (no
 // transaction open), then applies the verdict through the fence or
 // reschedules the row (compare-and-set on the claim).
+// model: checker
 func (c *Checker) checkOne(ctx context.Context, d dueRow, st *CheckStats) {
 	log := c.p.log.With("gid", d.req.GID, "branch_id", d.req.BranchID, "attempt", d.count+1)
 	now := c.p.now()

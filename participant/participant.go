@@ -317,6 +317,7 @@ func checkID(what, id string, max int) error {
 
 // doTry inserts the TRIED fence row and runs the Try handler, in one local
 // transaction. A duplicate fence row answers for the earlier call.
+// model: fence_try
 func (p *Participant) doTry(ctx context.Context, r Request, dig string) (string, error) {
 	for range maxRaces {
 		err := inTx(ctx, p.db, func(tx *gorm.DB) error {
@@ -347,6 +348,7 @@ func (p *Participant) doTry(ctx context.Context, r Request, dig string) (string,
 
 // doConfirm moves the fence row TRIED -> CONFIRMED and runs the Confirm
 // handler, in one local transaction.
+// model: fence_confirm
 func (p *Participant) doConfirm(ctx context.Context, r Request, dig string) (string, error) {
 	for range maxRaces {
 		err := inTx(ctx, p.db, func(tx *gorm.DB) error {
@@ -383,6 +385,7 @@ func (p *Participant) doConfirm(ctx context.Context, r Request, dig string) (str
 // select-then-insert: under MySQL's REPEATABLE READ a SELECT ... FOR UPDATE
 // of a missing row takes a gap lock, and two such Cancels then deadlock on
 // their INSERTs.
+// model: fence_cancel
 func (p *Participant) doCancel(ctx context.Context, r Request, dig string) (string, error) {
 	for range maxRaces {
 		err := inTx(ctx, p.db, func(tx *gorm.DB) error {

@@ -229,6 +229,7 @@ func (l *Loop) process(ctx context.Context, ref tcc.DueRef) error {
 		return nil
 	}
 	now := l.clock.Now().UTC()
+	// model: claim
 	tx, err := l.store.Claim(ctx, tcc.ClaimParams{
 		GID: ref.GID, Version: ref.Version, Owner: l.coord.Config().InstanceID,
 		LeaseUntil: now.Add(l.coord.Config().LeaseTTL), Now: now,

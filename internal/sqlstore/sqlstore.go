@@ -382,7 +382,7 @@ func (s *Store) decide(ctx context.Context, p tcc.DecideParams) (*tcc.Transactio
 // failures or conflicts, and every round on SQLite (where a commit is an
 // fsync that nothing shares), use one transaction.
 //
-// model: mark_branch, finish
+// model: record_round, finish
 func (s *Store) RecordRound(ctx context.Context, p tcc.RoundParams) error {
 	_, err := s.rounds.do(ctx, p)
 	return err

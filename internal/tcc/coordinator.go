@@ -672,6 +672,7 @@ func (c *Coordinator) deliver(ctx context.Context, tx *Transaction) error {
 	// Record even if the caller's context ended: the facts are true.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	// model: record_round, finish
 	if err := c.store.RecordRound(rctx, round); err != nil {
 		if errors.Is(err, ErrConflict) {
 			c.log.Info("delivery round raced: another instance holds the transaction now", "gid", tx.GID)
@@ -786,6 +787,7 @@ func (c *Coordinator) retryAfter(untilDeadline time.Duration) time.Duration {
 
 // presumeAbort records an aborted tombstone for an unknown gid. If a Begin
 // wins the race for the gid, the record it created is returned instead.
+// model: checkback (presumed abort: the ABORTED tombstone)
 func (c *Coordinator) presumeAbort(ctx context.Context, gid string) (*Transaction, error) {
 	now := c.now()
 	tomb := &Transaction{

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Model-check model/settle.pml with spin (see model/README.md).
+#   1. safety: assertions (I1, I2, I3, I5) and invalid end states, MAXFAULTS=1
+#   2. liveness: the LTL claim `live` under weak fairness (pan -a -f), fault-free
+#   3. each broken variant must produce a counterexample
+# Runs in a temporary directory; nothing is left behind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODEL="$PWD/model/settle.pml"
+
+if ! command -v spin >/dev/null 2>&1; then
+  echo "spin not found; installing it (apt-get install -y spin)"
+  apt-get install -y spin || { apt-get update && apt-get install -y spin; }
+fi
+CC=$(command -v gcc || command -v cc)
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+cp "$MODEL" settle.pml
+
+# build NAME SPIN_FLAGS CC_FLAGS: generate pan.c and compile it to ./NAME
+build() {
+  local name=$1 sflags=$2 cflags=$3
+  rm -f pan.[chmbt] pan_* 2>/dev/null || true
+  # shellcheck disable=SC2086
+  spin $sflags -a settle.pml >/dev/null
+  # shellcheck disable=SC2086
+  "$CC" -O2 -w $cflags -o "$name" pan.c
+}
+
+# errors OUTPUT: the "errors: N" count pan printed
+errors() { sed -n 's/.*errors: \([0-9][0-9]*\).*/\1/p' "$1" | tail -1; }
+
+summary() { grep -E 'errors:|states, stored|elapsed time|total actual memory' "$1" | sed 's/^/    /'; }
+
+fail=0
+
+echo "--- safety (assertions, invalid end states)"
+build pan_safety "" "-DNOCLAIM"
+./pan_safety -m100000 >safety.out 2>&1 || true
+summary safety.out
+if [[ "$(errors safety.out)" != "0" ]] || ! grep -q 'Full statespace search' safety.out; then
+  echo "FAIL: safety verification found an error (or did not complete)"; cat safety.out; fail=1
+fi
+
+echo "--- liveness (LTL claim live, weak fairness, no faults)"
+build pan_live "-DLIVENESS -DMAXFAULTS=0" "-DNFAIR=3"
+./pan_live -a -f -m200000 >live.out 2>&1 || true
+summary live.out
+if [[ "$(errors live.out)" != "0" ]] || ! grep -q 'Full statespace search' live.out; then
+  echo "FAIL: liveness verification found an error (or did not complete)"; cat live.out; fail=1
+fi
+
+for bug in BUG_CHECKBACK_NO_RECORD BUG_FENCE_NO_ANTIHANGING; do
+  echo "--- broken variant $bug (a counterexample is expected)"
+  build pan_bug "-D$bug" "-DNOCLAIM"
+  ./pan_bug -m100000 >bug.out 2>&1 || true
+  grep -E 'assertion violated|errors:' bug.out | sed 's/^/    /'
+  n=$(errors bug.out)
+  if [[ -z "$n" || "$n" == "0" ]]; then
+    echo "FAIL: spin found no counterexample for $bug"; cat bug.out; fail=1
+  fi
+done
+
+if [[ $fail != 0 ]]; then
+  exit 1
+fi
+echo "spin: all checks passed"
