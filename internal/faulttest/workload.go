@@ -40,6 +40,11 @@ const (
 	// it races the recovery loop's deadline abort and the participants'
 	// check-back (S6): exactly one decision may win.
 	KindLateCommit Kind = "late_commit"
+	// KindOrphanTry: a Try reaches the accounts participant for a gid the
+	// coordinator never saw (an initiator that skipped registration); the
+	// participant's check-back must get it presumed aborted and released
+	// (S5, I5), and a Begin of that gid afterwards must be refused.
+	KindOrphanTry Kind = "orphan_try"
 )
 
 // Order is one generated two-branch order.
@@ -105,8 +110,10 @@ func DefaultShop() Shop {
 func GenOrder(rng *rand.Rand, shop Shop, seed uint64, w, n, coordinators int) Order {
 	o := Order{GID: fmt.Sprintf("ft-%x-w%02d-%06d", seed, w, n), Coord: rng.IntN(coordinators)}
 	switch r := rng.IntN(100); {
-	case r < 60:
+	case r < 57:
 		o.Kind = KindNormal
+	case r < 60:
+		o.Kind = KindOrphanTry
 	case r < 72:
 		o.Kind = KindAbandon
 		o.Step = 1 + rng.IntN(5)
@@ -283,9 +290,16 @@ func backoff(a int) time.Duration {
 // Run executes one order. Errors are part of the workload (they are
 // counted), never fatal.
 func (in *Initiator) Run(ctx context.Context, o *Order) {
+	if o.Kind == KindOrphanTry && !in.C.CheckBackProxied() {
+		o.Kind = KindNormal // nothing would release it
+	}
 	in.Rec.add(o)
 	txns := in.Rec.Txns
 	begun := time.Now()
+	if o.Kind == KindOrphanTry {
+		in.orphan(ctx, o)
+		return
+	}
 	err := in.coordCall(ctx, o, func(ctx context.Context, c tccv1.CoordinatorServiceClient) error {
 		_, err := c.Begin(ctx, &tccv1.BeginRequest{Gid: o.GID, Timeout: durationpb.New(in.Timing.TxTimeout)})
 		return err
@@ -293,6 +307,16 @@ func (in *Initiator) Run(ctx context.Context, o *Order) {
 	if err != nil {
 		txns.AddName("initiator:begin_failed", 1)
 		return
+	}
+	if o.Kind == KindDuplicate {
+		// S8: the same gid with another timeout is refused.
+		err := in.coordCall(ctx, o, func(ctx context.Context, c tccv1.CoordinatorServiceClient) error {
+			_, err := c.Begin(ctx, &tccv1.BeginRequest{Gid: o.GID, Timeout: durationpb.New(in.Timing.TxTimeout + time.Second)})
+			return err
+		})
+		if err == nil {
+			in.Rec.violate("S8 %s: Begin repeated with a changed timeout was accepted", o.GID)
+		}
 	}
 	step := 1
 	if o.Kind == KindAbandon && o.Step == step {
@@ -309,6 +333,17 @@ func (in *Initiator) Run(ctx context.Context, o *Order) {
 			txns.AddName("initiator:register_failed", 1)
 			in.rollback(ctx, o, "register failed")
 			return
+		}
+		if o.Kind == KindDuplicate {
+			// S8: the same branch registered again with another payload
+			// is refused.
+			err := in.coordCall(ctx, o, func(ctx context.Context, c tccv1.CoordinatorServiceClient) error {
+				_, err := c.RegisterBranch(ctx, &tccv1.RegisterBranchRequest{Gid: o.GID, BranchId: b, Participant: in.C.ParticipantTarget(b), Payload: append(payload[:len(payload):len(payload)], ' ')})
+				return err
+			})
+			if err == nil {
+				in.Rec.violate("S8 %s/%s: RegisterBranch repeated with a changed payload was accepted", o.GID, b)
+			}
 		}
 		step++
 		if o.Kind == KindAbandon && o.Step == step {
@@ -445,6 +480,52 @@ func (in *Initiator) rollback(ctx context.Context, o *Order, reason string) {
 	default:
 		in.Rec.Txns.AddName("initiator:rollback_unknown", 1)
 	}
+}
+
+// orphan sends a Try for a gid the coordinator does not know, waits until
+// the participant's check-back has recorded the presumed abort, then tries
+// to Begin the gid, which must be refused.
+func (in *Initiator) orphan(ctx context.Context, o *Order) {
+	b := demo.BranchAccounts
+	err := in.partCall(ctx, b, func(ctx context.Context, p tccv1.ParticipantServiceClient) error {
+		_, err := p.Try(ctx, &tccv1.TryRequest{Gid: o.GID, BranchId: b, Payload: o.Payload(b)})
+		return err
+	})
+	if err != nil {
+		in.Rec.Txns.AddName("initiator:orphan_try_refused", 1)
+		return
+	}
+	wait := in.Timing.CheckBackAfter + 8*time.Second
+	for end := time.Now().Add(wait); time.Now().Before(end); {
+		if !sleepCtx(ctx, 250*time.Millisecond) {
+			return
+		}
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		r, err := in.C.DirectCoord[0].GetTransaction(cctx, &tccv1.GetTransactionRequest{Gid: o.GID})
+		cancel()
+		if err != nil {
+			continue
+		}
+		in.Rec.Observe(o.GID, r.GetTransaction().GetState(), "orphan poll")
+		if r.GetTransaction().GetState() != tccv1.TransactionState_TRANSACTION_STATE_ABORTED {
+			in.Rec.violate("S5 %s: unknown gid checked back, recorded as %v, want ABORTED", o.GID, r.GetTransaction().GetState())
+			return
+		}
+		err = in.coordCall(ctx, o, func(ctx context.Context, c tccv1.CoordinatorServiceClient) error {
+			_, err := c.Begin(ctx, &tccv1.BeginRequest{Gid: o.GID, Timeout: durationpb.New(in.Timing.TxTimeout)})
+			return err
+		})
+		switch {
+		case err == nil:
+			in.Rec.violate("S5 %s: Begin accepted after the gid was presumed aborted by a check-back", o.GID)
+		case unknown(err):
+			in.Rec.Txns.AddName("initiator:orphan_late_begin_unknown", 1)
+		default:
+			in.Rec.Txns.AddName("initiator:orphan_presumed_aborted_late_begin_refused", 1)
+		}
+		return
+	}
+	in.Rec.Txns.AddName("initiator:orphan_not_checked_back_in_time", 1)
 }
 
 // poll reads the transaction once and records its state.
