@@ -445,7 +445,11 @@ func (in *Initiator) Run(ctx context.Context, o *Order) {
 	if o.Kind == KindDuplicate {
 		var wg sync.WaitGroup
 		wg.Add(1)
-		go func() { defer wg.Done(); _ = in.coordCall(ctx, o, commit) }()
+		// The second copy goes to the other coordinator, if any: two
+		// instances decide the same gid at once (S15).
+		other := *o
+		other.Coord = (o.Coord + 1) % len(in.C.CoordClients)
+		go func() { defer wg.Done(); _ = in.coordCall(ctx, &other, commit) }()
 		err = in.coordCall(ctx, o, commit)
 		wg.Wait()
 	} else {
