@@ -30,7 +30,10 @@ type Binaries struct {
 	DemoCheckBack bool
 	// DemoCheckBackTuning reports -checkback-after and -checkback-interval.
 	DemoCheckBackTuning bool
-	dir                 string
+	// Revision is `git describe --always --dirty` of the tree built
+	// (empty outside a git checkout).
+	Revision string
+	dir      string
 }
 
 // Build compiles the coordinator and the demo participant into a new
@@ -51,6 +54,9 @@ func Build(ctx context.Context) (*Binaries, error) {
 			b.Remove()
 			return nil, fmt.Errorf("build %s (run from the settle repository): %v\n%s", x.pkg, err, out)
 		}
+	}
+	if rev, err := exec.CommandContext(ctx, "git", "describe", "--always", "--dirty").Output(); err == nil {
+		b.Revision = string(bytes.TrimSpace(rev))
 	}
 	help, _ := exec.CommandContext(ctx, b.Demo, "serve", "-h").CombinedOutput()
 	b.DemoCheckBack = bytes.Contains(help, []byte("-coordinator"))

@@ -73,6 +73,9 @@ func (r *Report) String() string {
 	c := r.Config
 	fmt.Fprintf(&b, "settle fault run: seed=%d backend=%s coordinators=%d concurrency=%d workload=%s total=%s\n",
 		c.Seed, c.Backend, c.Coordinators, c.Concurrency, c.Duration, r.Elapsed.Round(time.Second))
+	if c.Bins != nil && c.Bins.Revision != "" {
+		fmt.Fprintf(&b, "code: %s\n", c.Bins.Revision)
+	}
 	fmt.Fprintf(&b, "transactions: %d started; final coordinator states:", r.Orders)
 	for _, k := range []string{"COMMITTED", "ABORTED", "NOT_FOUND", "TRYING", "COMMITTING", "ABORTING", "UNREADABLE"} {
 		if n := r.Result.Final[k]; n > 0 {
