@@ -38,6 +38,8 @@ func (t *Txn) Begun() *tccv1.Transaction { return t.begun }
 // The error, if any, is a *BranchError wrapping the gRPC status error:
 // Refusal tells a participant's business refusal apart; any error means the
 // transaction should be rolled back.
+//
+// model: register, try
 func (t *Txn) Try(ctx context.Context, branchID, participant string, payload []byte) error {
 	_, err := t.c.coord.RegisterBranch(ctx, &tccv1.RegisterBranchRequest{
 		Gid:         t.gid,
