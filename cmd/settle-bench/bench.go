@@ -228,9 +228,13 @@ type worker struct {
 	id      int
 	total   Latencies
 	commit  Latencies
+	begin   Latencies
+	reg     Latencies
+	try     Latencies
 	done    int
 	errs    map[string]int
 	started []started
+	last    [3]time.Duration // begin, all registrations, all tries of the last transaction
 }
 
 func (w *worker) fail(stage string, err error) {
@@ -375,11 +379,14 @@ func (b *bench) run(ctx context.Context) (*Report, error) {
 		rep.Notes = append(rep.Notes, "database counters are server-wide: other clients of the same server are counted too")
 	}
 
-	var total, commit Latencies
+	var total, commit, begin, reg, try Latencies
 	var all []started
 	for _, w := range workers {
 		total.Merge(&w.total)
 		commit.Merge(&w.commit)
+		begin.Merge(&w.begin)
+		reg.Merge(&w.reg)
+		try.Merge(&w.try)
 		rep.Committed += w.done
 		for k, v := range w.errs {
 			rep.Errors[k] += v
@@ -389,6 +396,7 @@ func (b *bench) run(ctx context.Context) (*Report, error) {
 	rep.Total = total.Summarize()
 	if cfg.Mode != "baseline" {
 		rep.Commit = commit.Summarize()
+		rep.Stages = map[string]Summary{"begin": begin.Summarize(), "register (all branches)": reg.Summarize(), "try (all branches)": try.Summarize()}
 		rep.Started = len(all)
 		var err error
 		rep.Unfinished, rep.Drain, err = b.drain(ctx, all, stopped)
@@ -441,6 +449,9 @@ func (b *bench) loop(ctx context.Context, w *worker, windowStart, windowEnd time
 			w.total.Add(end.Sub(t0))
 			if coord != nil {
 				w.commit.Add(commitTook)
+				w.begin.Add(w.last[0])
+				w.reg.Add(w.last[1])
+				w.try.Add(w.last[2])
 			}
 		}
 	}
@@ -454,7 +465,9 @@ func withIDs(ctx context.Context, gid, branchID string) context.Context {
 // committed and how long Commit took.
 func (b *bench) tx(ctx context.Context, w *worker, coord tccv1.CoordinatorServiceClient, gid string,
 	parts []tccv1.ParticipantServiceClient, payloads [][]byte, branchIDs []string) (bool, time.Duration) {
+	t0 := time.Now()
 	_, err := coord.Begin(ctx, &tccv1.BeginRequest{Gid: gid, Timeout: durationpb.New(b.cfg.TxTimeout)})
+	stages := [3]time.Duration{time.Since(t0)}
 	if err != nil {
 		w.fail("begin", err)
 		w.started = append(w.started, started{gid: gid, beginError: true})
@@ -462,7 +475,10 @@ func (b *bench) tx(ctx context.Context, w *worker, coord tccv1.CoordinatorServic
 	}
 	w.started = append(w.started, started{gid: gid})
 	for i, p := range parts {
+		t1 := time.Now()
 		_, err := coord.RegisterBranch(ctx, &tccv1.RegisterBranchRequest{Gid: gid, BranchId: branchIDs[i], Participant: b.targets[i], Payload: payloads[i]})
+		t2 := time.Now()
+		stages[1] += t2.Sub(t1)
 		if err != nil {
 			w.fail("register", err)
 			b.rollback(ctx, w, coord, gid)
@@ -473,6 +489,7 @@ func (b *bench) tx(ctx context.Context, w *worker, coord tccv1.CoordinatorServic
 			b.rollback(ctx, w, coord, gid)
 			return false, 0
 		}
+		stages[2] += time.Since(t2)
 	}
 	c0 := time.Now()
 	r, err := coord.Commit(ctx, &tccv1.CommitRequest{Gid: gid})
@@ -485,6 +502,7 @@ func (b *bench) tx(ctx context.Context, w *worker, coord tccv1.CoordinatorServic
 		w.errs["commit state "+s.String()]++
 		return false, 0
 	}
+	w.last = stages
 	return true, took
 }
 

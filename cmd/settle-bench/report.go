@@ -82,6 +82,9 @@ type Report struct {
 	Committed   int           // transactions committed inside the window
 	Total       Summary       // whole transaction
 	Commit      Summary       // Commit call alone (zero in baseline mode)
+	// Stages are the other calls of a committed transaction, summed over
+	// its branches (begin, register, try).
+	Stages map[string]Summary
 	// Errors counts failed calls by "stage code", e.g. "commit Unavailable".
 	Errors map[string]int
 	// CPU seconds used inside the window, by process label
@@ -129,6 +132,11 @@ func (r *Report) Write(w io.Writer) {
 	fmt.Fprintf(w, "transaction: %s\n", r.Total)
 	if r.Commit.N > 0 {
 		fmt.Fprintf(w, "commit:      %s\n", r.Commit)
+	}
+	for _, k := range sortedKeys(r.Stages) {
+		if s := r.Stages[k]; s.N > 0 {
+			fmt.Fprintf(w, "  %s: p50 %s  p99 %s\n", k, ms(s.P50), ms(s.P99))
+		}
 	}
 	if len(r.Errors) == 0 {
 		fmt.Fprintln(w, "errors: none")
