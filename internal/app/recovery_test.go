@@ -301,3 +301,40 @@ func TestHTTPEndpoints(t *testing.T) {
 		t.Fatalf("bad JSON: %d", resp.StatusCode)
 	}
 }
+
+// TestLoopLeavesOwnRunningRound: when a delivery round outlives its lease
+// (a slow participant or database), this instance's recovery loop must not
+// claim the transaction from under its own round: the round records its
+// result and the transaction finishes at once, with each branch confirmed
+// once, instead of idling until a second lease expires.
+func TestLoopLeavesOwnRunningRound(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, spec string) {
+		e := setup(t, spec)
+		e.begin(t, "slow-round", "a", "b")
+		release := make(chan struct{})
+		e.part.SetBehaviour(func(ctx context.Context, method, _, _ string) error {
+			if method != "Confirm" {
+				return nil
+			}
+			select {
+			case <-release:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		if _, err := e.coord.Commit(ctxT(t), &tccv1.CommitRequest{Gid: "slow-round"}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "both Confirms in flight", func() bool { return len(e.part.Calls()) >= 2 || e.part.MaxConcurrent() >= 1 })
+		e.clock.Advance(time.Minute)       // the lease (30s) has run out
+		time.Sleep(200 * time.Millisecond) // several recovery passes (every 20ms)
+		close(release)
+		eventually(t, "transaction committed by its own round", func() bool { return e.get(t, "slow-round").GetState() == committed })
+		for _, b := range []string{"a", "b"} {
+			if n := e.part.Count("Confirm", "slow-round", b); n != 1 {
+				t.Fatalf("branch %s confirmed %d times, want 1", b, n)
+			}
+		}
+	})
+}

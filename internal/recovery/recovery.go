@@ -228,6 +228,12 @@ func (l *Loop) process(ctx context.Context, ref tcc.DueRef) error {
 		}
 		return nil
 	}
+	if l.coord.Driving(ref.GID) {
+		// Our own round is still running (its lease ran out under a slow
+		// call or database): it records the result; claiming would only
+		// make that record fail.
+		return nil
+	}
 	now := l.clock.Now().UTC()
 	// model: claim
 	tx, err := l.store.Claim(ctx, tcc.ClaimParams{

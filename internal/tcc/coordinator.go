@@ -552,6 +552,18 @@ func roundEnded(tx *Transaction) bool {
 	return true
 }
 
+// Driving reports whether this instance is running a delivery round for
+// gid at this moment. The recovery loop does not claim such a transaction:
+// the running round records its result (a claim would bump the version and
+// make that record fail, leaving the transaction idle until the new lease
+// expired).
+func (c *Coordinator) Driving(gid string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.inflight[gid]
+	return ok
+}
+
 // Deliver runs one delivery round for a decided transaction whose lease this
 // instance holds (tx.Version is the version it was taken at), unless a
 // round of this instance is already running for it. The recovery loop
