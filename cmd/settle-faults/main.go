@@ -42,7 +42,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	duration := fs.Duration("duration", 2*time.Minute, "how long the workload runs under faults")
 	seed := fs.Uint64("seed", 0, "seed of the workload and fault schedule (0: from the clock; printed)")
 	dbKind := fs.String("db", "mysql", "database: mysql or sqlite")
-	mysqlDSN := fs.String("mysql-dsn", "root@tcp(127.0.0.1:3306)/", "MySQL/MariaDB DSN used to create and drop the run's settle_t_ databases")
+	mysqlDSN := fs.String("mysql-dsn", "root@tcp(127.0.0.1:3306)/", "MySQL/MariaDB DSN used to create and drop the run's databases")
+	prefix := fs.String("db-prefix", "settle_faults_", "name prefix of the run's MySQL databases (not settle_t_: CI's cleanup drops those, also under a running long run)")
 	concurrency := fs.Int("concurrency", 8, "concurrent initiators")
 	coordinators := fs.Int("coordinators", 0, "coordinator processes (default: 2 on mysql, 1 on sqlite)")
 	faultEvery := fs.Duration("fault-every", 2*time.Second, "mean pause between process and link faults (0: none)")
@@ -62,7 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var err error
 	switch *dbKind {
 	case "mysql":
-		dbs, err = faulttest.NewMySQLDatabases(*mysqlDSN)
+		dbs, err = faulttest.NewMySQLDatabases(*mysqlDSN, *prefix)
 		if *coordinators == 0 {
 			*coordinators = 2
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sync"
 
 	gomysql "github.com/go-sql-driver/mysql"
@@ -17,6 +18,7 @@ import (
 type Databases struct {
 	mu      sync.Mutex
 	admin   string // MySQL DSN without a database, or "" for SQLite
+	prefix  string // MySQL database name prefix
 	dir     string // SQLite directory
 	created []string
 }
@@ -30,14 +32,21 @@ func NewSQLiteDatabases() (*Databases, error) {
 	return &Databases{dir: dir}, nil
 }
 
-// NewMySQLDatabases creates databases named settle_t_<random> on the server
+// NewMySQLDatabases creates databases named <prefix><random> on the server
 // of adminDSN (a go-sql-driver DSN such as "root@tcp(127.0.0.1:3306)/").
-func NewMySQLDatabases(adminDSN string) (*Databases, error) {
+// Tests use the prefix "settle_t_", which CI's cleanup drops; a long run
+// needs another one, or a CI run starting meanwhile drops its databases.
+func NewMySQLDatabases(adminDSN, prefix string) (*Databases, error) {
 	if _, err := gomysql.ParseDSN(adminDSN); err != nil {
 		return nil, err
 	}
-	return &Databases{admin: adminDSN}, nil
+	if !validPrefix.MatchString(prefix) {
+		return nil, fmt.Errorf("database prefix %q: want letters, digits and _", prefix)
+	}
+	return &Databases{admin: adminDSN, prefix: prefix}, nil
 }
+
+var validPrefix = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,40}$`)
 
 // New returns the spec of a fresh database; name says what it is for.
 func (d *Databases) New(name string) (string, error) {
@@ -57,7 +66,7 @@ func (d *Databases) New(name string) (string, error) {
 		return "", err
 	}
 	defer database.Close(db)
-	dbName := "settle_t_fault_" + hex.EncodeToString(suffix)
+	dbName := d.prefix + hex.EncodeToString(suffix)
 	if err := db.Exec("CREATE DATABASE " + dbName + " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin").Error; err != nil {
 		return "", fmt.Errorf("create database %s: %w", dbName, err)
 	}
