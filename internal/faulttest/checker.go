@@ -91,7 +91,8 @@ type Result struct {
 	Quiescence time.Duration
 	// Quiet is false when the bound passed first.
 	Quiet bool
-	// Violations by invariant; Each entry names the invariant first.
+	// Violations lists every violation found; each entry starts with the
+	// invariant or scenario it breaks (I1..I6, S5, S7, S8, S11).
 	Violations []string
 }
 

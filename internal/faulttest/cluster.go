@@ -18,14 +18,13 @@ import (
 
 // Process faults.
 const (
-	FaultCoordKill      FaultKind = "proc_coordinator_sigkill"
-	FaultCoordPoint     FaultKind = "proc_coordinator_fault_point_armed"
-	FaultCoordPointHit  FaultKind = "proc_coordinator_fault_point_hit"
-	FaultCoordPause     FaultKind = "proc_coordinator_sigstop_past_lease"
-	FaultPartKill       FaultKind = "proc_participant_sigkill"
-	FaultPartition      FaultKind = "net_partition_coord_to_participant"
-	FaultCheckBackCut   FaultKind = "net_partition_checkback"
-	FaultInitiatorPause FaultKind = "net_partition_initiator_to_coord"
+	FaultCoordKill     FaultKind = "proc_coordinator_sigkill"
+	FaultCoordPoint    FaultKind = "proc_coordinator_fault_point_armed"
+	FaultCoordPointHit FaultKind = "proc_coordinator_fault_point_hit"
+	FaultCoordPause    FaultKind = "proc_coordinator_sigstop_past_lease"
+	FaultPartKill      FaultKind = "proc_participant_sigkill"
+	FaultPartition     FaultKind = "net_partition_coord_to_participant"
+	FaultCheckBackCut  FaultKind = "net_partition_checkback"
 )
 
 // FaultPoints are the coordinator's named fault points (internal/faults).
