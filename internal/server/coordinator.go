@@ -35,6 +35,9 @@ func NewCoordinator(c *tcc.Coordinator, log *slog.Logger) *Coordinator {
 // Begin implements CoordinatorService.Begin.
 func (s *Coordinator) Begin(ctx context.Context, req *tccv1.BeginRequest) (*tccv1.BeginResponse, error) {
 	p := tcc.BeginParams{GID: req.GetGid(), Labels: req.GetLabels()}
+	for _, b := range req.GetBranches() {
+		p.Branches = append(p.Branches, tcc.BranchSpec{BranchID: b.GetBranchId(), Participant: b.GetParticipant(), Payload: b.GetPayload()})
+	}
 	if d := req.GetTimeout(); d != nil {
 		if err := d.CheckValid(); err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "begin: timeout: %v", err)

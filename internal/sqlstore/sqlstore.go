@@ -158,16 +158,55 @@ func (s *Store) commit(tx *sql.Tx) error {
 // InsertTransaction implements tcc.Store. Concurrent inserts are grouped
 // into multi-row INSERTs (see batch.go).
 func (s *Store) InsertTransaction(ctx context.Context, tx *tcc.Transaction) error {
+	if len(tx.Branches) > 0 {
+		return s.insertWithBranches(ctx, tx)
+	}
 	_, err := s.inserts.do(ctx, tx)
 	return err
 }
 
+// insertWithBranches writes a record and the branches registered with its
+// Begin in one database transaction: BEGIN, INSERT record, one multi-row
+// INSERT of the branches, COMMIT.
+func (s *Store) insertWithBranches(ctx context.Context, tx *tcc.Transaction) error {
+	dbtx, err := s.begin(ctx)
+	if err != nil {
+		return s.interpret("insert transaction", err)
+	}
+	defer func() { _ = dbtx.Rollback() }()
+	if err := s.insertRecord(ctx, dbtx, tx); err != nil {
+		return err
+	}
+	var sb strings.Builder
+	sb.WriteString(`INSERT INTO branch_record (gid, branch_id, participant, payload, payload_digest, state, created_us, updated_us) VALUES `)
+	args := make([]any, 0, 8*len(tx.Branches))
+	for i, b := range tx.Branches {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
+		args = append(args, tx.GID, b.BranchID, b.Participant, nonNil(b.Payload), b.PayloadDigest, string(tcc.BranchRegistered),
+			micros(b.CreatedAt), micros(b.UpdatedAt))
+	}
+	if _, err := s.exec(ctx, dbtx, sb.String(), args...); err != nil {
+		return s.interpret("insert branches", err)
+	}
+	if err := s.commit(dbtx); err != nil {
+		return s.interpret("insert transaction", err)
+	}
+	return nil
+}
+
 func (s *Store) insertTransaction(ctx context.Context, tx *tcc.Transaction) error {
+	return s.insertRecord(ctx, s.sql, tx)
+}
+
+func (s *Store) insertRecord(ctx context.Context, q querier, tx *tcc.Transaction) error {
 	labels, err := encodeLabels(tx.Labels)
 	if err != nil {
 		return err
 	}
-	_, err = s.exec(ctx, s.sql, `INSERT INTO transaction_record (`+recordColumns+`)
+	_, err = s.exec(ctx, q, `INSERT INTO transaction_record (`+recordColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		tx.GID, string(tx.State), tx.Version, tx.Timeout.Milliseconds(), micros(tx.Deadline), micros(tx.DecidedAt), micros(tx.NextAttemptAt),
 		tx.LeaseOwner, tx.Attempts, len(tx.Branches), tx.LastError, tx.AbortReason, tx.NeedsAttention, tx.Tombstone,

@@ -230,6 +230,18 @@ type BeginParams struct {
 	GID     string // empty: generate one
 	Timeout time.Duration
 	Labels  map[string]string
+	// Branches, if any, are registered with the Begin in the same durable
+	// write: the same as a RegisterBranch of each right after, but one
+	// database transaction and one call instead of 1+N.
+	Branches []BranchSpec
+}
+
+// BranchSpec is a branch to register: its id, the participant's gRPC
+// target and the payload Try/Confirm/Cancel carry.
+type BranchSpec struct {
+	BranchID    string
+	Participant string
+	Payload     []byte
 }
 
 // Begin starts a global transaction in TRYING. Begin is idempotent on the
@@ -257,6 +269,22 @@ func (c *Coordinator) Begin(ctx context.Context, p BeginParams) (*Transaction, e
 		return nil, fmt.Errorf("begin %s: %w", p.GID, err)
 	}
 	now := c.now()
+	if len(p.Branches) > c.cfg.MaxBranches {
+		return nil, fmt.Errorf("begin %s: %w", p.GID, invalidf("%d branches, the limit is %d", len(p.Branches), c.cfg.MaxBranches))
+	}
+	branches := make([]Branch, 0, len(p.Branches))
+	seen := make(map[string]bool, len(p.Branches))
+	for _, spec := range p.Branches {
+		b, err := c.newBranch(p.GID, spec, now)
+		if err != nil {
+			return nil, fmt.Errorf("begin %s: %w", p.GID, err)
+		}
+		if seen[b.BranchID] {
+			return nil, fmt.Errorf("begin %s: %w", p.GID, invalidf("branch %s is listed twice", b.BranchID))
+		}
+		seen[b.BranchID] = true
+		branches = append(branches, b)
+	}
 	tx := &Transaction{
 		GID:           p.GID,
 		State:         StateTrying,
@@ -267,6 +295,7 @@ func (c *Coordinator) Begin(ctx context.Context, p BeginParams) (*Transaction, e
 		Labels:        maps.Clone(p.Labels),
 		CreatedAt:     now,
 		UpdatedAt:     now,
+		Branches:      branches,
 	}
 	err := c.store.InsertTransaction(ctx, tx)
 	if err == nil {
@@ -287,7 +316,57 @@ func (c *Coordinator) Begin(ctx context.Context, p BeginParams) (*Transaction, e
 		return nil, fmt.Errorf("%w: begin %s: exists with timeout %s and %d labels, requested timeout %s and %d labels",
 			ErrExists, p.GID, existing.Timeout, len(existing.Labels), p.Timeout, len(p.Labels))
 	}
+	// A repeat must name branches the record has, with the same
+	// participant and payload (it may have gained more since, by
+	// RegisterBranch).
+	for _, b := range branches {
+		if err := sameBranch(existing, b); err != nil {
+			return nil, fmt.Errorf("%w: begin %s: %w", ErrExists, p.GID, err)
+		}
+	}
 	return existing, nil
+}
+
+// sameBranch checks that tx has branch b with b's participant and payload.
+func sameBranch(tx *Transaction, b Branch) error {
+	for _, eb := range tx.Branches {
+		if eb.BranchID != b.BranchID {
+			continue
+		}
+		if eb.Participant != b.Participant || eb.PayloadDigest != b.PayloadDigest {
+			return fmt.Errorf("branch %s registered with participant %q and payload sha256 %.12s, requested %q and %.12s",
+				b.BranchID, eb.Participant, eb.PayloadDigest, b.Participant, b.PayloadDigest)
+		}
+		return nil
+	}
+	return fmt.Errorf("branch %s is not registered", b.BranchID)
+}
+
+// newBranch validates a branch to register and returns it in REGISTERED.
+func (c *Coordinator) newBranch(gid string, spec BranchSpec, now time.Time) (Branch, error) {
+	if err := ValidateBranchID(spec.BranchID); err != nil {
+		return Branch{}, err
+	}
+	if err := validateParticipant(spec.Participant); err != nil {
+		return Branch{}, fmt.Errorf("branch %s: %w", spec.BranchID, err)
+	}
+	if err := c.cfg.Allow.Check(spec.Participant); err != nil {
+		return Branch{}, fmt.Errorf("%w: branch %s: %w", ErrNotAllowed, spec.BranchID, err)
+	}
+	if len(spec.Payload) > c.cfg.MaxPayloadBytes {
+		return Branch{}, fmt.Errorf("branch %s: %w", spec.BranchID,
+			invalidf("payload is %d bytes, over the limit of %d", len(spec.Payload), c.cfg.MaxPayloadBytes))
+	}
+	return Branch{
+		GID:           gid,
+		BranchID:      spec.BranchID,
+		Participant:   spec.Participant,
+		Payload:       spec.Payload,
+		PayloadDigest: Digest(spec.Payload),
+		State:         BranchRegistered,
+		CreatedAt:     now,
+		UpdatedAt:     now,
+	}, nil
 }
 
 func labelsEqual(a, b map[string]string) bool {
@@ -313,29 +392,10 @@ func (c *Coordinator) RegisterBranch(ctx context.Context, p RegisterParams) (*Tr
 	if err := ValidateGID(p.GID); err != nil {
 		return nil, fmt.Errorf("register branch: %w", err)
 	}
-	if err := ValidateBranchID(p.BranchID); err != nil {
-		return nil, fmt.Errorf("register branch of %s: %w", p.GID, err)
-	}
-	if err := validateParticipant(p.Participant); err != nil {
-		return nil, fmt.Errorf("register branch %s of %s: %w", p.BranchID, p.GID, err)
-	}
-	if err := c.cfg.Allow.Check(p.Participant); err != nil {
-		return nil, fmt.Errorf("%w: register branch %s of %s: %w", ErrNotAllowed, p.BranchID, p.GID, err)
-	}
-	if len(p.Payload) > c.cfg.MaxPayloadBytes {
-		return nil, fmt.Errorf("register branch %s of %s: %w", p.BranchID, p.GID,
-			invalidf("payload is %d bytes, over the limit of %d", len(p.Payload), c.cfg.MaxPayloadBytes))
-	}
 	now := c.now()
-	b := Branch{
-		GID:           p.GID,
-		BranchID:      p.BranchID,
-		Participant:   p.Participant,
-		Payload:       p.Payload,
-		PayloadDigest: Digest(p.Payload),
-		State:         BranchRegistered,
-		CreatedAt:     now,
-		UpdatedAt:     now,
+	b, err := c.newBranch(p.GID, BranchSpec{BranchID: p.BranchID, Participant: p.Participant, Payload: p.Payload}, now)
+	if err != nil {
+		return nil, fmt.Errorf("register branch of %s: %w", p.GID, err)
 	}
 	tx, addErr := c.store.RegisterBranch(ctx, AddBranchParams{Branch: b, MaxBranches: c.cfg.MaxBranches, Now: now})
 	if addErr != nil && !errors.Is(addErr, ErrDuplicate) && !errors.Is(addErr, ErrState) && !errors.Is(addErr, ErrTooManyBranches) {

@@ -31,8 +31,9 @@ var (
 // The contract is tested against every implementation by
 // internal/tcc/storetest.
 type Store interface {
-	// InsertTransaction inserts a new record (its Branches are ignored).
-	// It returns ErrDuplicate if the gid exists.
+	// InsertTransaction inserts a new record with its Branches (none, or
+	// the branches registered at Begin), all in one database transaction.
+	// It returns ErrDuplicate if the gid exists (nothing is written).
 	InsertTransaction(ctx context.Context, tx *Transaction) error
 
 	// GetTransaction returns the record with its branches ordered by

@@ -22,6 +22,7 @@ func Run(t *testing.T, newStore func(t *testing.T) tcc.Store) {
 	}{
 		{"InsertGetRoundTrip", testInsertGet},
 		{"InsertDuplicate", testInsertDuplicate},
+		{"InsertWithBranches", testInsertWithBranches},
 		{"GetUnknown", testGetUnknown},
 		{"AddBranch", testAddBranch},
 		{"AddBranchLimitsAndStates", testAddBranchRefusals},
@@ -744,5 +745,40 @@ func testPurge(t *testing.T, s tcc.Store) {
 	n, err = s.Purge(ctx, tcc.PurgeParams{Before: t0.Add(24 * time.Hour), TombstonesBefore: t0.Add(time.Hour), Limit: 10})
 	if err != nil || n != 1 {
 		t.Fatalf("purge tombstone: %d %v", n, err)
+	}
+}
+
+// testInsertWithBranches: branches registered with Begin are written with
+// the record, count against the branch limit, and a duplicate insert
+// writes nothing.
+func testInsertWithBranches(t *testing.T, s tcc.Store) {
+	ctx := context.Background()
+	tx := newTx("g")
+	tx.Branches = []tcc.Branch{branch("g", "a"), branch("g", "b")}
+	if err := s.InsertTransaction(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	got := mustGet(t, s, "g")
+	if len(got.Branches) != 2 || got.Branches[0].BranchID != "a" || got.Branches[1].BranchID != "b" {
+		t.Fatalf("branches %+v, want a and b", got.Branches)
+	}
+	for _, b := range got.Branches {
+		want := branch("g", b.BranchID)
+		if b.State != tcc.BranchRegistered || b.Participant != want.Participant || string(b.Payload) != string(want.Payload) ||
+			b.PayloadDigest != want.PayloadDigest || !b.CreatedAt.Equal(t0) {
+			t.Fatalf("branch %s stored as %+v", b.BranchID, b)
+		}
+	}
+	err := s.AddBranch(ctx, tcc.AddBranchParams{Branch: branch("g", "c"), MaxBranches: 2, Now: t0})
+	if !errors.Is(err, tcc.ErrTooManyBranches) {
+		t.Fatalf("third branch over a limit of 2: %v, want ErrTooManyBranches", err)
+	}
+	again := newTx("g")
+	again.Branches = []tcc.Branch{branch("g", "x")}
+	if err := s.InsertTransaction(ctx, again); !errors.Is(err, tcc.ErrDuplicate) {
+		t.Fatalf("duplicate insert: %v, want ErrDuplicate", err)
+	}
+	if got := mustGet(t, s, "g"); len(got.Branches) != 2 {
+		t.Fatalf("duplicate insert changed the branches: %+v", got.Branches)
 	}
 }

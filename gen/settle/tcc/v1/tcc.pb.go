@@ -509,7 +509,11 @@ type BeginRequest struct {
 	Timeout *durationpb.Duration `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// Free-form labels, stored and returned with the transaction. At most 32
 	// entries; keys up to 64 bytes, values up to 256 bytes.
-	Labels        map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Labels map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Branches to register with the Begin, at most the coordinator's branch
+	// limit (64 by default), each branch id once. More branches can still be
+	// added with RegisterBranch while the transaction is TRYING.
+	Branches      []*BranchRegistration `protobuf:"bytes,4,rep,name=branches,proto3" json:"branches,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -565,6 +569,77 @@ func (x *BeginRequest) GetLabels() map[string]string {
 	return nil
 }
 
+func (x *BeginRequest) GetBranches() []*BranchRegistration {
+	if x != nil {
+		return x.Branches
+	}
+	return nil
+}
+
+// BranchRegistration is a branch registered with Begin.
+type BranchRegistration struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Branch id, unique within the transaction.
+	BranchId string `protobuf:"bytes,1,opt,name=branch_id,json=branchId,proto3" json:"branch_id,omitempty"`
+	// The participant's gRPC target; it must match the allow-list.
+	Participant string `protobuf:"bytes,2,opt,name=participant,proto3" json:"participant,omitempty"`
+	// Opaque payload sent with Try, Confirm and Cancel.
+	Payload       []byte `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BranchRegistration) Reset() {
+	*x = BranchRegistration{}
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BranchRegistration) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BranchRegistration) ProtoMessage() {}
+
+func (x *BranchRegistration) ProtoReflect() protoreflect.Message {
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BranchRegistration.ProtoReflect.Descriptor instead.
+func (*BranchRegistration) Descriptor() ([]byte, []int) {
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *BranchRegistration) GetBranchId() string {
+	if x != nil {
+		return x.BranchId
+	}
+	return ""
+}
+
+func (x *BranchRegistration) GetParticipant() string {
+	if x != nil {
+		return x.Participant
+	}
+	return ""
+}
+
+func (x *BranchRegistration) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
 // BeginResponse returns the transaction.
 type BeginResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -575,7 +650,7 @@ type BeginResponse struct {
 
 func (x *BeginResponse) Reset() {
 	*x = BeginResponse{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[3]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -587,7 +662,7 @@ func (x *BeginResponse) String() string {
 func (*BeginResponse) ProtoMessage() {}
 
 func (x *BeginResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[3]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -600,7 +675,7 @@ func (x *BeginResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginResponse.ProtoReflect.Descriptor instead.
 func (*BeginResponse) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{3}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *BeginResponse) GetTransaction() *Transaction {
@@ -629,7 +704,7 @@ type RegisterBranchRequest struct {
 
 func (x *RegisterBranchRequest) Reset() {
 	*x = RegisterBranchRequest{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[4]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -641,7 +716,7 @@ func (x *RegisterBranchRequest) String() string {
 func (*RegisterBranchRequest) ProtoMessage() {}
 
 func (x *RegisterBranchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[4]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -654,7 +729,7 @@ func (x *RegisterBranchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterBranchRequest.ProtoReflect.Descriptor instead.
 func (*RegisterBranchRequest) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{4}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RegisterBranchRequest) GetGid() string {
@@ -695,7 +770,7 @@ type RegisterBranchResponse struct {
 
 func (x *RegisterBranchResponse) Reset() {
 	*x = RegisterBranchResponse{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[5]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -707,7 +782,7 @@ func (x *RegisterBranchResponse) String() string {
 func (*RegisterBranchResponse) ProtoMessage() {}
 
 func (x *RegisterBranchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[5]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -720,7 +795,7 @@ func (x *RegisterBranchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterBranchResponse.ProtoReflect.Descriptor instead.
 func (*RegisterBranchResponse) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{5}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RegisterBranchResponse) GetTransaction() *Transaction {
@@ -746,7 +821,7 @@ type CommitRequest struct {
 
 func (x *CommitRequest) Reset() {
 	*x = CommitRequest{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[6]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -758,7 +833,7 @@ func (x *CommitRequest) String() string {
 func (*CommitRequest) ProtoMessage() {}
 
 func (x *CommitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[6]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -771,7 +846,7 @@ func (x *CommitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitRequest.ProtoReflect.Descriptor instead.
 func (*CommitRequest) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{6}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CommitRequest) GetGid() string {
@@ -798,7 +873,7 @@ type CommitResponse struct {
 
 func (x *CommitResponse) Reset() {
 	*x = CommitResponse{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[7]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +885,7 @@ func (x *CommitResponse) String() string {
 func (*CommitResponse) ProtoMessage() {}
 
 func (x *CommitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[7]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +898,7 @@ func (x *CommitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitResponse.ProtoReflect.Descriptor instead.
 func (*CommitResponse) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{7}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CommitResponse) GetTransaction() *Transaction {
@@ -850,7 +925,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[8]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -862,7 +937,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[8]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -875,7 +950,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{8}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RollbackRequest) GetGid() string {
@@ -909,7 +984,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[9]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -921,7 +996,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[9]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -934,7 +1009,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{9}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RollbackResponse) GetTransaction() *Transaction {
@@ -955,7 +1030,7 @@ type GetTransactionRequest struct {
 
 func (x *GetTransactionRequest) Reset() {
 	*x = GetTransactionRequest{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[10]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -967,7 +1042,7 @@ func (x *GetTransactionRequest) String() string {
 func (*GetTransactionRequest) ProtoMessage() {}
 
 func (x *GetTransactionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[10]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -980,7 +1055,7 @@ func (x *GetTransactionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTransactionRequest.ProtoReflect.Descriptor instead.
 func (*GetTransactionRequest) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{10}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetTransactionRequest) GetGid() string {
@@ -1000,7 +1075,7 @@ type GetTransactionResponse struct {
 
 func (x *GetTransactionResponse) Reset() {
 	*x = GetTransactionResponse{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[11]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1012,7 +1087,7 @@ func (x *GetTransactionResponse) String() string {
 func (*GetTransactionResponse) ProtoMessage() {}
 
 func (x *GetTransactionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[11]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1025,7 +1100,7 @@ func (x *GetTransactionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTransactionResponse.ProtoReflect.Descriptor instead.
 func (*GetTransactionResponse) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{11}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetTransactionResponse) GetTransaction() *Transaction {
@@ -1049,7 +1124,7 @@ type CheckBackRequest struct {
 
 func (x *CheckBackRequest) Reset() {
 	*x = CheckBackRequest{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[12]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1061,7 +1136,7 @@ func (x *CheckBackRequest) String() string {
 func (*CheckBackRequest) ProtoMessage() {}
 
 func (x *CheckBackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[12]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1074,7 +1149,7 @@ func (x *CheckBackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckBackRequest.ProtoReflect.Descriptor instead.
 func (*CheckBackRequest) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{12}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CheckBackRequest) GetGid() string {
@@ -1106,7 +1181,7 @@ type CheckBackResponse struct {
 
 func (x *CheckBackResponse) Reset() {
 	*x = CheckBackResponse{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[13]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1118,7 +1193,7 @@ func (x *CheckBackResponse) String() string {
 func (*CheckBackResponse) ProtoMessage() {}
 
 func (x *CheckBackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[13]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1131,7 +1206,7 @@ func (x *CheckBackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckBackResponse.ProtoReflect.Descriptor instead.
 func (*CheckBackResponse) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{13}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CheckBackResponse) GetVerdict() Verdict {
@@ -1170,7 +1245,7 @@ type TryRequest struct {
 
 func (x *TryRequest) Reset() {
 	*x = TryRequest{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[14]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1182,7 +1257,7 @@ func (x *TryRequest) String() string {
 func (*TryRequest) ProtoMessage() {}
 
 func (x *TryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[14]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1195,7 +1270,7 @@ func (x *TryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TryRequest.ProtoReflect.Descriptor instead.
 func (*TryRequest) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{14}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TryRequest) GetGid() string {
@@ -1228,7 +1303,7 @@ type TryResponse struct {
 
 func (x *TryResponse) Reset() {
 	*x = TryResponse{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[15]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1240,7 +1315,7 @@ func (x *TryResponse) String() string {
 func (*TryResponse) ProtoMessage() {}
 
 func (x *TryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[15]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1253,7 +1328,7 @@ func (x *TryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TryResponse.ProtoReflect.Descriptor instead.
 func (*TryResponse) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{15}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{16}
 }
 
 // ConfirmRequest asks a participant to make the reservation real.
@@ -1271,7 +1346,7 @@ type ConfirmRequest struct {
 
 func (x *ConfirmRequest) Reset() {
 	*x = ConfirmRequest{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[16]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1283,7 +1358,7 @@ func (x *ConfirmRequest) String() string {
 func (*ConfirmRequest) ProtoMessage() {}
 
 func (x *ConfirmRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[16]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1296,7 +1371,7 @@ func (x *ConfirmRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmRequest) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{16}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ConfirmRequest) GetGid() string {
@@ -1329,7 +1404,7 @@ type ConfirmResponse struct {
 
 func (x *ConfirmResponse) Reset() {
 	*x = ConfirmResponse{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[17]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +1416,7 @@ func (x *ConfirmResponse) String() string {
 func (*ConfirmResponse) ProtoMessage() {}
 
 func (x *ConfirmResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[17]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +1429,7 @@ func (x *ConfirmResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmResponse) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{17}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{18}
 }
 
 // CancelRequest asks a participant to release the reservation.
@@ -1372,7 +1447,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[18]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1384,7 +1459,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[18]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1397,7 +1472,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{18}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CancelRequest) GetGid() string {
@@ -1430,7 +1505,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[19]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1442,7 +1517,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[19]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1455,7 +1530,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{19}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{20}
 }
 
 var File_settle_tcc_v1_tcc_proto protoreflect.FileDescriptor
@@ -1493,14 +1568,19 @@ const file_settle_tcc_v1_tcc_proto_rawDesc = "" +
 	"last_error\x18\x05 \x01(\tR\tlastError\x12\x18\n" +
 	"\apayload\x18\x06 \x01(\fR\apayload\x12;\n" +
 	"\vupdate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xd1\x01\n" +
+	"updateTime\"\x90\x02\n" +
 	"\fBeginRequest\x12\x10\n" +
 	"\x03gid\x18\x01 \x01(\tR\x03gid\x123\n" +
 	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12?\n" +
-	"\x06labels\x18\x03 \x03(\v2'.settle.tcc.v1.BeginRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x03 \x03(\v2'.settle.tcc.v1.BeginRequest.LabelsEntryR\x06labels\x12=\n" +
+	"\bbranches\x18\x04 \x03(\v2!.settle.tcc.v1.BranchRegistrationR\bbranches\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"M\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"m\n" +
+	"\x12BranchRegistration\x12\x1b\n" +
+	"\tbranch_id\x18\x01 \x01(\tR\bbranchId\x12 \n" +
+	"\vparticipant\x18\x02 \x01(\tR\vparticipant\x12\x18\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\"M\n" +
 	"\rBeginResponse\x12<\n" +
 	"\vtransaction\x18\x01 \x01(\v2\x1a.settle.tcc.v1.TransactionR\vtransaction\"\x82\x01\n" +
 	"\x15RegisterBranchRequest\x12\x10\n" +
@@ -1591,7 +1671,7 @@ func file_settle_tcc_v1_tcc_proto_rawDescGZIP() []byte {
 }
 
 var file_settle_tcc_v1_tcc_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_settle_tcc_v1_tcc_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_settle_tcc_v1_tcc_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_settle_tcc_v1_tcc_proto_goTypes = []any{
 	(TransactionState)(0),          // 0: settle.tcc.v1.TransactionState
 	(BranchState)(0),               // 1: settle.tcc.v1.BranchState
@@ -1599,72 +1679,74 @@ var file_settle_tcc_v1_tcc_proto_goTypes = []any{
 	(*Transaction)(nil),            // 3: settle.tcc.v1.Transaction
 	(*Branch)(nil),                 // 4: settle.tcc.v1.Branch
 	(*BeginRequest)(nil),           // 5: settle.tcc.v1.BeginRequest
-	(*BeginResponse)(nil),          // 6: settle.tcc.v1.BeginResponse
-	(*RegisterBranchRequest)(nil),  // 7: settle.tcc.v1.RegisterBranchRequest
-	(*RegisterBranchResponse)(nil), // 8: settle.tcc.v1.RegisterBranchResponse
-	(*CommitRequest)(nil),          // 9: settle.tcc.v1.CommitRequest
-	(*CommitResponse)(nil),         // 10: settle.tcc.v1.CommitResponse
-	(*RollbackRequest)(nil),        // 11: settle.tcc.v1.RollbackRequest
-	(*RollbackResponse)(nil),       // 12: settle.tcc.v1.RollbackResponse
-	(*GetTransactionRequest)(nil),  // 13: settle.tcc.v1.GetTransactionRequest
-	(*GetTransactionResponse)(nil), // 14: settle.tcc.v1.GetTransactionResponse
-	(*CheckBackRequest)(nil),       // 15: settle.tcc.v1.CheckBackRequest
-	(*CheckBackResponse)(nil),      // 16: settle.tcc.v1.CheckBackResponse
-	(*TryRequest)(nil),             // 17: settle.tcc.v1.TryRequest
-	(*TryResponse)(nil),            // 18: settle.tcc.v1.TryResponse
-	(*ConfirmRequest)(nil),         // 19: settle.tcc.v1.ConfirmRequest
-	(*ConfirmResponse)(nil),        // 20: settle.tcc.v1.ConfirmResponse
-	(*CancelRequest)(nil),          // 21: settle.tcc.v1.CancelRequest
-	(*CancelResponse)(nil),         // 22: settle.tcc.v1.CancelResponse
-	nil,                            // 23: settle.tcc.v1.Transaction.LabelsEntry
-	nil,                            // 24: settle.tcc.v1.BeginRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil),  // 25: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 26: google.protobuf.Duration
+	(*BranchRegistration)(nil),     // 6: settle.tcc.v1.BranchRegistration
+	(*BeginResponse)(nil),          // 7: settle.tcc.v1.BeginResponse
+	(*RegisterBranchRequest)(nil),  // 8: settle.tcc.v1.RegisterBranchRequest
+	(*RegisterBranchResponse)(nil), // 9: settle.tcc.v1.RegisterBranchResponse
+	(*CommitRequest)(nil),          // 10: settle.tcc.v1.CommitRequest
+	(*CommitResponse)(nil),         // 11: settle.tcc.v1.CommitResponse
+	(*RollbackRequest)(nil),        // 12: settle.tcc.v1.RollbackRequest
+	(*RollbackResponse)(nil),       // 13: settle.tcc.v1.RollbackResponse
+	(*GetTransactionRequest)(nil),  // 14: settle.tcc.v1.GetTransactionRequest
+	(*GetTransactionResponse)(nil), // 15: settle.tcc.v1.GetTransactionResponse
+	(*CheckBackRequest)(nil),       // 16: settle.tcc.v1.CheckBackRequest
+	(*CheckBackResponse)(nil),      // 17: settle.tcc.v1.CheckBackResponse
+	(*TryRequest)(nil),             // 18: settle.tcc.v1.TryRequest
+	(*TryResponse)(nil),            // 19: settle.tcc.v1.TryResponse
+	(*ConfirmRequest)(nil),         // 20: settle.tcc.v1.ConfirmRequest
+	(*ConfirmResponse)(nil),        // 21: settle.tcc.v1.ConfirmResponse
+	(*CancelRequest)(nil),          // 22: settle.tcc.v1.CancelRequest
+	(*CancelResponse)(nil),         // 23: settle.tcc.v1.CancelResponse
+	nil,                            // 24: settle.tcc.v1.Transaction.LabelsEntry
+	nil,                            // 25: settle.tcc.v1.BeginRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),  // 26: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 27: google.protobuf.Duration
 }
 var file_settle_tcc_v1_tcc_proto_depIdxs = []int32{
 	0,  // 0: settle.tcc.v1.Transaction.state:type_name -> settle.tcc.v1.TransactionState
-	25, // 1: settle.tcc.v1.Transaction.deadline:type_name -> google.protobuf.Timestamp
+	26, // 1: settle.tcc.v1.Transaction.deadline:type_name -> google.protobuf.Timestamp
 	4,  // 2: settle.tcc.v1.Transaction.branches:type_name -> settle.tcc.v1.Branch
-	23, // 3: settle.tcc.v1.Transaction.labels:type_name -> settle.tcc.v1.Transaction.LabelsEntry
-	25, // 4: settle.tcc.v1.Transaction.create_time:type_name -> google.protobuf.Timestamp
-	25, // 5: settle.tcc.v1.Transaction.update_time:type_name -> google.protobuf.Timestamp
-	26, // 6: settle.tcc.v1.Transaction.timeout:type_name -> google.protobuf.Duration
-	25, // 7: settle.tcc.v1.Transaction.next_attempt_time:type_name -> google.protobuf.Timestamp
+	24, // 3: settle.tcc.v1.Transaction.labels:type_name -> settle.tcc.v1.Transaction.LabelsEntry
+	26, // 4: settle.tcc.v1.Transaction.create_time:type_name -> google.protobuf.Timestamp
+	26, // 5: settle.tcc.v1.Transaction.update_time:type_name -> google.protobuf.Timestamp
+	27, // 6: settle.tcc.v1.Transaction.timeout:type_name -> google.protobuf.Duration
+	26, // 7: settle.tcc.v1.Transaction.next_attempt_time:type_name -> google.protobuf.Timestamp
 	1,  // 8: settle.tcc.v1.Branch.state:type_name -> settle.tcc.v1.BranchState
-	25, // 9: settle.tcc.v1.Branch.update_time:type_name -> google.protobuf.Timestamp
-	26, // 10: settle.tcc.v1.BeginRequest.timeout:type_name -> google.protobuf.Duration
-	24, // 11: settle.tcc.v1.BeginRequest.labels:type_name -> settle.tcc.v1.BeginRequest.LabelsEntry
-	3,  // 12: settle.tcc.v1.BeginResponse.transaction:type_name -> settle.tcc.v1.Transaction
-	3,  // 13: settle.tcc.v1.RegisterBranchResponse.transaction:type_name -> settle.tcc.v1.Transaction
-	3,  // 14: settle.tcc.v1.CommitResponse.transaction:type_name -> settle.tcc.v1.Transaction
-	3,  // 15: settle.tcc.v1.RollbackResponse.transaction:type_name -> settle.tcc.v1.Transaction
-	3,  // 16: settle.tcc.v1.GetTransactionResponse.transaction:type_name -> settle.tcc.v1.Transaction
-	2,  // 17: settle.tcc.v1.CheckBackResponse.verdict:type_name -> settle.tcc.v1.Verdict
-	0,  // 18: settle.tcc.v1.CheckBackResponse.state:type_name -> settle.tcc.v1.TransactionState
-	26, // 19: settle.tcc.v1.CheckBackResponse.retry_after:type_name -> google.protobuf.Duration
-	5,  // 20: settle.tcc.v1.CoordinatorService.Begin:input_type -> settle.tcc.v1.BeginRequest
-	7,  // 21: settle.tcc.v1.CoordinatorService.RegisterBranch:input_type -> settle.tcc.v1.RegisterBranchRequest
-	9,  // 22: settle.tcc.v1.CoordinatorService.Commit:input_type -> settle.tcc.v1.CommitRequest
-	11, // 23: settle.tcc.v1.CoordinatorService.Rollback:input_type -> settle.tcc.v1.RollbackRequest
-	13, // 24: settle.tcc.v1.CoordinatorService.GetTransaction:input_type -> settle.tcc.v1.GetTransactionRequest
-	15, // 25: settle.tcc.v1.CoordinatorService.CheckBack:input_type -> settle.tcc.v1.CheckBackRequest
-	17, // 26: settle.tcc.v1.ParticipantService.Try:input_type -> settle.tcc.v1.TryRequest
-	19, // 27: settle.tcc.v1.ParticipantService.Confirm:input_type -> settle.tcc.v1.ConfirmRequest
-	21, // 28: settle.tcc.v1.ParticipantService.Cancel:input_type -> settle.tcc.v1.CancelRequest
-	6,  // 29: settle.tcc.v1.CoordinatorService.Begin:output_type -> settle.tcc.v1.BeginResponse
-	8,  // 30: settle.tcc.v1.CoordinatorService.RegisterBranch:output_type -> settle.tcc.v1.RegisterBranchResponse
-	10, // 31: settle.tcc.v1.CoordinatorService.Commit:output_type -> settle.tcc.v1.CommitResponse
-	12, // 32: settle.tcc.v1.CoordinatorService.Rollback:output_type -> settle.tcc.v1.RollbackResponse
-	14, // 33: settle.tcc.v1.CoordinatorService.GetTransaction:output_type -> settle.tcc.v1.GetTransactionResponse
-	16, // 34: settle.tcc.v1.CoordinatorService.CheckBack:output_type -> settle.tcc.v1.CheckBackResponse
-	18, // 35: settle.tcc.v1.ParticipantService.Try:output_type -> settle.tcc.v1.TryResponse
-	20, // 36: settle.tcc.v1.ParticipantService.Confirm:output_type -> settle.tcc.v1.ConfirmResponse
-	22, // 37: settle.tcc.v1.ParticipantService.Cancel:output_type -> settle.tcc.v1.CancelResponse
-	29, // [29:38] is the sub-list for method output_type
-	20, // [20:29] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	26, // 9: settle.tcc.v1.Branch.update_time:type_name -> google.protobuf.Timestamp
+	27, // 10: settle.tcc.v1.BeginRequest.timeout:type_name -> google.protobuf.Duration
+	25, // 11: settle.tcc.v1.BeginRequest.labels:type_name -> settle.tcc.v1.BeginRequest.LabelsEntry
+	6,  // 12: settle.tcc.v1.BeginRequest.branches:type_name -> settle.tcc.v1.BranchRegistration
+	3,  // 13: settle.tcc.v1.BeginResponse.transaction:type_name -> settle.tcc.v1.Transaction
+	3,  // 14: settle.tcc.v1.RegisterBranchResponse.transaction:type_name -> settle.tcc.v1.Transaction
+	3,  // 15: settle.tcc.v1.CommitResponse.transaction:type_name -> settle.tcc.v1.Transaction
+	3,  // 16: settle.tcc.v1.RollbackResponse.transaction:type_name -> settle.tcc.v1.Transaction
+	3,  // 17: settle.tcc.v1.GetTransactionResponse.transaction:type_name -> settle.tcc.v1.Transaction
+	2,  // 18: settle.tcc.v1.CheckBackResponse.verdict:type_name -> settle.tcc.v1.Verdict
+	0,  // 19: settle.tcc.v1.CheckBackResponse.state:type_name -> settle.tcc.v1.TransactionState
+	27, // 20: settle.tcc.v1.CheckBackResponse.retry_after:type_name -> google.protobuf.Duration
+	5,  // 21: settle.tcc.v1.CoordinatorService.Begin:input_type -> settle.tcc.v1.BeginRequest
+	8,  // 22: settle.tcc.v1.CoordinatorService.RegisterBranch:input_type -> settle.tcc.v1.RegisterBranchRequest
+	10, // 23: settle.tcc.v1.CoordinatorService.Commit:input_type -> settle.tcc.v1.CommitRequest
+	12, // 24: settle.tcc.v1.CoordinatorService.Rollback:input_type -> settle.tcc.v1.RollbackRequest
+	14, // 25: settle.tcc.v1.CoordinatorService.GetTransaction:input_type -> settle.tcc.v1.GetTransactionRequest
+	16, // 26: settle.tcc.v1.CoordinatorService.CheckBack:input_type -> settle.tcc.v1.CheckBackRequest
+	18, // 27: settle.tcc.v1.ParticipantService.Try:input_type -> settle.tcc.v1.TryRequest
+	20, // 28: settle.tcc.v1.ParticipantService.Confirm:input_type -> settle.tcc.v1.ConfirmRequest
+	22, // 29: settle.tcc.v1.ParticipantService.Cancel:input_type -> settle.tcc.v1.CancelRequest
+	7,  // 30: settle.tcc.v1.CoordinatorService.Begin:output_type -> settle.tcc.v1.BeginResponse
+	9,  // 31: settle.tcc.v1.CoordinatorService.RegisterBranch:output_type -> settle.tcc.v1.RegisterBranchResponse
+	11, // 32: settle.tcc.v1.CoordinatorService.Commit:output_type -> settle.tcc.v1.CommitResponse
+	13, // 33: settle.tcc.v1.CoordinatorService.Rollback:output_type -> settle.tcc.v1.RollbackResponse
+	15, // 34: settle.tcc.v1.CoordinatorService.GetTransaction:output_type -> settle.tcc.v1.GetTransactionResponse
+	17, // 35: settle.tcc.v1.CoordinatorService.CheckBack:output_type -> settle.tcc.v1.CheckBackResponse
+	19, // 36: settle.tcc.v1.ParticipantService.Try:output_type -> settle.tcc.v1.TryResponse
+	21, // 37: settle.tcc.v1.ParticipantService.Confirm:output_type -> settle.tcc.v1.ConfirmResponse
+	23, // 38: settle.tcc.v1.ParticipantService.Cancel:output_type -> settle.tcc.v1.CancelResponse
+	30, // [30:39] is the sub-list for method output_type
+	21, // [21:30] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_settle_tcc_v1_tcc_proto_init() }
@@ -1678,7 +1760,7 @@ func file_settle_tcc_v1_tcc_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_settle_tcc_v1_tcc_proto_rawDesc), len(file_settle_tcc_v1_tcc_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

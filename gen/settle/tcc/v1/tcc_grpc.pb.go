@@ -76,6 +76,15 @@ type CoordinatorServiceClient interface {
 	// with different parameters fails with ALREADY_EXISTS. A gid that the
 	// coordinator presumed aborted (see CheckBack) cannot be begun again:
 	// FAILED_PRECONDITION.
+	//
+	// Begin may also register the transaction's branches (BeginRequest.branches)
+	// in the same durable write: the same as a RegisterBranch of each right
+	// after Begin, in one call and one database transaction instead of 1+N.
+	// The initiator then calls each participant's Try directly. Each branch is
+	// validated as RegisterBranch validates it (INVALID_ARGUMENT,
+	// PERMISSION_DENIED); nothing is written if one is refused. A repeated
+	// Begin must list branches the transaction has, with the same participant
+	// and payload, or it fails with ALREADY_EXISTS.
 	Begin(ctx context.Context, in *BeginRequest, opts ...grpc.CallOption) (*BeginResponse, error)
 	// RegisterBranch adds a branch to a TRYING transaction. The initiator must
 	// register a branch before it calls the participant's Try, so that the
@@ -198,6 +207,15 @@ type CoordinatorServiceServer interface {
 	// with different parameters fails with ALREADY_EXISTS. A gid that the
 	// coordinator presumed aborted (see CheckBack) cannot be begun again:
 	// FAILED_PRECONDITION.
+	//
+	// Begin may also register the transaction's branches (BeginRequest.branches)
+	// in the same durable write: the same as a RegisterBranch of each right
+	// after Begin, in one call and one database transaction instead of 1+N.
+	// The initiator then calls each participant's Try directly. Each branch is
+	// validated as RegisterBranch validates it (INVALID_ARGUMENT,
+	// PERMISSION_DENIED); nothing is written if one is refused. A repeated
+	// Begin must list branches the transaction has, with the same participant
+	// and payload, or it fails with ALREADY_EXISTS.
 	Begin(context.Context, *BeginRequest) (*BeginResponse, error)
 	// RegisterBranch adds a branch to a TRYING transaction. The initiator must
 	// register a branch before it calls the participant's Try, so that the
