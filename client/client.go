@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -215,6 +216,21 @@ type BeginOptions struct {
 	Timeout time.Duration
 	// Labels are stored with the transaction, for operators.
 	Labels map[string]string
+	// Branches, when the initiator knows them up front, are registered
+	// with the Begin in the same durable write (one call instead of one
+	// RegisterBranch per branch). Txn.Try of such a branch, with the same
+	// participant and payload, then only calls the participant's Try.
+	Branches []Branch
+}
+
+// Branch is a branch registered with Begin.
+type Branch struct {
+	// ID is the branch id, unique within the transaction.
+	ID string
+	// Participant is the participant's gRPC target.
+	Participant string
+	// Payload is sent with Try, Confirm and Cancel.
+	Payload []byte
 }
 
 // Begin starts a global transaction.
@@ -228,6 +244,12 @@ func (c *Client) Begin(ctx context.Context, opts BeginOptions) (*Txn, error) {
 		gid = id.String()
 	}
 	req := &tccv1.BeginRequest{Gid: gid, Labels: opts.Labels}
+	registered := make(map[string]Branch, len(opts.Branches))
+	for _, b := range opts.Branches {
+		b.Payload = bytes.Clone(b.Payload)
+		registered[b.ID] = b
+		req.Branches = append(req.Branches, &tccv1.BranchRegistration{BranchId: b.ID, Participant: b.Participant, Payload: b.Payload})
+	}
 	if opts.Timeout != 0 {
 		req.Timeout = durationpb.New(opts.Timeout)
 	}
@@ -238,7 +260,7 @@ func (c *Client) Begin(ctx context.Context, opts BeginOptions) (*Txn, error) {
 	if got := resp.GetTransaction().GetGid(); got != "" {
 		gid = got
 	}
-	return &Txn{c: c, gid: gid, begun: resp.GetTransaction()}, nil
+	return &Txn{c: c, gid: gid, begun: resp.GetTransaction(), registered: registered}, nil
 }
 
 // Run begins a transaction and calls fn with it. If fn returns nil, Run

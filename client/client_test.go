@@ -625,3 +625,37 @@ func TestClose(t *testing.T) {
 		t.Fatal("Try after Close succeeded")
 	}
 }
+
+// TestBranchesRegisteredAtBegin: branches given to Begin travel in the
+// BeginRequest, and Try of such a branch with the same participant and
+// payload goes straight to the participant; any other Try registers first.
+func TestBranchesRegisteredAtBegin(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	payload := []byte("p1")
+	tx, err := e.client.Begin(ctx, client.BeginOptions{GID: "g1", Branches: []client.Branch{{ID: "b1", Participant: e.partAddr, Payload: payload}}})
+	if err != nil {
+		t.Fatalf("Begin: %v", err)
+	}
+	payload[0] = 'X' // the SDK keeps its own copy
+	e.coord.mu.Lock()
+	got := e.coord.begins[0].GetBranches()
+	e.coord.mu.Unlock()
+	if len(got) != 1 || got[0].GetBranchId() != "b1" || got[0].GetParticipant() != e.partAddr || string(got[0].GetPayload()) != "p1" {
+		t.Fatalf("BeginRequest.branches = %v", got)
+	}
+	for _, try := range []struct{ id, payload string }{{"b1", "p1"}, {"b2", "p2"}, {"b1", "changed"}} {
+		if err := tx.Try(ctx, try.id, e.partAddr, []byte(try.payload)); err != nil {
+			t.Fatalf("Try %s: %v", try.id, err)
+		}
+	}
+	equalEvents(t, e.rec.list(), []string{
+		"begin g1",
+		"try g1 b1",
+		"register g1 b2 " + e.partAddr + " p2",
+		"try g1 b2",
+		"register g1 b1 " + e.partAddr + " changed",
+		"try g1 b1",
+	})
+}

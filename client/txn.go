@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -20,6 +21,8 @@ type Txn struct {
 	c     *Client
 	gid   string
 	begun *tccv1.Transaction
+	// registered holds the branches registered with Begin; read-only.
+	registered map[string]Branch
 }
 
 // GID returns the transaction's global id.
@@ -31,7 +34,8 @@ func (t *Txn) Begun() *tccv1.Transaction { return t.begun }
 // Try registers the branch with the coordinator and then calls the
 // participant's Try with the same gid, branch id and payload. The
 // registration comes first so that the coordinator can cancel the branch
-// whatever happens to the Try. The gid and branch id also travel as gRPC
+// whatever happens to the Try; a branch registered with Begin (same
+// participant and payload) is not registered again. The gid and branch id also travel as gRPC
 // metadata (MetadataGID, MetadataBranchID), and ctx's deadline bounds both
 // calls.
 //
@@ -41,14 +45,16 @@ func (t *Txn) Begun() *tccv1.Transaction { return t.begun }
 //
 // model: register, try
 func (t *Txn) Try(ctx context.Context, branchID, participant string, payload []byte) error {
-	_, err := t.c.coord.RegisterBranch(ctx, &tccv1.RegisterBranchRequest{
-		Gid:         t.gid,
-		BranchId:    branchID,
-		Participant: participant,
-		Payload:     payload,
-	})
-	if err != nil {
-		return &BranchError{GID: t.gid, BranchID: branchID, Stage: StageRegister, Err: err}
+	if rb, ok := t.registered[branchID]; !ok || rb.Participant != participant || !bytes.Equal(rb.Payload, payload) {
+		_, err := t.c.coord.RegisterBranch(ctx, &tccv1.RegisterBranchRequest{
+			Gid:         t.gid,
+			BranchId:    branchID,
+			Participant: participant,
+			Payload:     payload,
+		})
+		if err != nil {
+			return &BranchError{GID: t.gid, BranchID: branchID, Stage: StageRegister, Err: err}
+		}
 	}
 	p, err := t.c.participant(participant)
 	if err != nil {
