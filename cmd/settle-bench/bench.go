@@ -466,7 +466,13 @@ func withIDs(ctx context.Context, gid, branchID string) context.Context {
 func (b *bench) tx(ctx context.Context, w *worker, coord tccv1.CoordinatorServiceClient, gid string,
 	parts []tccv1.ParticipantServiceClient, payloads [][]byte, branchIDs []string) (bool, time.Duration) {
 	t0 := time.Now()
-	_, err := coord.Begin(ctx, &tccv1.BeginRequest{Gid: gid, Timeout: durationpb.New(b.cfg.TxTimeout)})
+	begin := &tccv1.BeginRequest{Gid: gid, Timeout: durationpb.New(b.cfg.TxTimeout)}
+	if b.cfg.RegisterAtBegin {
+		for i := range parts {
+			begin.Branches = append(begin.Branches, &tccv1.BranchRegistration{BranchId: branchIDs[i], Participant: b.targets[i], Payload: payloads[i]})
+		}
+	}
+	_, err := coord.Begin(ctx, begin)
 	stages := [3]time.Duration{time.Since(t0)}
 	if err != nil {
 		w.fail("begin", err)
@@ -476,7 +482,10 @@ func (b *bench) tx(ctx context.Context, w *worker, coord tccv1.CoordinatorServic
 	w.started = append(w.started, started{gid: gid})
 	for i, p := range parts {
 		t1 := time.Now()
-		_, err := coord.RegisterBranch(ctx, &tccv1.RegisterBranchRequest{Gid: gid, BranchId: branchIDs[i], Participant: b.targets[i], Payload: payloads[i]})
+		var err error
+		if !b.cfg.RegisterAtBegin {
+			_, err = coord.RegisterBranch(ctx, &tccv1.RegisterBranchRequest{Gid: gid, BranchId: branchIDs[i], Participant: b.targets[i], Payload: payloads[i]})
+		}
 		t2 := time.Now()
 		stages[1] += t2.Sub(t1)
 		if err != nil {

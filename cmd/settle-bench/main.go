@@ -79,6 +79,9 @@ type Config struct {
 	CallTimeout time.Duration
 	TxTimeout   time.Duration
 	PayloadSize int
+	// RegisterAtBegin registers every branch with Begin (one call and one
+	// durable write) instead of a RegisterBranch before each Try.
+	RegisterAtBegin bool
 
 	DemoAccounts  string
 	DemoInventory string
@@ -116,6 +119,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.Conns, "conns", 4, "gRPC connections to the coordinator (initiators are spread over them)")
 	fs.DurationVar(&c.CallTimeout, "call-timeout", 10*time.Second, "deadline of each whole transaction's calls")
 	fs.DurationVar(&c.TxTimeout, "tx-timeout", time.Minute, "transaction timeout passed to Begin")
+	fs.BoolVar(&c.RegisterAtBegin, "register-at-begin", false, "register the branches with Begin (BeginRequest.branches) instead of one RegisterBranch per branch")
 	fs.IntVar(&c.PayloadSize, "payload-size", 32, "bytes of payload per branch (noop and baseline modes)")
 	fs.StringVar(&c.DemoAccounts, "demo-accounts", "127.0.0.1:7501", "demo mode: participant-demo target serving accounts (even branches)")
 	fs.StringVar(&c.DemoInventory, "demo-inventory", "127.0.0.1:7502", "demo mode: participant-demo target serving inventory (odd branches)")

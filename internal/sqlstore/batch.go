@@ -160,16 +160,42 @@ func (s *Store) flushInserts(ctx context.Context, batch []*pending[*tcc.Transact
 				micros(tx.NextAttemptAt), tx.LeaseOwner, tx.Attempts, len(tx.Branches), tx.LastError, tx.AbortReason, tx.NeedsAttention,
 				tx.Tombstone, labels, micros(tx.CreatedAt), micros(tx.UpdatedAt))
 		}
-		if ok {
-			if _, err := s.exec(ctx, s.sql, sb.String(), args...); err == nil {
-				return
-			}
+		if ok && s.insertBatch(ctx, batch, sb.String(), args) {
+			return
 		}
 		// A duplicate (or anything else): nothing was inserted; one by one.
 	}
 	for _, r := range batch {
 		r.err = s.insertTransaction(ctx, r.p)
 	}
+}
+
+// insertBatch runs the multi-row record INSERT and, if some Begins carry
+// branches, the multi-row branch INSERT in the same database transaction.
+// It reports whether everything was written (false: nothing was).
+func (s *Store) insertBatch(ctx context.Context, batch []*pending[*tcc.Transaction, unit], records string, args []any) bool {
+	txs := make([]*tcc.Transaction, 0, len(batch))
+	for _, r := range batch {
+		if len(r.p.Branches) > 0 {
+			txs = append(txs, r.p)
+		}
+	}
+	if len(txs) == 0 {
+		_, err := s.exec(ctx, s.sql, records, args...)
+		return err == nil
+	}
+	dbtx, err := s.begin(ctx)
+	if err != nil {
+		return false
+	}
+	defer func() { _ = dbtx.Rollback() }()
+	if _, err := s.exec(ctx, dbtx, records, args...); err != nil {
+		return false
+	}
+	if err := s.insertBranches(ctx, dbtx, txs); err != nil {
+		return false
+	}
+	return s.commit(dbtx) == nil
 }
 
 // ---- RegisterBranch ----------------------------------------------------

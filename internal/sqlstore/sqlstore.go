@@ -158,9 +158,6 @@ func (s *Store) commit(tx *sql.Tx) error {
 // InsertTransaction implements tcc.Store. Concurrent inserts are grouped
 // into multi-row INSERTs (see batch.go).
 func (s *Store) InsertTransaction(ctx context.Context, tx *tcc.Transaction) error {
-	if len(tx.Branches) > 0 {
-		return s.insertWithBranches(ctx, tx)
-	}
 	_, err := s.inserts.do(ctx, tx)
 	return err
 }
@@ -177,19 +174,8 @@ func (s *Store) insertWithBranches(ctx context.Context, tx *tcc.Transaction) err
 	if err := s.insertRecord(ctx, dbtx, tx); err != nil {
 		return err
 	}
-	var sb strings.Builder
-	sb.WriteString(`INSERT INTO branch_record (gid, branch_id, participant, payload, payload_digest, state, created_us, updated_us) VALUES `)
-	args := make([]any, 0, 8*len(tx.Branches))
-	for i, b := range tx.Branches {
-		if i > 0 {
-			sb.WriteString(", ")
-		}
-		sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
-		args = append(args, tx.GID, b.BranchID, b.Participant, nonNil(b.Payload), b.PayloadDigest, string(tcc.BranchRegistered),
-			micros(b.CreatedAt), micros(b.UpdatedAt))
-	}
-	if _, err := s.exec(ctx, dbtx, sb.String(), args...); err != nil {
-		return s.interpret("insert branches", err)
+	if err := s.insertBranches(ctx, dbtx, []*tcc.Transaction{tx}); err != nil {
+		return err
 	}
 	if err := s.commit(dbtx); err != nil {
 		return s.interpret("insert transaction", err)
@@ -197,7 +183,35 @@ func (s *Store) insertWithBranches(ctx context.Context, tx *tcc.Transaction) err
 	return nil
 }
 
+// insertBranches writes the branches of txs in one multi-row INSERT (none
+// if they have none).
+func (s *Store) insertBranches(ctx context.Context, q querier, txs []*tcc.Transaction) error {
+	var sb strings.Builder
+	sb.WriteString(`INSERT INTO branch_record (gid, branch_id, participant, payload, payload_digest, state, created_us, updated_us) VALUES `)
+	var args []any
+	for _, tx := range txs {
+		for _, b := range tx.Branches {
+			if len(args) > 0 {
+				sb.WriteString(", ")
+			}
+			sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
+			args = append(args, tx.GID, b.BranchID, b.Participant, nonNil(b.Payload), b.PayloadDigest, string(tcc.BranchRegistered),
+				micros(b.CreatedAt), micros(b.UpdatedAt))
+		}
+	}
+	if len(args) == 0 {
+		return nil
+	}
+	if _, err := s.exec(ctx, q, sb.String(), args...); err != nil {
+		return s.interpret("insert branches", err)
+	}
+	return nil
+}
+
 func (s *Store) insertTransaction(ctx context.Context, tx *tcc.Transaction) error {
+	if len(tx.Branches) > 0 {
+		return s.insertWithBranches(ctx, tx)
+	}
 	return s.insertRecord(ctx, s.sql, tx)
 }
 

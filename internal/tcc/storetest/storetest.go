@@ -23,6 +23,7 @@ func Run(t *testing.T, newStore func(t *testing.T) tcc.Store) {
 		{"InsertGetRoundTrip", testInsertGet},
 		{"InsertDuplicate", testInsertDuplicate},
 		{"InsertWithBranches", testInsertWithBranches},
+		{"InsertWithBranchesConcurrent", testInsertWithBranchesConcurrent},
 		{"GetUnknown", testGetUnknown},
 		{"AddBranch", testAddBranch},
 		{"AddBranchLimitsAndStates", testAddBranchRefusals},
@@ -780,5 +781,53 @@ func testInsertWithBranches(t *testing.T, s tcc.Store) {
 	}
 	if got := mustGet(t, s, "g"); len(got.Branches) != 2 {
 		t.Fatalf("duplicate insert changed the branches: %+v", got.Branches)
+	}
+}
+
+// testInsertWithBranchesConcurrent: concurrent inserts (grouped by stores
+// that batch) each get their own answer: every record has exactly its own
+// branches, and a duplicate in the crowd is refused without harm.
+func testInsertWithBranchesConcurrent(t *testing.T, s tcc.Store) {
+	ctx := context.Background()
+	const n = 24
+	errs := make([]error, n+1)
+	var wg sync.WaitGroup
+	for i := 0; i <= n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			gid := fmt.Sprintf("c%02d", i%n) // the last one repeats c00
+			tx := newTx(gid)
+			if i%2 == 0 {
+				tx.Branches = []tcc.Branch{branch(gid, "a"), branch(gid, fmt.Sprint(i))}
+			}
+			errs[i] = s.InsertTransaction(ctx, tx)
+		}()
+	}
+	wg.Wait()
+	dups := 0
+	for i, err := range errs {
+		switch {
+		case errors.Is(err, tcc.ErrDuplicate):
+			dups++
+		case err != nil:
+			t.Fatalf("insert %d: %v", i, err)
+		}
+	}
+	if dups != 1 {
+		t.Fatalf("%d duplicates refused, want 1", dups)
+	}
+	for i := 1; i < n; i++ {
+		got := mustGet(t, s, fmt.Sprintf("c%02d", i))
+		want := 0
+		if i%2 == 0 {
+			want = 2
+		}
+		if len(got.Branches) != want {
+			t.Fatalf("c%02d has %d branches, want %d", i, len(got.Branches), want)
+		}
+	}
+	if got := mustGet(t, s, "c00"); len(got.Branches) != 2 {
+		t.Fatalf("c00 (inserted twice, with branches both times) has %d branches", len(got.Branches))
 	}
 }
