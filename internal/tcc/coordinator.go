@@ -247,7 +247,7 @@ type BranchSpec struct {
 // Begin starts a global transaction in TRYING. Begin is idempotent on the
 // gid; see the protocol documentation.
 //
-// model: begin
+// model: begin (and register, for branches given with Begin)
 func (c *Coordinator) Begin(ctx context.Context, p BeginParams) (*Transaction, error) {
 	if p.GID == "" {
 		id, err := uuid.NewV7()
