@@ -14,8 +14,9 @@ import (
 // transaction for an operator, see tcc.ErrParticipantRefused).
 var (
 	// ErrTryAfterCancel: the branch was cancelled (or null-compensated)
-	// before this Try arrived. Anti-hanging: the Try is refused and its
-	// handler is not run.
+	// before this Try arrived, or this Try repeats one that was applied
+	// and then cancelled. Anti-hanging: the Try is refused and its handler
+	// is not run.
 	ErrTryAfterCancel = errors.New("participant: try after cancel")
 	// ErrConfirmWithoutTry: Confirm for a branch with no Try on record.
 	ErrConfirmWithoutTry = errors.New("participant: confirm without try")

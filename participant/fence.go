@@ -58,6 +58,8 @@ const (
 type fenceRow struct {
 	state  State
 	digest string
+	// tried: a Try was applied (false for a null compensation).
+	tried bool
 }
 
 // digest is the hex SHA-256 of a raw payload.
@@ -81,7 +83,7 @@ func newSQLText(table string) sqlText {
 	return sqlText{
 		insert: "INSERT INTO " + table + " (gid, branch_id, state, tried, payload_digest, payload, created_us, updated_us, next_check_us, check_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
 		move:   "UPDATE " + table + " SET state = ?, updated_us = ? WHERE gid = ? AND branch_id = ? AND state = ? AND payload_digest = ?",
-		read:   "SELECT state, payload_digest FROM " + table + " WHERE gid = ? AND branch_id = ?",
+		read:   "SELECT state, payload_digest, tried FROM " + table + " WHERE gid = ? AND branch_id = ?",
 	}
 }
 
@@ -121,7 +123,8 @@ func (p *Participant) moveFence(tx *gorm.DB, r Request, to State, dig string, no
 func (p *Participant) readFence(ctx context.Context, r Request) (fenceRow, bool, error) {
 	var f fenceRow
 	var state string
-	err := p.db.WithContext(ctx).Raw(p.sql.read, r.GID, r.BranchID).Row().Scan(&state, &f.digest)
+	var tried int
+	err := p.db.WithContext(ctx).Raw(p.sql.read, r.GID, r.BranchID).Row().Scan(&state, &f.digest, &tried)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fenceRow{}, false, nil
 	}
@@ -129,6 +132,7 @@ func (p *Participant) readFence(ctx context.Context, r Request) (fenceRow, bool,
 		return fenceRow{}, false, fmt.Errorf("participant: read fence: %w", err)
 	}
 	f.state = State(state)
+	f.tried = tried != 0
 	return f, true, nil
 }
 

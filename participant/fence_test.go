@@ -147,6 +147,28 @@ func TestTryAfterCancelRefused(t *testing.T) {
 	})
 }
 
+// TestRepeatedTryAfterTriedThenCancelled (S7, found by the fault suite): a
+// Try that was applied, then cancelled, then delivered again (a retry whose
+// first reply was lost) is refused without reserving again, and the
+// message says the branch was tried and then cancelled.
+func TestRepeatedTryAfterTriedThenCancelled(t *testing.T) {
+	t.Parallel()
+	dbtest.ForEach(t, func(t *testing.T, spec string) {
+		t.Parallel()
+		e := setup(t, spec)
+		wantCode(t, e.try(t, "g1", "b1", "3"), codes.OK, "")
+		wantCode(t, e.cancel(t, "g1", "b1", "3"), codes.OK, "")
+		wantCode(t, e.try(t, "g1", "b1", "3"), codes.FailedPrecondition, "tried and then cancelled")
+		if n := e.runs(t, "try", "g1", "b1"); n != 1 {
+			t.Fatalf("Try handler ran %d times, want 1", n)
+		}
+		if s := e.stock(t); s != (stock{100, 0, 0}) {
+			t.Fatalf("stock = %+v: the repeat reserved again", s)
+		}
+		e.wantState(t, "g1", "b1", participant.StateCancelled)
+	})
+}
+
 func TestConfirmAfterCancelConflict(t *testing.T) {
 	t.Parallel()
 	dbtest.ForEach(t, func(t *testing.T, spec string) {

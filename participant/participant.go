@@ -335,6 +335,11 @@ func (p *Participant) doTry(ctx context.Context, r Request, dig string) (string,
 			return "", err
 		case !found:
 			continue // the row we collided with was rolled back
+		case f.state == StateCancelled && f.tried:
+			// A repeat of a Try that was applied and has since been
+			// cancelled: its reservation is gone and must not come back,
+			// so the repeat is refused like any Try after Cancel.
+			return "", fmt.Errorf("%w: branch %s of %s was tried and then cancelled; a repeated Try cannot reserve again", ErrTryAfterCancel, r.BranchID, r.GID)
 		case f.state == StateCancelled:
 			return "", fmt.Errorf("%w: branch %s of %s was cancelled first", ErrTryAfterCancel, r.BranchID, r.GID)
 		case f.digest != dig:

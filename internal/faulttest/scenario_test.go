@@ -23,10 +23,11 @@ import (
 // applied now would hold a reservation nobody releases) and change
 // nothing, even though the first Try had succeeded.
 //
-// Found with it (reported, not fixed here: participant SDK): the refusal
-// says "was cancelled first" although the Try came first, and the answer
-// differs from the first Try's, while BRIEF 2.7 says a repeated Try
-// returns the first result. The invariants hold either way.
+// Found with it: the refusal said "was cancelled first" although the Try
+// came first. The SDK now says "tried and then cancelled" (see
+// participant.TestRepeatedTryAfterTriedThenCancelled). The answer still
+// differs from the first Try's on purpose: OK would claim a reservation
+// that has been released (docs/participant-protocol.md).
 func TestS7RepeatedTryAfterTriedBranchCancelled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: starts real processes")
