@@ -49,7 +49,7 @@ func (s *Store) ResolveBranch(ctx context.Context, p tcc.ResolveParams) (*tcc.Tr
 			return res.Error
 		}
 		if res.RowsAffected == 0 {
-			tx, err := s.getRecord(db, p.GID)
+			tx, err := s.getTransaction(db, p.GID)
 			if err != nil {
 				return err
 			}

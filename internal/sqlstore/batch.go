@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/settle-tcc/settle/internal/database"
 	"github.com/settle-tcc/settle/internal/tcc"
 )
 
@@ -324,10 +323,7 @@ func (s *Store) decideBatch(ctx context.Context, batch []*pending[tcc.DecidePara
 	for _, r := range batch {
 		gids = append(gids, r.p.GID)
 	}
-	lock := " FOR UPDATE"
-	if s.dialect == database.SQLite {
-		lock = "" // the write transaction (BEGIN IMMEDIATE) already excludes writers
-	}
+	lock := s.forUpdate()
 	s.roundTrips.Add(1)
 	rows, err := dbtx.QueryContext(ctx, `SELECT gid FROM transaction_record WHERE state = ? AND gid IN (`+placeholders(len(gids))+`)`+lock,
 		append([]any{string(tcc.StateTrying)}, gids...)...)
@@ -352,9 +348,9 @@ func (s *Store) decideBatch(ctx context.Context, batch []*pending[tcc.DecidePara
 			if !trying[p.GID] {
 				continue
 			}
-			st, why := tcc.StateCommitting, ""
+			st, why := p.Outcome.DecidedState(), ""
 			if p.Outcome == tcc.Abort {
-				st, why = tcc.StateAborting, p.AbortReason
+				why = p.AbortReason
 			}
 			for _, b := range []*strings.Builder{&state, &owner, &next, &reason, &decided} {
 				b.WriteString(" WHEN ? THEN ?")
@@ -451,10 +447,7 @@ const minRoundBatch = 3
 // records whose compare-and-set holds are finished in another. It returns
 // false, having written nothing, if the batch could not be applied whole.
 func (s *Store) finishBatch(ctx context.Context, o tcc.Outcome, group []*pending[tcc.RoundParams, unit]) bool {
-	final, decided, branchDone := tcc.StateCommitted, tcc.StateCommitting, tcc.BranchConfirmed
-	if o == tcc.Abort {
-		final, decided, branchDone = tcc.StateAborted, tcc.StateAborting, tcc.BranchCancelled
-	}
+	final, decided, branchDone := o.FinalState(), o.DecidedState(), o.BranchDone()
 	dbtx, err := s.begin(ctx)
 	if err != nil {
 		return false
@@ -464,10 +457,7 @@ func (s *Store) finishBatch(ctx context.Context, o tcc.Outcome, group []*pending
 	for _, r := range group {
 		gids = append(gids, r.p.GID)
 	}
-	lock := " FOR UPDATE"
-	if s.dialect == database.SQLite {
-		lock = ""
-	}
+	lock := s.forUpdate()
 	s.roundTrips.Add(1)
 	rows, err := dbtx.QueryContext(ctx, `SELECT gid, version FROM transaction_record WHERE state = ? AND gid IN (`+placeholders(len(gids))+`)`+lock,
 		append([]any{string(decided)}, gids...)...)

@@ -262,40 +262,60 @@ func (s *Store) load(ctx context.Context, q querier, gid string) (*tcc.Transacti
 	return tx, nil
 }
 
+// recordRow holds the scanned columns of recordColumns (in that order).
+type recordRow struct {
+	tx                                              tcc.Transaction
+	state, labels                                   string
+	timeoutMS, deadline, decided, next, created, up int64
+	branchCount                                     int
+}
+
+// dest returns the scan destinations of recordColumns.
+func (r *recordRow) dest() []any {
+	return []any{&r.tx.GID, &r.state, &r.tx.Version, &r.timeoutMS, &r.deadline, &r.decided, &r.next, &r.tx.LeaseOwner,
+		&r.tx.Attempts, &r.branchCount, &r.tx.LastError, &r.tx.AbortReason, &r.tx.NeedsAttention, &r.tx.Tombstone,
+		&r.labels, &r.created, &r.up}
+}
+
+// record converts the scanned columns into a Transaction (without
+// branches).
+func (r *recordRow) record() (*tcc.Transaction, error) {
+	tx := r.tx
+	tx.State = tcc.State(r.state)
+	tx.Timeout = time.Duration(r.timeoutMS) * time.Millisecond
+	tx.Deadline, tx.DecidedAt, tx.NextAttemptAt = fromMicros(r.deadline), fromMicros(r.decided), fromMicros(r.next)
+	tx.CreatedAt, tx.UpdatedAt = fromMicros(r.created), fromMicros(r.up)
+	var err error
+	if tx.Labels, err = decodeLabels(r.labels); err != nil {
+		return nil, fmt.Errorf("get transaction %s: %w", tx.GID, err)
+	}
+	return &tx, nil
+}
+
 // scanLoaded reads the rows of loadQuery (ordered by gid, then branch id)
 // and calls emit with each record and its branches.
 func (s *Store) scanLoaded(rows *sql.Rows, emit func(*tcc.Transaction)) error {
 	var tx *tcc.Transaction
 	for rows.Next() {
 		var (
-			r                                               tcc.Transaction
-			state, labels                                   string
-			timeoutMS, deadline, decided, next, created, up int64
-			branchCount                                     int
-			bID, bPart, bDigest, bState, bErr, bRes         sql.NullString
-			bAttempts, bCreated, bUpdated                   sql.NullInt64
-			bConflict                                       sql.NullBool
-			bPayload                                        []byte
+			r                                       recordRow
+			bID, bPart, bDigest, bState, bErr, bRes sql.NullString
+			bAttempts, bCreated, bUpdated           sql.NullInt64
+			bConflict                               sql.NullBool
+			bPayload                                []byte
 		)
-		if err := rows.Scan(&r.GID, &state, &r.Version, &timeoutMS, &deadline, &decided, &next, &r.LeaseOwner,
-			&r.Attempts, &branchCount, &r.LastError, &r.AbortReason, &r.NeedsAttention, &r.Tombstone,
-			&labels, &created, &up,
-			&bID, &bPart, &bPayload, &bDigest, &bState, &bAttempts, &bErr, &bConflict, &bRes, &bCreated, &bUpdated); err != nil {
+		dest := append(r.dest(), &bID, &bPart, &bPayload, &bDigest, &bState, &bAttempts, &bErr, &bConflict, &bRes, &bCreated, &bUpdated)
+		if err := rows.Scan(dest...); err != nil {
 			return s.interpret("scan transaction", err)
 		}
-		if tx == nil || tx.GID != r.GID {
+		if tx == nil || tx.GID != r.tx.GID {
 			if tx != nil {
 				emit(tx)
 			}
-			r.State = tcc.State(state)
-			r.Timeout = time.Duration(timeoutMS) * time.Millisecond
-			r.Deadline, r.DecidedAt, r.NextAttemptAt = fromMicros(deadline), fromMicros(decided), fromMicros(next)
-			r.CreatedAt, r.UpdatedAt = fromMicros(created), fromMicros(up)
 			var err error
-			if r.Labels, err = decodeLabels(labels); err != nil {
-				return fmt.Errorf("get transaction %s: %w", r.GID, err)
+			if tx, err = r.record(); err != nil {
+				return err
 			}
-			tx = &r
 		}
 		if !bID.Valid {
 			continue
@@ -405,10 +425,9 @@ func (s *Store) Decide(ctx context.Context, p tcc.DecideParams) (*tcc.Transactio
 }
 
 func (s *Store) decide(ctx context.Context, p tcc.DecideParams) (*tcc.Transaction, bool, error) {
-	state := tcc.StateCommitting
+	state := p.Outcome.DecidedState()
 	reason := ""
 	if p.Outcome == tcc.Abort {
-		state = tcc.StateAborting
 		reason = p.AbortReason
 	}
 	n, err := s.exec(ctx, s.sql, `UPDATE transaction_record`+s.pk()+`
@@ -442,12 +461,7 @@ func (s *Store) RecordRound(ctx context.Context, p tcc.RoundParams) error {
 }
 
 func (s *Store) recordRound(ctx context.Context, p tcc.RoundParams) error {
-	final := tcc.StateCommitted
-	decided := tcc.StateCommitting
-	branchDone := tcc.BranchConfirmed
-	if p.Outcome == tcc.Abort {
-		final, decided, branchDone = tcc.StateAborted, tcc.StateAborting, tcc.BranchCancelled
-	}
+	final, decided, branchDone := p.Outcome.FinalState(), p.Outcome.DecidedState(), p.Outcome.BranchDone()
 	now := micros(p.Now)
 	var q querier = s.sql
 	var dbtx *sql.Tx
@@ -534,77 +548,19 @@ func (s *Store) Claim(ctx context.Context, p tcc.ClaimParams) (*tcc.Transaction,
 	return s.load(ctx, s.sql, p.GID)
 }
 
+// getTransaction reads a record with its branches through db, which may
+// be a gorm transaction: the same joined read as GetTransaction.
 func (s *Store) getTransaction(db *gorm.DB, gid string) (*tcc.Transaction, error) {
-	tx, err := s.getRecord(db, gid)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := db.Raw(`SELECT `+branchColumns+` FROM branch_record WHERE gid = ? ORDER BY branch_id`, gid).Rows()
-	if err != nil {
-		return nil, s.interpret("get branches", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var b tcc.Branch
-		var state string
-		var created, updated int64
-		if err := rows.Scan(&b.GID, &b.BranchID, &b.Participant, &b.Payload, &b.PayloadDigest, &state,
-			&b.Attempts, &b.LastError, &b.Conflict, &b.Resolution, &created, &updated); err != nil {
-			return nil, s.interpret("scan branch", err)
-		}
-		b.State = tcc.BranchState(state)
-		b.CreatedAt, b.UpdatedAt = fromMicros(created), fromMicros(updated)
-		if b.Payload == nil {
-			b.Payload = []byte{}
-		}
-		tx.Branches = append(tx.Branches, b)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.interpret("get branches", err)
-	}
-	return tx, nil
+	return s.load(db.Statement.Context, db.Statement.ConnPool, gid)
 }
 
-func (s *Store) getRecord(db *gorm.DB, gid string) (*tcc.Transaction, error) {
-	rows, err := db.Raw(`SELECT `+recordColumns+` FROM transaction_record WHERE gid = ?`, gid).Rows()
-	if err != nil {
-		return nil, s.interpret("get transaction", err)
-	}
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return nil, s.interpret("get transaction", err)
-		}
-		return nil, fmt.Errorf("%w: %s", tcc.ErrNotFound, gid)
-	}
-	tx, err := s.scanRecord(rows)
-	if err != nil {
-		return nil, err
-	}
-	return tx, rows.Err()
-}
-
+// scanRecord reads one row of recordColumns.
 func (s *Store) scanRecord(rows *sql.Rows) (*tcc.Transaction, error) {
-	var (
-		tx                                              tcc.Transaction
-		state, labels                                   string
-		timeoutMS, deadline, decided, next, created, up int64
-		branchCount                                     int
-	)
-	if err := rows.Scan(&tx.GID, &state, &tx.Version, &timeoutMS, &deadline, &decided, &next, &tx.LeaseOwner,
-		&tx.Attempts, &branchCount, &tx.LastError, &tx.AbortReason, &tx.NeedsAttention, &tx.Tombstone,
-		&labels, &created, &up); err != nil {
+	var r recordRow
+	if err := rows.Scan(r.dest()...); err != nil {
 		return nil, s.interpret("scan transaction", err)
 	}
-	tx.State = tcc.State(state)
-	tx.Timeout = time.Duration(timeoutMS) * time.Millisecond
-	tx.Deadline, tx.DecidedAt, tx.NextAttemptAt = fromMicros(deadline), fromMicros(decided), fromMicros(next)
-	tx.CreatedAt, tx.UpdatedAt = fromMicros(created), fromMicros(up)
-	var err error
-	if tx.Labels, err = decodeLabels(labels); err != nil {
-		return nil, fmt.Errorf("get transaction %s: %w", tx.GID, err)
-	}
-	return &tx, nil
+	return r.record()
 }
 
 // ListDue implements tcc.Store. It asks once per unfinished state so that
@@ -649,6 +605,16 @@ func (s *Store) pk() string {
 		return " FORCE INDEX (PRIMARY)"
 	}
 	return ""
+}
+
+// forUpdate is the row-lock clause of a locking read: FOR UPDATE on MySQL;
+// nothing on SQLite, whose write transaction (BEGIN IMMEDIATE) already
+// excludes other writers.
+func (s *Store) forUpdate() string {
+	if s.dialect == database.SQLite {
+		return ""
+	}
+	return " FOR UPDATE"
 }
 
 // interpret translates driver errors into tcc errors at the boundary; SQL

@@ -753,9 +753,9 @@ func (c *Coordinator) deliver(ctx context.Context, tx *Transaction) error {
 		return fmt.Errorf("deliver %s: record round: %w", tx.GID, err)
 	}
 	if round.Finish {
-		c.log.Debug("transaction finished", "gid", tx.GID, "state", string(o.finalState()))
+		c.log.Debug("transaction finished", "gid", tx.GID, "state", string(o.FinalState()))
 		if c.hooks.Finished != nil {
-			c.hooks.Finished(tx.GID, o.finalState())
+			c.hooks.Finished(tx.GID, o.FinalState())
 		}
 	} else if len(round.Failed) > 0 {
 		c.log.Warn("delivery round failed, will retry", "gid", tx.GID, "failed", len(round.Failed),

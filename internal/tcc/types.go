@@ -54,24 +54,24 @@ func (o Outcome) String() string {
 	return fmt.Sprintf("Outcome(%d)", int(o))
 }
 
-// decidedState is the state a decision for o moves a TRYING transaction to.
-func (o Outcome) decidedState() State {
+// DecidedState is the state a decision for o moves a TRYING transaction to.
+func (o Outcome) DecidedState() State {
 	if o == Commit {
 		return StateCommitting
 	}
 	return StateAborting
 }
 
-// finalState is the state a transaction decided with o ends in.
-func (o Outcome) finalState() State {
+// FinalState is the state a transaction decided with o ends in.
+func (o Outcome) FinalState() State {
 	if o == Commit {
 		return StateCommitted
 	}
 	return StateAborted
 }
 
-// branchDone is the branch state o drives every branch to.
-func (o Outcome) branchDone() BranchState {
+// BranchDone is the branch state o drives every branch to.
+func (o Outcome) BranchDone() BranchState {
 	if o == Commit {
 		return BranchConfirmed
 	}
