@@ -2,16 +2,15 @@ package participant
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
 
-	gomysql "github.com/go-sql-driver/mysql"
 	"gorm.io/gorm"
+
+	"github.com/settle-tcc/settle/internal/database"
 )
 
 // State is the state of a fence row.
@@ -60,12 +59,6 @@ type fenceRow struct {
 	digest string
 	// tried: a Try was applied (false for a null compensation).
 	tried bool
-}
-
-// digest is the hex SHA-256 of a raw payload.
-func digest(b []byte) string {
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
 }
 
 // micros converts a time to the stored form.
@@ -142,7 +135,7 @@ func inTx(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error) error {
 	backoff := firstBackoff
 	for attempt := 1; ; attempt++ {
 		err := db.WithContext(ctx).Transaction(fn)
-		if err == nil || !isRetryable(err) || attempt >= maxTxAttempts {
+		if err == nil || !database.IsRetryable(err) || attempt >= maxTxAttempts {
 			return err
 		}
 		// Full jitter keeps colliding transactions from colliding again.
@@ -157,54 +150,7 @@ func inTx(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error) error {
 	}
 }
 
-// sqliteError is implemented by the SQLite driver's errors.
-type sqliteError interface {
-	error
-	Code() int
-}
-
-// Driver error codes that change what the fence does.
-const (
-	sqliteBusy              = 5    // SQLITE_BUSY
-	sqliteLocked            = 6    // SQLITE_LOCKED
-	sqliteConstraintPrimary = 1555 // SQLITE_CONSTRAINT_PRIMARYKEY
-	sqliteConstraintUnique  = 2067 // SQLITE_CONSTRAINT_UNIQUE
-	sqlitePrimaryCodeMask   = 0xff // extended code -> primary code
-
-	mysqlDuplicateEntry  = 1062 // ER_DUP_ENTRY
-	mysqlLockWaitTimeout = 1205 // ER_LOCK_WAIT_TIMEOUT
-	mysqlDeadlock        = 1213 // ER_LOCK_DEADLOCK
-)
-
 // IsDuplicateKey reports whether err is a primary or unique key violation
 // reported by MySQL/MariaDB or SQLite. The fence relies on it; handlers may
 // too (an insert-first idempotency key of their own).
-func IsDuplicateKey(err error) bool {
-	if err == nil {
-		return false
-	}
-	var me *gomysql.MySQLError
-	if errors.As(err, &me) {
-		return me.Number == mysqlDuplicateEntry
-	}
-	var se sqliteError
-	if errors.As(err, &se) {
-		return se.Code() == sqliteConstraintPrimary || se.Code() == sqliteConstraintUnique
-	}
-	return false
-}
-
-// isRetryable reports whether err aborted a transaction that may simply be
-// run again.
-func isRetryable(err error) bool {
-	var me *gomysql.MySQLError
-	if errors.As(err, &me) {
-		return me.Number == mysqlDeadlock || me.Number == mysqlLockWaitTimeout
-	}
-	var se sqliteError
-	if errors.As(err, &se) {
-		c := se.Code() & sqlitePrimaryCodeMask
-		return c == sqliteBusy || c == sqliteLocked
-	}
-	return false
-}
+func IsDuplicateKey(err error) bool { return database.IsDuplicateKey(err) }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/metadata"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/settle-tcc/settle/client"
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
+	"github.com/settle-tcc/settle/internal/tcc"
 )
 
 // Defaults of Config.
@@ -238,7 +240,7 @@ func (p *Participant) Apply(ctx context.Context, ph Phase, r Request) (string, e
 		log.InfoContext(ctx, "participant: request rejected", "err", err)
 		return "", err
 	}
-	dig := digest(r.Payload)
+	dig := tcc.Digest(r.Payload)
 	var (
 		outcome string
 		err     error
@@ -281,13 +283,14 @@ func (p *Participant) checkMetadata(ctx context.Context, ph Phase, r Request) {
 	}
 }
 
-// validate applies the protocol's id rules and Config.CheckRequest.
+// validate applies the protocol's id rules (the coordinator's own
+// validation, so both sides accept the same ids) and Config.CheckRequest.
 func (p *Participant) validate(r Request) error {
-	if err := checkID("gid", r.GID, 128); err != nil {
-		return err
-	}
-	if err := checkID("branch id", r.BranchID, 64); err != nil {
-		return err
+	for _, err := range []error{tcc.ValidateGID(r.GID), tcc.ValidateBranchID(r.BranchID)} {
+		if err != nil {
+			// Keep this package's prefix only: "invalid request: gid is empty".
+			return fmt.Errorf("%w: %s", ErrInvalid, strings.TrimPrefix(err.Error(), tcc.ErrInvalid.Error()+": "))
+		}
 	}
 	if p.check != nil {
 		if err := p.check(r); err != nil {
@@ -295,21 +298,6 @@ func (p *Participant) validate(r Request) error {
 				return err
 			}
 			return fmt.Errorf("%w: %w", ErrInvalid, err)
-		}
-	}
-	return nil
-}
-
-// checkID applies the protocol's id rules: 1..max bytes of [A-Za-z0-9._:-].
-func checkID(what, id string, max int) error {
-	if id == "" || len(id) > max {
-		return fmt.Errorf("%w: %s must be 1..%d bytes", ErrInvalid, what, max)
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-'
-		if !ok {
-			return fmt.Errorf("%w: %s has a character outside [A-Za-z0-9._:-]", ErrInvalid, what)
 		}
 	}
 	return nil

@@ -633,19 +633,13 @@ func (s *Store) interpret(op string, err error) error {
 		return err
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%s: %w", op, err)
+	case database.IsDuplicateKey(err):
+		return fmt.Errorf("%s: %w", op, tcc.ErrDuplicate)
 	case errors.As(err, &myErr):
-		switch myErr.Number {
-		case 1062: // ER_DUP_ENTRY
-			return fmt.Errorf("%s: %w", op, tcc.ErrDuplicate)
-		case 1213, 1205: // deadlock, lock wait timeout: nothing applied, retryable
-			return fmt.Errorf("%s: %w (mysql error %d)", op, tcc.ErrUnavailable, myErr.Number)
-		}
+		// Deadlocks and lock wait timeouts (database.IsRetryable) applied
+		// nothing either: all are unavailable, to be retried.
 		return fmt.Errorf("%s: mysql error %d: %w", op, myErr.Number, tcc.ErrUnavailable)
 	case errors.As(err, &sqErr):
-		switch sqErr.Code() {
-		case 1555, 2067: // SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE
-			return fmt.Errorf("%s: %w", op, tcc.ErrDuplicate)
-		}
 		return fmt.Errorf("%s: sqlite error %d: %w", op, sqErr.Code(), tcc.ErrUnavailable)
 	case errors.Is(err, sql.ErrConnDone), errors.Is(err, gomysql.ErrInvalidConn), isNetError(err):
 		return fmt.Errorf("%s: %w", op, tcc.ErrUnavailable)
