@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/settle-tcc/settle/client"
 	adminv1 "github.com/settle-tcc/settle/gen/settle/admin/v1"
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 	"github.com/settle-tcc/settle/internal/app"
@@ -458,7 +459,7 @@ func (b *bench) loop(ctx context.Context, w *worker, windowStart, windowEnd time
 }
 
 func withIDs(ctx context.Context, gid, branchID string) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, "settle-gid", gid, "settle-branch-id", branchID)
+	return metadata.AppendToOutgoingContext(ctx, client.MetadataGID, gid, client.MetadataBranchID, branchID)
 }
 
 // tx runs one transaction through the coordinator. It returns whether it

@@ -39,25 +39,23 @@ func (m *mysqlStatus) close() { _ = m.db.Close() }
 
 func (m *mysqlStatus) status(ctx context.Context) map[string]float64 {
 	out := map[string]float64{}
-	rows, err := m.db.QueryContext(ctx, "SHOW GLOBAL STATUS WHERE Variable_name IN ('"+strings.Join(statusCounters, "','")+"')")
-	if err != nil {
-		return out
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var k, v string
-		if rows.Scan(&k, &v) == nil {
-			if f, err := strconv.ParseFloat(v, 64); err == nil {
-				out[k] = f
-			}
+	for k, v := range m.show(ctx, "SHOW GLOBAL STATUS WHERE Variable_name IN ('"+strings.Join(statusCounters, "','")+"')") {
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			out[k] = f
 		}
 	}
 	return out
 }
 
 func (m *mysqlStatus) vars(ctx context.Context) map[string]string {
+	return m.show(ctx, "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('innodb_flush_log_at_trx_commit','sync_binlog','log_bin','version','transaction_isolation','tx_isolation')")
+}
+
+// show runs a SHOW ... statement and returns its name/value rows; empty on
+// error (the figures are informative, never a reason to fail the run).
+func (m *mysqlStatus) show(ctx context.Context, query string) map[string]string {
 	out := map[string]string{}
-	rows, err := m.db.QueryContext(ctx, "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('innodb_flush_log_at_trx_commit','sync_binlog','log_bin','version','transaction_isolation','tx_isolation')")
+	rows, err := m.db.QueryContext(ctx, query)
 	if err != nil {
 		return out
 	}
