@@ -17,6 +17,7 @@ import (
 	"github.com/settle-tcc/settle/internal/dbtest"
 	"github.com/settle-tcc/settle/internal/demo"
 	"github.com/settle-tcc/settle/internal/faults"
+	"github.com/settle-tcc/settle/internal/faulttest"
 )
 
 // cluster is a coordinator process and a demo participant process, the
@@ -25,7 +26,7 @@ type cluster struct {
 	t        *testing.T
 	coordDB  string
 	coordAdr string
-	coord    *proc
+	coord    *faulttest.Proc
 	restarts int
 	demoDB   string
 	demoAdr  string
@@ -36,7 +37,7 @@ type cluster struct {
 func newCluster(t *testing.T, coordDB string) *cluster {
 	c := &cluster{t: t, coordDB: coordDB, coordAdr: freeAddr(t), demoAdr: freeAddr(t),
 		demoDB: "sqlite:" + filepath.Join(t.TempDir(), "demo.db")}
-	start(t, "participant-demo", bins.demo, c.demoAdr, nil, "serve", "-listen", c.demoAdr, "-db", c.demoDB)
+	start(t, "participant-demo", bins.Demo, c.demoAdr, nil, "serve", "-listen", c.demoAdr, "-db", c.demoDB)
 	c.cc = tccv1.NewCoordinatorServiceClient(conn(t, c.coordAdr))
 	c.pc = tccv1.NewParticipantServiceClient(conn(t, c.demoAdr))
 	return c
@@ -58,7 +59,7 @@ func (c *cluster) startCoordinator(fault string) {
 	if fault != "" {
 		env = []string{faults.EnvVar + "=" + fault}
 	}
-	c.coord = start(c.t, "coordinator", bins.coordinator, c.coordAdr, env,
+	c.coord = start(c.t, "coordinator", bins.Coordinator, c.coordAdr, env,
 		"-listen", c.coordAdr, "-http-listen", "", "-db", c.coordDB,
 		"-lease-ttl", "2s", "-call-timeout", "1s", "-recovery-interval", "50ms", "-log-level", "debug")
 }
@@ -79,7 +80,7 @@ func (c *cluster) call(what string, f func(ctx context.Context) error) {
 		if attempt > 0 || (code != codes.Unavailable && code != codes.DeadlineExceeded && code != codes.Canceled) {
 			c.t.Fatalf("%s: %v", what, err)
 		}
-		if !c.coord.waitExit(10 * time.Second) {
+		if !c.coord.WaitExit(10 * time.Second) {
 			c.t.Fatalf("%s failed with %v but the coordinator did not die", what, err)
 		}
 		c.restarts++
@@ -218,7 +219,7 @@ func TestCrashAtEachPoint(t *testing.T) {
 					c.startCoordinator(p.fault)
 					before := c.totals()
 					c.order("crash-order", p.stopAfter)
-					if c.restarts == 0 && !c.coord.waitExit(5*time.Second) {
+					if c.restarts == 0 && !c.coord.WaitExit(5*time.Second) {
 						t.Fatalf("fault point %s was never reached", p.fault)
 					}
 					if c.restarts == 0 {

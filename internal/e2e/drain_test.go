@@ -8,45 +8,10 @@ import (
 
 	"github.com/settle-tcc/settle/internal/dbtest"
 	"github.com/settle-tcc/settle/internal/sqlstore"
+	"github.com/settle-tcc/settle/internal/sqlstore/sqlstoretest"
 	"github.com/settle-tcc/settle/internal/tcc"
 	"github.com/settle-tcc/settle/internal/testparticipant"
 )
-
-// seedDue writes n decided (COMMITTING) two-branch transactions whose lease
-// has already expired, as a crashed coordinator would leave them.
-func seedDue(t *testing.T, s *sqlstore.Store, n int, participant string) {
-	t.Helper()
-	ctx := context.Background()
-	past := time.Now().UTC().Add(-time.Minute)
-	for i := 0; i < n; i++ {
-		gid := fmt.Sprintf("due-%05d", i)
-		tx := &tcc.Transaction{GID: gid, State: tcc.StateTrying, Version: 1, Timeout: time.Minute,
-			Deadline: past.Add(time.Hour), NextAttemptAt: past.Add(time.Hour), CreatedAt: past, UpdatedAt: past}
-		if err := s.InsertTransaction(ctx, tx); err != nil {
-			t.Fatal(err)
-		}
-		for _, b := range []string{"accounts", "inventory"} {
-			p := []byte(`{"n":1}`)
-			br := tcc.Branch{GID: gid, BranchID: b, Participant: participant, Payload: p, PayloadDigest: tcc.Digest(p),
-				State: tcc.BranchRegistered, CreatedAt: past, UpdatedAt: past}
-			if err := s.AddBranch(ctx, tcc.AddBranchParams{Branch: br, MaxBranches: 64, Now: past}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, won, err := s.Decide(ctx, tcc.DecideParams{GID: gid, Outcome: tcc.Commit, Owner: "crashed", LeaseUntil: past, Now: past}); err != nil || !won {
-			t.Fatalf("decide %s: %v %v", gid, won, err)
-		}
-	}
-}
-
-func countState(t *testing.T, s *sqlstore.Store, state tcc.State) int {
-	t.Helper()
-	var n int64
-	if err := s.DB().Raw("SELECT COUNT(*) FROM transaction_record WHERE state = ?", string(state)).Scan(&n).Error; err != nil {
-		t.Fatal(err)
-	}
-	return int(n)
-}
 
 // TestTwoCoordinatorsDrain (S14, S15): two coordinator processes on one
 // MariaDB database drain 2,000 due transactions. Each finishes once, no
@@ -69,7 +34,7 @@ func TestTwoCoordinatorsDrain(t *testing.T) {
 		time.Sleep(2 * time.Millisecond) // a participant doing some work
 		return nil
 	})
-	seedDue(t, store, n, part.Addr())
+	sqlstoretest.Seed(t, store, "due", n, sqlstoretest.Due, part.Addr())
 
 	args := func(addr, id string) []string {
 		return []string{"-listen", addr, "-http-listen", "", "-db", spec, "-instance-id", id,
@@ -77,16 +42,16 @@ func TestTwoCoordinatorsDrain(t *testing.T) {
 			"-recovery-batch", "100", "-recovery-concurrency", fmt.Sprint(concurrency), "-log-level", "warn"}
 	}
 	addrA, addrB := freeAddr(t), freeAddr(t)
-	a := start(t, "coordinator-a", bins.coordinator, addrA, nil, args(addrA, "a")...)
-	start(t, "coordinator-b", bins.coordinator, addrB, nil, args(addrB, "b")...)
+	a := start(t, "coordinator-a", bins.Coordinator, addrA, nil, args(addrA, "a")...)
+	start(t, "coordinator-b", bins.Coordinator, addrB, nil, args(addrB, "b")...)
 
 	start := time.Now()
 	deadline := start.Add(120 * time.Second)
 	killed := false
 	for {
-		done := countState(t, store, tcc.StateCommitted)
+		done := sqlstoretest.CountState(t, store, tcc.StateCommitted)
 		if !killed && done >= n/3 {
-			a.kill()
+			a.Kill()
 			killed = true
 			t.Logf("killed coordinator a (SIGKILL) with %d/%d finished after %s", done, n, time.Since(start).Round(time.Millisecond))
 		}
@@ -116,9 +81,9 @@ func TestTwoCoordinatorsDrain(t *testing.T) {
 	dups := 0
 	for i := 0; i < n; i++ {
 		for _, b := range []string{"accounts", "inventory"} {
-			c := part.Count("Confirm", fmt.Sprintf("due-%05d", i), b)
+			c := part.Count("Confirm", sqlstoretest.GID("due", i), b)
 			if c == 0 {
-				t.Fatalf("due-%05d/%s never confirmed at the participant", i, b)
+				t.Fatalf("%s/%s never confirmed at the participant", sqlstoretest.GID("due", i), b)
 			}
 			dups += c - 1
 		}

@@ -134,11 +134,11 @@ func StartCluster(cfg ClusterConfig) (c *Cluster, err error) {
 	}
 	t := cfg.Timing
 	for i := 0; i < cfg.Coordinators; i++ {
-		addr, err := freeAddr()
+		addr, err := FreeAddr()
 		if err != nil {
 			return nil, err
 		}
-		p := newProc(fmt.Sprintf("coordinator-%d", i), addr, cfg.Bins.Coordinator,
+		p := NewProc(fmt.Sprintf("coordinator-%d", i), addr, cfg.Bins.Coordinator,
 			"-listen", addr, "-http-listen", "", "-db", cfg.CoordDB, "-instance-id", fmt.Sprintf("c%d", i),
 			"-lease-ttl", t.LeaseTTL.String(), "-call-timeout", t.CallTimeout.String(),
 			"-recovery-interval", t.RecoveryInterval.String(), "-retry-initial", t.RetryInitial.String(),
@@ -165,7 +165,7 @@ func StartCluster(cfg ClusterConfig) (c *Cluster, err error) {
 		c.DirectCoord = append(c.DirectCoord, tccv1.NewCoordinatorServiceClient(dc))
 	}
 	for _, b := range Branches {
-		addr, err := freeAddr()
+		addr, err := FreeAddr()
 		if err != nil {
 			return nil, err
 		}
@@ -181,7 +181,7 @@ func StartCluster(cfg ClusterConfig) (c *Cluster, err error) {
 				args = append(args, "-checkback-after", t.CheckBackAfter.String(), "-checkback-interval", "500ms")
 			}
 		}
-		p := newProc("participant-"+b, addr, cfg.Bins.Demo, args...)
+		p := NewProc("participant-"+b, addr, cfg.Bins.Demo, args...)
 		c.parts[b] = &member{proc: p}
 		if err := p.Start(); err != nil {
 			return nil, err

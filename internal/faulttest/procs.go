@@ -67,8 +67,8 @@ func Build(ctx context.Context) (*Binaries, error) {
 // Remove deletes the binaries.
 func (b *Binaries) Remove() { _ = os.RemoveAll(b.dir) }
 
-// freeAddr returns a loopback address whose port was free a moment ago.
-func freeAddr() (string, error) {
+// FreeAddr returns a loopback address whose port was free a moment ago.
+func FreeAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
@@ -119,7 +119,9 @@ type Proc struct {
 	starts  int
 }
 
-func newProc(name, addr, bin string, args ...string) *Proc {
+// NewProc returns a process that runs bin with args and serves gRPC on
+// addr; Start runs it.
+func NewProc(name, addr, bin string, args ...string) *Proc {
 	return &Proc{Name: name, Addr: addr, bin: bin, args: args, out: &tailBuffer{max: 64 << 10}}
 }
 
@@ -179,6 +181,23 @@ func (p *Proc) Kill() {
 	}
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	<-done
+}
+
+// WaitExit waits at most d for the process to exit on its own (e.g. at a
+// fault point) and reports whether it did.
+func (p *Proc) WaitExit(d time.Duration) bool {
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	if done == nil {
+		return true
+	}
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
 }
 
 // Stop pauses the process with SIGSTOP.

@@ -12,6 +12,7 @@ import (
 	"github.com/settle-tcc/settle/internal/database"
 	"github.com/settle-tcc/settle/internal/dbtest"
 	"github.com/settle-tcc/settle/internal/sqlstore"
+	"github.com/settle-tcc/settle/internal/sqlstore/sqlstoretest"
 	"github.com/settle-tcc/settle/internal/tcc"
 	"github.com/settle-tcc/settle/internal/testparticipant"
 )
@@ -37,8 +38,8 @@ func TestDueScanReadsOnlyDueRows(t *testing.T) {
 		s := openStore(t, spec)
 		part := testparticipant.Start(t)
 		const finished, due = 5000, 20
-		seedRows(t, s, "old", finished, seedFinished, part.Addr())
-		seedRows(t, s, "due", due, seedDue, part.Addr())
+		sqlstoretest.Seed(t, s, "old", finished, sqlstoretest.Finished, part.Addr())
+		sqlstoretest.Seed(t, s, "due", due, sqlstoretest.Due, part.Addr())
 		ctx := context.Background()
 
 		if s.Dialect() == database.SQLite {
@@ -87,12 +88,12 @@ func TestDueScanReadsOnlyDueRows(t *testing.T) {
 		// And the loop drains exactly the due ones.
 		loop := newLoop(t, s, 16)
 		drain(t, loop, 10)
-		if n := countState(t, s, tcc.StateCommitted); n != finished+due {
+		if n := sqlstoretest.CountState(t, s, tcc.StateCommitted); n != finished+due {
 			t.Fatalf("%d COMMITTED after the drain, want %d", n, finished+due)
 		}
 		for i := range due {
-			if n := part.Count("Confirm", fmt.Sprintf("due-%07d", i), "accounts"); n != 1 {
-				t.Fatalf("due-%07d confirmed %d times, want 1", i, n)
+			if n := part.Count("Confirm", sqlstoretest.GID("due", i), "accounts"); n != 1 {
+				t.Fatalf("%s confirmed %d times, want 1", sqlstoretest.GID("due", i), n)
 			}
 		}
 	})
@@ -140,12 +141,12 @@ func BenchmarkDrainBacklog(b *testing.B) {
 			loop := newLoop(b, s, 64)
 			var elapsed time.Duration
 			for i := 0; i < b.N; i++ {
-				seedRows(b, s, fmt.Sprintf("r%d", i), n, seedDue, part.Addr())
+				sqlstoretest.Seed(b, s, fmt.Sprintf("r%d", i), n, sqlstoretest.Due, part.Addr())
 				start := time.Now()
 				drain(b, loop, n) // bounded: at least one row per pass
 				elapsed += time.Since(start)
 			}
-			if got := countState(b, s, tcc.StateCommitted); got != n*b.N {
+			if got := sqlstoretest.CountState(b, s, tcc.StateCommitted); got != n*b.N {
 				b.Fatalf("%d COMMITTED, want %d", got, n*b.N)
 			}
 			total := float64(n * b.N)
@@ -182,13 +183,13 @@ func BenchmarkDrainByTableSize(b *testing.B) {
 			loop := newLoop(b, s, 64)
 			filled, round := 0, 0
 			for _, size := range sizes {
-				seedRows(b, s, fmt.Sprintf("bg%d", size), size-filled, seedFinished, part.Addr())
+				sqlstoretest.Seed(b, s, fmt.Sprintf("bg%d", size), size-filled, sqlstoretest.Finished, part.Addr())
 				filled = size
 				b.Run(fmt.Sprintf("rows=%d", size), func(b *testing.B) {
 					var elapsed time.Duration
 					for i := 0; i < b.N; i++ {
 						round++
-						seedRows(b, s, fmt.Sprintf("due%d", round), n, seedDue, part.Addr())
+						sqlstoretest.Seed(b, s, fmt.Sprintf("due%d", round), n, sqlstoretest.Due, part.Addr())
 						start := time.Now()
 						drain(b, loop, n)
 						elapsed += time.Since(start)

@@ -1,43 +1,46 @@
-package recovery_test
+// Package sqlstoretest helps tests that need many transaction records in
+// a real database: bulk seeding (a million rows in seconds, bypassing the
+// store's one-row-at-a-time API) and counting by state.
+package sqlstoretest
 
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/settle-tcc/settle/internal/recovery"
-	"github.com/settle-tcc/settle/internal/server"
 	"github.com/settle-tcc/settle/internal/sqlstore"
 	"github.com/settle-tcc/settle/internal/tcc"
 )
 
-// seedKind says what seedRows writes.
-type seedKind int
+// GID is the i-th gid Seed writes for prefix.
+func GID(prefix string, i int) string { return fmt.Sprintf("%s-%07d", prefix, i) }
+
+// Kind says what Seed writes.
+type Kind int
 
 const (
-	// seedDue: COMMITTING two-branch transactions whose lease expired a
+	// Due: COMMITTING two-branch transactions whose lease expired a
 	// minute ago, as a crashed coordinator leaves them.
-	seedDue seedKind = iota
-	// seedFinished: COMMITTED two-branch transactions (the bulk of a
+	Due Kind = iota
+	// Finished: COMMITTED two-branch transactions (the bulk of a
 	// table in production), which the due scan must not pay for.
-	seedFinished
+	Finished
 )
 
-// seedRows bulk-inserts n transactions with two branches each (gids
-// prefix-000000...), 1,000 rows per statement. It bypasses the store's
+// Seed bulk-inserts n transactions with two branches each (gids
+// GID(prefix, 0...n-1)), 1,000 rows per statement. It bypasses the store's
 // one-row-at-a-time API so that a million rows take seconds, and writes the
 // same columns the store does.
-func seedRows(tb testing.TB, s *sqlstore.Store, prefix string, n int, kind seedKind, participant string) {
+func Seed(tb testing.TB, s *sqlstore.Store, prefix string, n int, kind Kind, participant string) {
 	tb.Helper()
 	ctx := context.Background()
 	now := time.Now().UTC()
 	us := now.UnixMicro()
 	past := now.Add(-time.Minute).UnixMicro()
 	state, branchState, next := "COMMITTING", "REGISTERED", past
-	if kind == seedFinished {
+	if kind == Finished {
 		state, branchState, next = "COMMITTED", "CONFIRMED", past
 	}
 	const batch = 1000
@@ -54,7 +57,7 @@ func seedRows(tb testing.TB, s *sqlstore.Store, prefix string, n int, kind seedK
 				tx.WriteByte(',')
 				br.WriteByte(',')
 			}
-			gid := fmt.Sprintf("%s-%07d", prefix, i)
+			gid := GID(prefix, i)
 			fmt.Fprintf(&tx, "('%s','%s',2,60000,%d,%d,%d,'crashed',0,2,'','',false,false,'{}',%d,%d)",
 				gid, state, past, past, next, past, us)
 			for j, b := range []string{"accounts", "inventory"} {
@@ -74,46 +77,12 @@ func seedRows(tb testing.TB, s *sqlstore.Store, prefix string, n int, kind seedK
 	}
 }
 
-func countState(tb testing.TB, s *sqlstore.Store, state tcc.State) int {
+// CountState counts the records in state.
+func CountState(tb testing.TB, s *sqlstore.Store, state tcc.State) int {
 	tb.Helper()
 	var n int64
 	if err := s.DB().Raw("SELECT COUNT(*) FROM transaction_record WHERE state = ?", string(state)).Scan(&n).Error; err != nil {
 		tb.Fatal(err)
 	}
 	return int(n)
-}
-
-// newLoop returns a coordinator and a recovery loop over s, tuned to drain
-// a backlog as fast as the database allows.
-func newLoop(tb testing.TB, s *sqlstore.Store, concurrency int) *recovery.Loop {
-	tb.Helper()
-	parts := server.NewParticipants()
-	tb.Cleanup(func() { _ = parts.Close() })
-	coord, err := tcc.NewCoordinator(s, parts, tcc.Config{InstanceID: "drain"}, slog.New(slog.DiscardHandler), nil, tcc.Hooks{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	loop, err := recovery.New(s, coord, recovery.Config{Interval: time.Millisecond, BatchSize: 1000, Concurrency: concurrency, Rate: 1e6},
-		slog.New(slog.DiscardHandler), nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return loop
-}
-
-// drain runs recovery passes until a pass finds nothing due, and returns
-// how many passes it took. Bounded: it fails after limit passes.
-func drain(tb testing.TB, loop *recovery.Loop, limit int) int {
-	tb.Helper()
-	for pass := 1; pass <= limit; pass++ {
-		n, err := loop.RunOnce(context.Background())
-		if err != nil {
-			tb.Fatalf("pass %d: %v", pass, err)
-		}
-		if n == 0 {
-			return pass
-		}
-	}
-	tb.Fatalf("still due work after %d passes", limit)
-	return 0
 }
