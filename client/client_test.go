@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/settle-tcc/settle/client"
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
+	"github.com/settle-tcc/settle/internal/grpctest"
 )
 
 // recorder is the ordered log of calls seen by the fake coordinator and
@@ -218,22 +218,9 @@ type env struct {
 // serve starts a gRPC server on loopback and stops it when the test ends.
 func serve(t *testing.T, register func(*grpc.Server)) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
 	srv := grpc.NewServer()
 	register(srv)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(lis)
-	}()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-done
-	})
-	return lis.Addr().String()
+	return grpctest.Serve(t, srv)
 }
 
 func setup(t *testing.T, opts ...client.Option) *env {

@@ -9,14 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 	"github.com/settle-tcc/settle/internal/app"
 	"github.com/settle-tcc/settle/internal/dbtest"
+	"github.com/settle-tcc/settle/internal/grpctest"
 	"github.com/settle-tcc/settle/participant"
 )
 
@@ -41,17 +40,7 @@ func setupWithCoordinator(t *testing.T, be dbtest.Backend, opts ...option) *cbEn
 			t.Errorf("shutdown: %v", err)
 		}
 	})
-	return &cbEnv{env: e, coord: tccv1.NewCoordinatorServiceClient(dialT(t, a.Addr()))}
-}
-
-func dialT(t *testing.T, target string) *grpc.ClientConn {
-	t.Helper()
-	cc, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatalf("dial %s: %v", target, err)
-	}
-	t.Cleanup(func() { _ = cc.Close() })
-	return cc
+	return &cbEnv{env: e, coord: tccv1.NewCoordinatorServiceClient(grpctest.Dial(t, a.Addr()))}
 }
 
 func (e *cbEnv) checker(t *testing.T, p *participant.Participant) *participant.Checker {
@@ -297,7 +286,7 @@ func TestCheckBackCoordinatorUnreachable(t *testing.T) {
 	dead := lis.Addr().String()
 	lis.Close()
 	chk, err := e.p.NewChecker(participant.CheckerConfig{
-		Coordinator: tccv1.NewCoordinatorServiceClient(dialT(t, dead)),
+		Coordinator: tccv1.NewCoordinatorServiceClient(grpctest.Dial(t, dead)),
 		CallTimeout: 2 * time.Second, MinRetry: 10 * time.Second,
 	})
 	if err != nil {
@@ -346,7 +335,7 @@ func TestCheckerConfigValidate(t *testing.T) {
 	if _, err := e.p.NewChecker(participant.CheckerConfig{}); err == nil {
 		t.Fatal("NewChecker accepted no coordinator")
 	}
-	coord := tccv1.NewCoordinatorServiceClient(dialT(t, "127.0.0.1:1"))
+	coord := tccv1.NewCoordinatorServiceClient(grpctest.Dial(t, "127.0.0.1:1"))
 	if _, err := e.p.NewChecker(participant.CheckerConfig{Coordinator: coord, Lease: time.Second, CallTimeout: time.Second}); err == nil {
 		t.Fatal("NewChecker accepted a lease shorter than two calls")
 	}

@@ -3,23 +3,21 @@ package participant_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"gorm.io/gorm"
 
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 	"github.com/settle-tcc/settle/internal/clocktest"
 	"github.com/settle-tcc/settle/internal/dbtest"
+	"github.com/settle-tcc/settle/internal/grpctest"
 	"github.com/settle-tcc/settle/participant"
 )
 
@@ -133,26 +131,8 @@ func setup(t *testing.T, spec string, opts ...option) *env {
 		return h(ctx, req)
 	}))
 	tccv1.RegisterParticipantServiceServer(srv, p)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(lis)
-	}()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatalf("grpc.NewClient: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = conn.Close()
-		srv.Stop()
-		<-done
-	})
-	e.pc = tccv1.NewParticipantServiceClient(conn)
-	e.addr = lis.Addr().String()
+	e.addr = grpctest.Serve(t, srv)
+	e.pc = tccv1.NewParticipantServiceClient(grpctest.Dial(t, e.addr))
 	return e
 }
 
@@ -236,19 +216,8 @@ func wantCode(t *testing.T, err error, code codes.Code, substr string) {
 
 // burst runs fn n times at once (released together) and counts the codes.
 func burst(n int, fn func() error) map[codes.Code]int {
-	start := make(chan struct{})
-	out := make([]codes.Code, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			out[i] = status.Code(fn())
-		})
-	}
-	close(start)
-	wg.Wait()
 	m := map[codes.Code]int{}
-	for _, c := range out {
+	for _, c := range grpctest.Burst(n, fn) {
 		m[c]++
 	}
 	return m

@@ -8,9 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/settle-tcc/settle/internal/app"
 	"github.com/settle-tcc/settle/internal/clocktest"
 	"github.com/settle-tcc/settle/internal/dbtest"
+	"github.com/settle-tcc/settle/internal/grpctest"
 	"github.com/settle-tcc/settle/internal/testparticipant"
 )
 
@@ -53,25 +52,9 @@ func setup(t *testing.T, spec string, opts ...option) *env {
 		}
 	})
 	e := &env{app: a, clock: clock, part: testparticipant.Start(t)}
-	e.coord = tccv1.NewCoordinatorServiceClient(dial(t, a.Addr()))
-	e.pc = tccv1.NewParticipantServiceClient(dial(t, e.part.Addr()))
+	e.coord = tccv1.NewCoordinatorServiceClient(grpctest.Dial(t, a.Addr()))
+	e.pc = tccv1.NewParticipantServiceClient(grpctest.Dial(t, e.part.Addr()))
 	return e
-}
-
-type grpcConn = grpc.ClientConn
-
-func newConn(target string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
-}
-
-func dial(t *testing.T, target string) *grpc.ClientConn {
-	t.Helper()
-	cc, err := newConn(target)
-	if err != nil {
-		t.Fatalf("dial %s: %v", target, err)
-	}
-	t.Cleanup(func() { _ = cc.Close() })
-	return cc
 }
 
 func ctxT(t *testing.T) context.Context {

@@ -12,6 +12,7 @@ import (
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 	"github.com/settle-tcc/settle/internal/app"
 	"github.com/settle-tcc/settle/internal/dbtest"
+	"github.com/settle-tcc/settle/internal/grpctest"
 	"github.com/settle-tcc/settle/internal/testparticipant"
 )
 
@@ -31,8 +32,8 @@ func BenchmarkCommitTwoBranches(b *testing.B) {
 			}
 			defer a.Shutdown(context.Background())
 			part := testparticipant.Start(b)
-			cc := tccv1.NewCoordinatorServiceClient(dialB(b, a.Addr()))
-			pc := tccv1.NewParticipantServiceClient(dialB(b, part.Addr()))
+			cc := tccv1.NewCoordinatorServiceClient(grpctest.Dial(b, a.Addr()))
+			pc := tccv1.NewParticipantServiceClient(grpctest.Dial(b, part.Addr()))
 			var seq atomic.Int64
 			b.SetParallelism(8)
 			b.ResetTimer()
@@ -65,14 +66,4 @@ func BenchmarkCommitTwoBranches(b *testing.B) {
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tx/s")
 		})
 	}
-}
-
-func dialB(b *testing.B, target string) *grpcConn {
-	b.Helper()
-	cc, err := newConn(target)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = cc.Close() })
-	return cc
 }

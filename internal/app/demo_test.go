@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/settle-tcc/settle/internal/database"
 	"github.com/settle-tcc/settle/internal/dbtest"
 	"github.com/settle-tcc/settle/internal/demo"
+	"github.com/settle-tcc/settle/internal/grpctest"
 )
 
 // startDemo serves the demo participants on loopback over their own
@@ -33,14 +33,9 @@ func startDemo(t *testing.T, newDB func(testing.TB) string) (addr string, totals
 	if err := demo.Seed(ctx, db); err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	srv := grpc.NewServer()
 	tccv1.RegisterParticipantServiceServer(srv, demo.NewServer(db, nil))
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
+	addr = grpctest.Serve(t, srv)
 	totals = func() demo.Snapshot {
 		s, err := demo.Totals(ctx, db)
 		if err != nil {
@@ -53,7 +48,7 @@ func startDemo(t *testing.T, newDB func(testing.TB) string) (addr string, totals
 			t.Fatal(err)
 		}
 	}
-	return lis.Addr().String(), totals, exec
+	return addr, totals, exec
 }
 
 func account(s demo.Snapshot, name string) demo.Account {

@@ -14,6 +14,7 @@ import (
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 	"github.com/settle-tcc/settle/internal/app"
 	"github.com/settle-tcc/settle/internal/dbtest"
+	"github.com/settle-tcc/settle/internal/grpctest"
 	"github.com/settle-tcc/settle/internal/testparticipant"
 )
 
@@ -99,7 +100,7 @@ func TestParticipantDownBackoff(t *testing.T) {
 func TestRetryHorizonAndAdmin(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
 		e := setup(t, spec, func(c *app.Config) { c.Coordinator.RetryHorizon = 30 * time.Second })
-		admin := adminv1.NewAdminServiceClient(dial(t, e.app.Addr()))
+		admin := adminv1.NewAdminServiceClient(grpctest.Dial(t, e.app.Addr()))
 		ctx := ctxT(t)
 		e.begin(t, "stuck", "a")
 		e.begin(t, "fine", "a")
@@ -151,7 +152,7 @@ func TestRetryHorizonAndAdmin(t *testing.T) {
 func TestConflictNeedsOperator(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
 		e := setup(t, spec, func(c *app.Config) { c.HTTPListen = "127.0.0.1:0" })
-		admin := adminv1.NewAdminServiceClient(dial(t, e.app.Addr()))
+		admin := adminv1.NewAdminServiceClient(grpctest.Dial(t, e.app.Addr()))
 		ctx := ctxT(t)
 		e.begin(t, "split", "a", "b")
 		e.part.SetBehaviour(func(_ context.Context, method, _, branch string) error {

@@ -13,23 +13,8 @@ import (
 
 	"github.com/settle-tcc/settle/internal/dbtest"
 	"github.com/settle-tcc/settle/internal/demo"
+	"github.com/settle-tcc/settle/internal/grpctest"
 )
-
-// burst runs fn n times at once (released together) and returns the codes.
-func burst(n int, fn func() error) []codes.Code {
-	start := make(chan struct{})
-	out := make([]codes.Code, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			out[i] = status.Code(fn())
-		})
-	}
-	close(start)
-	wg.Wait()
-	return out
-}
 
 func count(cs []codes.Code) map[codes.Code]int {
 	m := map[codes.Code]int{}
@@ -45,14 +30,14 @@ func TestConcurrentDuplicateTryThenCancel(t *testing.T) {
 		t.Parallel()
 		e := setup(t, spec)
 		before := e.totals(t)
-		got := count(burst(50, func() error { return e.try("g1", "b1", pay1500) }))
+		got := count(grpctest.Burst(50, func() error { return e.try("g1", "b1", pay1500) }))
 		if got[codes.OK] != 50 {
 			t.Fatalf("50 identical Tries: codes %v, want 50 OK", got)
 		}
 		if a := account(t, e.totals(t), "alice"); a != (accountView{10000, 1500}) {
 			t.Fatalf("alice = %+v, want 1500 frozen once", a)
 		}
-		got = count(burst(50, func() error { return e.cancel("g1", "b1", pay1500) }))
+		got = count(grpctest.Burst(50, func() error { return e.cancel("g1", "b1", pay1500) }))
 		if got[codes.OK] != 50 {
 			t.Fatalf("50 identical Cancels: codes %v, want 50 OK", got)
 		}
@@ -73,7 +58,7 @@ func TestConcurrentDuplicateRefusedTry(t *testing.T) {
 		e := setup(t, spec)
 		before := e.totals(t)
 		tooMuch := demo.AccountsPayload("bob", 600)
-		got := count(burst(50, func() error { return e.try("g1", "b1", tooMuch) }))
+		got := count(grpctest.Burst(50, func() error { return e.try("g1", "b1", tooMuch) }))
 		if got[codes.FailedPrecondition] != 50 {
 			t.Fatalf("50 refused Tries: codes %v, want 50 FailedPrecondition", got)
 		}
@@ -90,11 +75,11 @@ func TestConcurrentCancelBeforeTry(t *testing.T) {
 		t.Parallel()
 		e := setup(t, spec)
 		before := e.totals(t)
-		got := count(burst(50, func() error { return e.cancel("g1", "b1", book2) }))
+		got := count(grpctest.Burst(50, func() error { return e.cancel("g1", "b1", book2) }))
 		if got[codes.OK] != 50 {
 			t.Fatalf("50 null compensations: codes %v", got)
 		}
-		got = count(burst(50, func() error { return e.try("g1", "b1", book2) }))
+		got = count(grpctest.Burst(50, func() error { return e.try("g1", "b1", book2) }))
 		if got[codes.FailedPrecondition] != 50 {
 			t.Fatalf("50 hanging Tries: codes %v, want all refused", got)
 		}
@@ -113,7 +98,7 @@ func TestConcurrentTryAndCancel(t *testing.T) {
 		before := e.totals(t)
 		for i := range 10 {
 			gid := fmt.Sprintf("g%d", i)
-			got := count(burst(20, func() error {
+			got := count(grpctest.Burst(20, func() error {
 				if rand.IntN(2) == 0 {
 					return e.try(gid, "b1", book2)
 				}
@@ -142,7 +127,7 @@ func TestConcurrentConfirmAndCancel(t *testing.T) {
 		wantCode(t, e.try("g1", "b1", pay1500), codes.OK, "")
 		var mu sync.Mutex
 		okBy := map[string]int{}
-		burst(40, func() error {
+		grpctest.Burst(40, func() error {
 			kind, call := "confirm", e.confirm
 			if rand.IntN(2) == 0 {
 				kind, call = "cancel", e.cancel
@@ -308,19 +293,6 @@ func TestConservation(t *testing.T) {
 				sold[r.payload.SKU] += r.payload.Qty
 			}
 		}
-		for _, a := range after.Accounts {
-			want := account(t, before, a.Name).balance - paid[a.Name]
-			if a.Name == demo.MerchantAccount {
-				want += merchantIn
-			}
-			if a.Balance != want {
-				t.Fatalf("account %s balance %d, want %d", a.Name, a.Balance, want)
-			}
-		}
-		for _, s := range after.Stock {
-			if s.Sold != sold[s.SKU] {
-				t.Fatalf("sku %s sold %d, want %d", s.SKU, s.Sold, sold[s.SKU])
-			}
-		}
+		wantEffects(t, before, after, paid, merchantIn, sold)
 	})
 }

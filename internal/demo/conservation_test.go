@@ -131,20 +131,7 @@ func TestOrderConservation(t *testing.T) {
 				t.Fatalf("%d of %d orders committed; want a mix", ok, n)
 			}
 			t.Logf("%d of %d orders committed", ok, n)
-			for _, acc := range after.Accounts {
-				want := account(t, before, acc.Name).balance - paid[acc.Name]
-				if acc.Name == demo.MerchantAccount {
-					want += merchantIn
-				}
-				if acc.Balance != want {
-					t.Fatalf("account %s balance %d, want %d", acc.Name, acc.Balance, want)
-				}
-			}
-			for _, s := range after.Stock {
-				if s.Sold != sold[s.SKU] {
-					t.Fatalf("sku %s sold %d, want %d", s.SKU, s.Sold, sold[s.SKU])
-				}
-			}
+			wantEffects(t, before, after, paid, merchantIn, sold)
 		})
 	}
 }

@@ -3,19 +3,18 @@ package demo_test
 import (
 	"context"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"gorm.io/gorm"
 
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 	"github.com/settle-tcc/settle/internal/database"
 	"github.com/settle-tcc/settle/internal/demo"
+	"github.com/settle-tcc/settle/internal/grpctest"
 )
 
 // env is a migrated, seeded demo database served over loopback gRPC.
@@ -47,28 +46,11 @@ func setup(t *testing.T, spec string, resources ...demo.Resource) *env {
 		t.Fatalf("Seed: %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	t.Cleanup(func() { _ = database.Close(db) }) // runs after the server stops
 	srv := grpc.NewServer()
 	tccv1.RegisterParticipantServiceServer(srv, demo.NewServer(db, log, resources...))
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(lis)
-	}()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatalf("grpc.NewClient: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = conn.Close()
-		srv.GracefulStop()
-		<-done
-		_ = database.Close(db)
-	})
-	return &env{db: db, pc: tccv1.NewParticipantServiceClient(conn), addr: lis.Addr().String()}
+	addr := grpctest.Serve(t, srv)
+	return &env{db: db, pc: tccv1.NewParticipantServiceClient(grpctest.Dial(t, addr)), addr: addr}
 }
 
 func (e *env) try(gid, branch string, payload []byte) error {
@@ -160,6 +142,27 @@ func sameTotals(t *testing.T, got, want demo.Snapshot) {
 	for i := range got.Stock {
 		if got.Stock[i] != want.Stock[i] {
 			t.Fatalf("stock %+v, want %+v", got.Stock[i], want.Stock[i])
+		}
+	}
+}
+
+// wantEffects checks that, from before to after, each account lost exactly
+// what it paid (the merchant gained merchantIn) and each item's sold count
+// grew by sold[sku]: the committed effects, each applied once.
+func wantEffects(t *testing.T, before, after demo.Snapshot, paid map[string]int64, merchantIn int64, sold map[string]int64) {
+	t.Helper()
+	for _, a := range after.Accounts {
+		want := account(t, before, a.Name).balance - paid[a.Name]
+		if a.Name == demo.MerchantAccount {
+			want += merchantIn
+		}
+		if a.Balance != want {
+			t.Fatalf("account %s balance %d, want %d", a.Name, a.Balance, want)
+		}
+	}
+	for _, s := range after.Stock {
+		if s.Sold != sold[s.SKU] {
+			t.Fatalf("sku %s sold %d, want %d", s.SKU, s.Sold, sold[s.SKU])
 		}
 	}
 }

@@ -3,7 +3,6 @@ package demo_test
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 	"github.com/settle-tcc/settle/internal/dbtest"
 	"github.com/settle-tcc/settle/internal/demo"
+	"github.com/settle-tcc/settle/internal/grpctest"
 )
 
 // miniCoordinator is a stand-in for the real coordinator, enough to drive
@@ -103,22 +103,9 @@ func startMiniCoordinator(t *testing.T) (*miniCoordinator, string) {
 		branches: map[string][]*tccv1.RegisterBranchRequest{},
 		reasons:  map[string]string{},
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
 	srv := grpc.NewServer()
 	tccv1.RegisterCoordinatorServiceServer(srv, m)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(lis)
-	}()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-done
-	})
-	return m, lis.Addr().String()
+	return m, grpctest.Serve(t, srv)
 }
 
 func TestPlaceOrder(t *testing.T) {
