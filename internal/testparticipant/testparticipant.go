@@ -7,7 +7,6 @@ package testparticipant
 import (
 	"context"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 
@@ -16,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
+	"github.com/settle-tcc/settle/internal/grpctest"
 )
 
 // Behaviour decides the answer to one call; nil means success. It may
@@ -49,15 +49,10 @@ func Start(t testing.TB) *Server { return StartWith(t) }
 // StartWith is Start with gRPC server options (e.g. TLS credentials).
 func StartWith(t testing.TB, opts ...grpc.ServerOption) *Server {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	s := &Server{addr: lis.Addr().String(), srv: grpc.NewServer(opts...),
+	s := &Server{srv: grpc.NewServer(opts...),
 		calls: map[string]int{}, attempts: map[string]int{}, running: map[string]int{}}
 	tccv1.RegisterParticipantServiceServer(s.srv, s)
-	go func() { _ = s.srv.Serve(lis) }()
-	t.Cleanup(s.srv.Stop)
+	s.addr = grpctest.Serve(t, s.srv)
 	return s
 }
 
