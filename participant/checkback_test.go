@@ -63,7 +63,7 @@ func (e *cbEnv) begin(t *testing.T, gid string, timeout time.Duration, payload s
 	if _, err := e.coord.RegisterBranch(ctx, &tccv1.RegisterBranchRequest{Gid: gid, BranchId: "b1", Participant: e.addr, Payload: []byte(payload)}); err != nil {
 		t.Fatalf("register %s: %v", gid, err)
 	}
-	wantCode(t, e.try(t, gid, "b1", payload), codes.OK, "")
+	grpctest.WantCode(t, e.try(t, gid, "b1", payload), codes.OK, "")
 }
 
 func (e *cbEnv) txn(t *testing.T, gid string) *tccv1.Transaction {
@@ -192,7 +192,7 @@ func TestCheckBackUnknownGIDIsCancelled(t *testing.T) {
 			t.Parallel()
 			e := setupWithCoordinator(t, be)
 			chk := e.checker(t, e.p)
-			wantCode(t, e.try(t, "ghost", "b1", "5"), codes.OK, "")
+			grpctest.WantCode(t, e.try(t, "ghost", "b1", "5"), codes.OK, "")
 			e.clock.Advance(time.Minute)
 			st, err := chk.RunOnce(ctxT(t))
 			wantStats(t, st, err, participant.CheckStats{Due: 1, Claimed: 1, Cancelled: 1})
@@ -292,7 +292,7 @@ func TestCheckBackCoordinatorUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantCode(t, e.try(t, "g1", "b1", "1"), codes.OK, "")
+	grpctest.WantCode(t, e.try(t, "g1", "b1", "1"), codes.OK, "")
 	e.clock.Advance(31 * time.Second)
 	st, err := chk.RunOnce(ctxT(t))
 	wantStats(t, st, err, participant.CheckStats{Due: 1, Claimed: 1, Failed: 1})

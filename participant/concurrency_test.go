@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/settle-tcc/settle/internal/dbtest"
+	"github.com/settle-tcc/settle/internal/grpctest"
 	"github.com/settle-tcc/settle/participant"
 )
 
@@ -45,7 +46,7 @@ func TestConcurrentDuplicateConfirm(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
 		t.Parallel()
 		e := setup(t, spec)
-		wantCode(t, e.try(t, "g1", "b1", "3"), codes.OK, "")
+		grpctest.WantCode(t, e.try(t, "g1", "b1", "3"), codes.OK, "")
 		if got := burst(50, func() error { return e.confirm(t, "g1", "b1", "3") }); got[codes.OK] != 50 {
 			t.Fatalf("50 identical Confirms: codes %v", got)
 		}
@@ -109,7 +110,7 @@ func TestConcurrentTryAndCancel(t *testing.T) {
 			if got[codes.OK]+got[codes.FailedPrecondition] != 20 {
 				t.Fatalf("%s: codes %v", gid, got)
 			}
-			wantCode(t, e.cancel(t, gid, "b1", "2"), codes.OK, "")
+			grpctest.WantCode(t, e.cancel(t, gid, "b1", "2"), codes.OK, "")
 			e.wantState(t, gid, "b1", participant.StateCancelled)
 		}
 		if s := e.stock(t); s != (stock{100, 0, 0}) {
@@ -126,7 +127,7 @@ func TestConcurrentConfirmAndCancel(t *testing.T) {
 		e := setup(t, spec)
 		for i := range 5 {
 			gid := fmt.Sprintf("g%d", i)
-			wantCode(t, e.try(t, gid, "b1", "1"), codes.OK, "")
+			grpctest.WantCode(t, e.try(t, gid, "b1", "1"), codes.OK, "")
 			burst(20, func() error {
 				if rand.IntN(2) == 0 {
 					return e.confirm(t, gid, "b1", "1")

@@ -11,6 +11,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/settle-tcc/settle/internal/dbtest"
+	"github.com/settle-tcc/settle/internal/grpctest"
 	"github.com/settle-tcc/settle/participant"
 )
 
@@ -19,12 +20,12 @@ func TestTryConfirm(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
 		t.Parallel()
 		e := setup(t, spec)
-		wantCode(t, e.try(t, "g1", "b1", "3"), codes.OK, "")
+		grpctest.WantCode(t, e.try(t, "g1", "b1", "3"), codes.OK, "")
 		if s := e.stock(t); s != (stock{97, 3, 0}) {
 			t.Fatalf("after Try stock = %+v", s)
 		}
 		e.wantState(t, "g1", "b1", participant.StateTried)
-		wantCode(t, e.confirm(t, "g1", "b1", "3"), codes.OK, "")
+		grpctest.WantCode(t, e.confirm(t, "g1", "b1", "3"), codes.OK, "")
 		if s := e.stock(t); s != (stock{97, 0, 3}) {
 			t.Fatalf("after Confirm stock = %+v", s)
 		}
@@ -37,8 +38,8 @@ func TestTryCancel(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
 		t.Parallel()
 		e := setup(t, spec)
-		wantCode(t, e.try(t, "g1", "b1", "3"), codes.OK, "")
-		wantCode(t, e.cancel(t, "g1", "b1", "3"), codes.OK, "")
+		grpctest.WantCode(t, e.try(t, "g1", "b1", "3"), codes.OK, "")
+		grpctest.WantCode(t, e.cancel(t, "g1", "b1", "3"), codes.OK, "")
 		if s := e.stock(t); s != (stock{100, 0, 0}) {
 			t.Fatalf("stock = %+v", s)
 		}
@@ -55,14 +56,14 @@ func TestRepeatedTryRunsHandlerOnce(t *testing.T) {
 		t.Parallel()
 		e := setup(t, spec)
 		for range 3 {
-			wantCode(t, e.try(t, "g1", "b1", "3"), codes.OK, "")
+			grpctest.WantCode(t, e.try(t, "g1", "b1", "3"), codes.OK, "")
 		}
 		if n := e.runs(t, "try", "g1", "b1"); n != 1 {
 			t.Fatalf("Try handler ran %d times", n)
 		}
 		// A Try repeated after Confirm still returns the first result.
-		wantCode(t, e.confirm(t, "g1", "b1", "3"), codes.OK, "")
-		wantCode(t, e.try(t, "g1", "b1", "3"), codes.OK, "")
+		grpctest.WantCode(t, e.confirm(t, "g1", "b1", "3"), codes.OK, "")
+		grpctest.WantCode(t, e.try(t, "g1", "b1", "3"), codes.OK, "")
 		if s := e.stock(t); s != (stock{97, 0, 3}) {
 			t.Fatalf("stock = %+v", s)
 		}
@@ -74,9 +75,9 @@ func TestRepeatedConfirmRunsHandlerOnce(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
 		t.Parallel()
 		e := setup(t, spec)
-		wantCode(t, e.try(t, "g1", "b1", "3"), codes.OK, "")
+		grpctest.WantCode(t, e.try(t, "g1", "b1", "3"), codes.OK, "")
 		for range 3 {
-			wantCode(t, e.confirm(t, "g1", "b1", "3"), codes.OK, "")
+			grpctest.WantCode(t, e.confirm(t, "g1", "b1", "3"), codes.OK, "")
 		}
 		if n := e.runs(t, "confirm", "g1", "b1"); n != 1 {
 			t.Fatalf("Confirm handler ran %d times", n)
@@ -92,10 +93,10 @@ func TestRepeatedCancelRunsHandlerOnce(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
 		t.Parallel()
 		e := setup(t, spec)
-		wantCode(t, e.try(t, "g1", "b1", "3"), codes.OK, "")
-		wantCode(t, e.try(t, "g2", "b1", "3"), codes.OK, "")
+		grpctest.WantCode(t, e.try(t, "g1", "b1", "3"), codes.OK, "")
+		grpctest.WantCode(t, e.try(t, "g2", "b1", "3"), codes.OK, "")
 		for range 3 {
-			wantCode(t, e.cancel(t, "g1", "b1", "3"), codes.OK, "")
+			grpctest.WantCode(t, e.cancel(t, "g1", "b1", "3"), codes.OK, "")
 		}
 		if n := e.runs(t, "cancel", "g1", "b1"); n != 1 {
 			t.Fatalf("Cancel handler ran %d times", n)
@@ -111,8 +112,8 @@ func TestNullCompensation(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
 		t.Parallel()
 		e := setup(t, spec)
-		wantCode(t, e.cancel(t, "g1", "b1", "3"), codes.OK, "")
-		wantCode(t, e.cancel(t, "g1", "b1", "3"), codes.OK, "")
+		grpctest.WantCode(t, e.cancel(t, "g1", "b1", "3"), codes.OK, "")
+		grpctest.WantCode(t, e.cancel(t, "g1", "b1", "3"), codes.OK, "")
 		if n := e.runs(t, "cancel", "g1", "b1"); n != 0 {
 			t.Fatalf("Cancel handler ran %d times for a null compensation", n)
 		}
@@ -131,12 +132,12 @@ func TestTryAfterCancelRefused(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
 		t.Parallel()
 		e := setup(t, spec)
-		wantCode(t, e.cancel(t, "g1", "b1", "3"), codes.OK, "")
+		grpctest.WantCode(t, e.cancel(t, "g1", "b1", "3"), codes.OK, "")
 		for range 2 {
-			wantCode(t, e.try(t, "g1", "b1", "3"), codes.FailedPrecondition, "try after cancel")
+			grpctest.WantCode(t, e.try(t, "g1", "b1", "3"), codes.FailedPrecondition, "try after cancel")
 		}
 		// Even with another payload the answer is "cancelled first".
-		wantCode(t, e.try(t, "g1", "b1", "4"), codes.FailedPrecondition, "try after cancel")
+		grpctest.WantCode(t, e.try(t, "g1", "b1", "4"), codes.FailedPrecondition, "try after cancel")
 		if n := e.runs(t, "try", "g1", "b1"); n != 0 {
 			t.Fatalf("Try handler ran %d times after Cancel", n)
 		}
@@ -156,9 +157,9 @@ func TestRepeatedTryAfterTriedThenCancelled(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
 		t.Parallel()
 		e := setup(t, spec)
-		wantCode(t, e.try(t, "g1", "b1", "3"), codes.OK, "")
-		wantCode(t, e.cancel(t, "g1", "b1", "3"), codes.OK, "")
-		wantCode(t, e.try(t, "g1", "b1", "3"), codes.FailedPrecondition, "tried and then cancelled")
+		grpctest.WantCode(t, e.try(t, "g1", "b1", "3"), codes.OK, "")
+		grpctest.WantCode(t, e.cancel(t, "g1", "b1", "3"), codes.OK, "")
+		grpctest.WantCode(t, e.try(t, "g1", "b1", "3"), codes.FailedPrecondition, "tried and then cancelled")
 		if n := e.runs(t, "try", "g1", "b1"); n != 1 {
 			t.Fatalf("Try handler ran %d times, want 1", n)
 		}
@@ -174,12 +175,12 @@ func TestConfirmAfterCancelConflict(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
 		t.Parallel()
 		e := setup(t, spec)
-		wantCode(t, e.try(t, "g1", "b1", "3"), codes.OK, "")
-		wantCode(t, e.cancel(t, "g1", "b1", "3"), codes.OK, "")
-		wantCode(t, e.confirm(t, "g1", "b1", "3"), codes.FailedPrecondition, "conflict")
+		grpctest.WantCode(t, e.try(t, "g1", "b1", "3"), codes.OK, "")
+		grpctest.WantCode(t, e.cancel(t, "g1", "b1", "3"), codes.OK, "")
+		grpctest.WantCode(t, e.confirm(t, "g1", "b1", "3"), codes.FailedPrecondition, "conflict")
 		// A null-compensated branch conflicts the same way.
-		wantCode(t, e.cancel(t, "g2", "b1", "3"), codes.OK, "")
-		wantCode(t, e.confirm(t, "g2", "b1", "3"), codes.FailedPrecondition, "conflict")
+		grpctest.WantCode(t, e.cancel(t, "g2", "b1", "3"), codes.OK, "")
+		grpctest.WantCode(t, e.confirm(t, "g2", "b1", "3"), codes.FailedPrecondition, "conflict")
 		if n := e.runs(t, "confirm", "g1", "b1") + e.runs(t, "confirm", "g2", "b1"); n != 0 {
 			t.Fatalf("Confirm handler ran %d times", n)
 		}
@@ -194,9 +195,9 @@ func TestCancelAfterConfirmConflict(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
 		t.Parallel()
 		e := setup(t, spec)
-		wantCode(t, e.try(t, "g1", "b1", "3"), codes.OK, "")
-		wantCode(t, e.confirm(t, "g1", "b1", "3"), codes.OK, "")
-		wantCode(t, e.cancel(t, "g1", "b1", "3"), codes.FailedPrecondition, "conflict")
+		grpctest.WantCode(t, e.try(t, "g1", "b1", "3"), codes.OK, "")
+		grpctest.WantCode(t, e.confirm(t, "g1", "b1", "3"), codes.OK, "")
+		grpctest.WantCode(t, e.cancel(t, "g1", "b1", "3"), codes.FailedPrecondition, "conflict")
 		if n := e.runs(t, "cancel", "g1", "b1"); n != 0 {
 			t.Fatalf("Cancel handler ran %d times", n)
 		}
@@ -212,7 +213,7 @@ func TestConfirmWithoutTryRefused(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
 		t.Parallel()
 		e := setup(t, spec)
-		wantCode(t, e.confirm(t, "g1", "b1", "3"), codes.FailedPrecondition, "confirm without try")
+		grpctest.WantCode(t, e.confirm(t, "g1", "b1", "3"), codes.FailedPrecondition, "confirm without try")
 		if _, ok := e.record(t, "g1", "b1"); ok {
 			t.Fatal("Confirm without Try left a fence row")
 		}
@@ -224,17 +225,17 @@ func TestPayloadMismatchRefused(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
 		t.Parallel()
 		e := setup(t, spec)
-		wantCode(t, e.try(t, "g1", "b1", "3"), codes.OK, "")
-		wantCode(t, e.try(t, "g1", "b1", "5"), codes.FailedPrecondition, "payload differs")
-		wantCode(t, e.confirm(t, "g1", "b1", "5"), codes.FailedPrecondition, "payload differs")
-		wantCode(t, e.cancel(t, "g1", "b1", "5"), codes.FailedPrecondition, "payload differs")
+		grpctest.WantCode(t, e.try(t, "g1", "b1", "3"), codes.OK, "")
+		grpctest.WantCode(t, e.try(t, "g1", "b1", "5"), codes.FailedPrecondition, "payload differs")
+		grpctest.WantCode(t, e.confirm(t, "g1", "b1", "5"), codes.FailedPrecondition, "payload differs")
+		grpctest.WantCode(t, e.cancel(t, "g1", "b1", "5"), codes.FailedPrecondition, "payload differs")
 		if n := e.runs(t, "try", "g1", "b1"); n != 1 {
 			t.Fatalf("Try handler ran %d times", n)
 		}
 		if s := e.stock(t); s != (stock{97, 3, 0}) {
 			t.Fatalf("stock = %+v, want the first Try's 3 only", s)
 		}
-		wantCode(t, e.confirm(t, "g1", "b1", "3"), codes.OK, "")
+		grpctest.WantCode(t, e.confirm(t, "g1", "b1", "3"), codes.OK, "")
 		r, _ := e.record(t, "g1", "b1")
 		if string(r.Payload) != "3" || len(r.PayloadDigest) != 64 {
 			t.Fatalf("record = %+v", r)
@@ -247,14 +248,14 @@ func TestRefusedTryLeavesNoFence(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
 		t.Parallel()
 		e := setup(t, spec)
-		wantCode(t, e.try(t, "g1", "b1", "101"), codes.FailedPrecondition, "out of stock")
+		grpctest.WantCode(t, e.try(t, "g1", "b1", "101"), codes.FailedPrecondition, "out of stock")
 		if _, ok := e.record(t, "g1", "b1"); ok {
 			t.Fatal("refused Try left a fence row")
 		}
 		// The coordinator's Cancel is then a null compensation, and the Try
 		// stays refused.
-		wantCode(t, e.cancel(t, "g1", "b1", "101"), codes.OK, "")
-		wantCode(t, e.try(t, "g1", "b1", "101"), codes.FailedPrecondition, "try after cancel")
+		grpctest.WantCode(t, e.cancel(t, "g1", "b1", "101"), codes.OK, "")
+		grpctest.WantCode(t, e.try(t, "g1", "b1", "101"), codes.FailedPrecondition, "try after cancel")
 		if s := e.stock(t); s != (stock{100, 0, 0}) {
 			t.Fatalf("stock = %+v", s)
 		}
@@ -276,9 +277,9 @@ func TestInvalidRequests(t *testing.T) {
 			{"long branch", "g1", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "3"},
 		}
 		for _, tc := range cases {
-			wantCode(t, e.try(t, tc.gid, tc.branch, tc.payload), codes.InvalidArgument, "")
-			wantCode(t, e.confirm(t, tc.gid, tc.branch, tc.payload), codes.InvalidArgument, "")
-			wantCode(t, e.cancel(t, tc.gid, tc.branch, tc.payload), codes.InvalidArgument, "")
+			grpctest.WantCode(t, e.try(t, tc.gid, tc.branch, tc.payload), codes.InvalidArgument, "")
+			grpctest.WantCode(t, e.confirm(t, tc.gid, tc.branch, tc.payload), codes.InvalidArgument, "")
+			grpctest.WantCode(t, e.cancel(t, tc.gid, tc.branch, tc.payload), codes.InvalidArgument, "")
 		}
 		if rs, err := e.p.Records(ctxT(t), participant.Query{}); err != nil || len(rs) != 0 {
 			t.Fatalf("Records = %v, %v; want none", rs, err)
@@ -302,15 +303,15 @@ func TestHandlerFailureIsTransient(t *testing.T) {
 				return inner(ctx, tx, r)
 			}
 		})
-		wantCode(t, e.try(t, "g1", "b1", "3"), codes.OK, "")
+		grpctest.WantCode(t, e.try(t, "g1", "b1", "3"), codes.OK, "")
 		err := e.confirm(t, "g1", "b1", "3")
-		wantCode(t, err, codes.Unavailable, "")
+		grpctest.WantCode(t, err, codes.Unavailable, "")
 		if got := err.Error(); strings.Contains(got, "secret") {
 			t.Fatalf("status leaks the handler's error: %v", got)
 		}
 		e.wantState(t, "g1", "b1", participant.StateTried)
 		fail = false
-		wantCode(t, e.confirm(t, "g1", "b1", "3"), codes.OK, "")
+		grpctest.WantCode(t, e.confirm(t, "g1", "b1", "3"), codes.OK, "")
 		e.wantState(t, "g1", "b1", participant.StateConfirmed)
 	})
 }

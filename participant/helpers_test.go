@@ -202,18 +202,6 @@ func (e *env) wantState(t *testing.T, gid, branch string, want participant.State
 	}
 }
 
-// wantCode fails unless err carries code (OK means nil) and, when given,
-// a message containing substr.
-func wantCode(t *testing.T, err error, code codes.Code, substr string) {
-	t.Helper()
-	if got := status.Code(err); got != code {
-		t.Fatalf("error %v: code %v, want %v", err, got, code)
-	}
-	if substr != "" && !strings.Contains(status.Convert(err).Message(), substr) {
-		t.Fatalf("error %v: message lacks %q", err, substr)
-	}
-}
-
 // burst runs fn n times at once (released together) and counts the codes.
 func burst(n int, fn func() error) map[codes.Code]int {
 	m := map[codes.Code]int{}

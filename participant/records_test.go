@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/settle-tcc/settle/internal/dbtest"
+	"github.com/settle-tcc/settle/internal/grpctest"
 	"github.com/settle-tcc/settle/participant"
 )
 
@@ -17,12 +18,12 @@ func TestRecordsWindow(t *testing.T) {
 		t.Parallel()
 		e := setup(t, spec)
 		t0 := e.clock.Now()
-		wantCode(t, e.try(t, "g1", "b1", "1"), codes.OK, "")
+		grpctest.WantCode(t, e.try(t, "g1", "b1", "1"), codes.OK, "")
 		e.clock.Advance(time.Hour)
-		wantCode(t, e.cancel(t, "g2", "b1", "1"), codes.OK, "")
+		grpctest.WantCode(t, e.cancel(t, "g2", "b1", "1"), codes.OK, "")
 		e.clock.Advance(time.Hour)
-		wantCode(t, e.try(t, "g3", "b1", "1"), codes.OK, "")
-		wantCode(t, e.confirm(t, "g3", "b1", "1"), codes.OK, "")
+		grpctest.WantCode(t, e.try(t, "g3", "b1", "1"), codes.OK, "")
+		grpctest.WantCode(t, e.confirm(t, "g3", "b1", "1"), codes.OK, "")
 
 		rs, err := participant.ListRecords(ctxT(t), e.db, participant.Query{From: t0.Add(30 * time.Minute), To: t0.Add(90 * time.Minute)})
 		if err != nil || len(rs) != 1 || rs[0].GID != "g2" || rs[0].State != participant.StateCancelled || rs[0].Tried {
@@ -50,12 +51,12 @@ func TestPurgeKeepsTriedAndRecentRows(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
 		t.Parallel()
 		e := setup(t, spec, func(c *participant.Config) { c.Retention = 2 * time.Hour })
-		wantCode(t, e.try(t, "old-tried", "b1", "1"), codes.OK, "")
-		wantCode(t, e.try(t, "old-confirmed", "b1", "1"), codes.OK, "")
-		wantCode(t, e.confirm(t, "old-confirmed", "b1", "1"), codes.OK, "")
-		wantCode(t, e.cancel(t, "old-cancelled", "b1", "1"), codes.OK, "")
+		grpctest.WantCode(t, e.try(t, "old-tried", "b1", "1"), codes.OK, "")
+		grpctest.WantCode(t, e.try(t, "old-confirmed", "b1", "1"), codes.OK, "")
+		grpctest.WantCode(t, e.confirm(t, "old-confirmed", "b1", "1"), codes.OK, "")
+		grpctest.WantCode(t, e.cancel(t, "old-cancelled", "b1", "1"), codes.OK, "")
 		e.clock.Advance(90 * time.Minute)
-		wantCode(t, e.cancel(t, "new-cancelled", "b1", "1"), codes.OK, "")
+		grpctest.WantCode(t, e.cancel(t, "new-cancelled", "b1", "1"), codes.OK, "")
 		if n, err := e.p.Purge(ctxT(t)); err != nil || n != 0 {
 			t.Fatalf("Purge inside retention = %d, %v", n, err)
 		}
@@ -73,7 +74,7 @@ func TestPurgeKeepsTriedAndRecentRows(t *testing.T) {
 			t.Fatalf("left %v, want old-tried and new-cancelled", got)
 		}
 		// While its row exists a late Try is still refused.
-		wantCode(t, e.try(t, "new-cancelled", "b1", "1"), codes.FailedPrecondition, "try after cancel")
+		grpctest.WantCode(t, e.try(t, "new-cancelled", "b1", "1"), codes.FailedPrecondition, "try after cancel")
 	})
 }
 

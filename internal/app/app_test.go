@@ -102,18 +102,6 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func wantCode(t *testing.T, err error, code codes.Code, contains ...string) {
-	t.Helper()
-	if status.Code(err) != code {
-		t.Fatalf("got %v (%v), want %v", status.Code(err), err, code)
-	}
-	for _, s := range contains {
-		if !strings.Contains(status.Convert(err).Message(), s) {
-			t.Fatalf("message %q does not mention %q", status.Convert(err).Message(), s)
-		}
-	}
-}
-
 func TestCommitPath(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
 		e := setup(t, spec)
@@ -162,7 +150,7 @@ func TestRollbackAfterRefusedTry(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := e.pc.Try(ctx, &tccv1.TryRequest{Gid: "order-2", BranchId: "inventory"})
-		wantCode(t, err, codes.FailedPrecondition)
+		grpctest.WantCode(t, err, codes.FailedPrecondition)
 		r, err := e.coord.Rollback(ctx, &tccv1.RollbackRequest{Gid: "order-2", Wait: true, Reason: "insufficient stock"})
 		if err != nil {
 			t.Fatalf("rollback: %v", err)
@@ -180,7 +168,7 @@ func TestRollbackAfterRefusedTry(t *testing.T) {
 			}
 		}
 		_, err = e.coord.Commit(ctx, &tccv1.CommitRequest{Gid: "order-2"})
-		wantCode(t, err, codes.FailedPrecondition, "order-2", "ABORTED")
+		grpctest.WantCode(t, err, codes.FailedPrecondition, "order-2", "ABORTED")
 	})
 }
 
@@ -290,7 +278,7 @@ func TestErrors(t *testing.T) {
 			{"checkback bad gid", func() error { _, err := e.coord.CheckBack(ctx, &tccv1.CheckBackRequest{Gid: "bad gid"}); return err }, codes.InvalidArgument, nil},
 		}
 		for _, tc := range cases {
-			t.Run(tc.name, func(t *testing.T) { wantCode(t, tc.call(), tc.code, tc.contains...) })
+			t.Run(tc.name, func(t *testing.T) { grpctest.WantCode(t, tc.call(), tc.code, tc.contains...) })
 		}
 		// Refused calls changed nothing.
 		tx := e.get(t, "open")
@@ -315,7 +303,7 @@ func TestBranchLimit(t *testing.T) {
 		e := setup(t, spec, withoutRecovery, func(c *app.Config) { c.Coordinator.MaxBranches = 3 })
 		e.begin(t, "many", "b1", "b2", "b3")
 		_, err := e.coord.RegisterBranch(ctxT(t), &tccv1.RegisterBranchRequest{Gid: "many", BranchId: "b4", Participant: e.part.Addr()})
-		wantCode(t, err, codes.InvalidArgument, "limit is 3")
+		grpctest.WantCode(t, err, codes.InvalidArgument, "limit is 3")
 	})
 }
 
@@ -428,9 +416,9 @@ func TestCheckBack(t *testing.T) {
 			t.Fatalf("unknown: %v", r)
 		}
 		_, err := e.coord.Begin(ctx, &tccv1.BeginRequest{Gid: "never-begun"})
-		wantCode(t, err, codes.FailedPrecondition, "never-begun", "presumed")
+		grpctest.WantCode(t, err, codes.FailedPrecondition, "never-begun", "presumed")
 		_, err = e.coord.Commit(ctx, &tccv1.CommitRequest{Gid: "never-begun"})
-		wantCode(t, err, codes.FailedPrecondition, "ABORTED")
+		grpctest.WantCode(t, err, codes.FailedPrecondition, "ABORTED")
 		if r := check("never-begun"); r.GetVerdict() != tccv1.Verdict_VERDICT_CANCEL {
 			t.Fatalf("repeat unknown: %v", r)
 		}
@@ -450,7 +438,7 @@ func TestCheckBack(t *testing.T) {
 			t.Fatalf("abort reason %q", got)
 		}
 		_, err = e.coord.Commit(ctx, &tccv1.CommitRequest{Gid: "pending"})
-		wantCode(t, err, codes.FailedPrecondition, "pending", "ABORTED")
+		grpctest.WantCode(t, err, codes.FailedPrecondition, "pending", "ABORTED")
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 	"github.com/settle-tcc/settle/internal/dbtest"
+	"github.com/settle-tcc/settle/internal/grpctest"
 )
 
 // TestBeginWithBranches: branches registered with Begin are recorded in the
@@ -67,10 +68,10 @@ func TestBeginWithBranches(t *testing.T) {
 		}
 		req.Branches = []*tccv1.BranchRegistration{reg("a", "pay-a"), reg("b", "other")}
 		_, err = e.coord.Begin(ctx, req)
-		wantCode(t, err, codes.AlreadyExists, "bb-1", "branch b")
+		grpctest.WantCode(t, err, codes.AlreadyExists, "bb-1", "branch b")
 		req.Branches = []*tccv1.BranchRegistration{reg("z", "pay-z")}
 		_, err = e.coord.Begin(ctx, req)
-		wantCode(t, err, codes.AlreadyExists, "bb-1", "branch z is not registered")
+		grpctest.WantCode(t, err, codes.AlreadyExists, "bb-1", "branch z is not registered")
 
 		// Refusals write nothing.
 		tooMany := make([]*tccv1.BranchRegistration, 65)
@@ -91,9 +92,9 @@ func TestBeginWithBranches(t *testing.T) {
 		} {
 			gid := "bb-refused"
 			_, err := e.coord.Begin(ctx, &tccv1.BeginRequest{Gid: gid, Branches: tc.branches})
-			wantCode(t, err, tc.code, tc.contains)
+			grpctest.WantCode(t, err, tc.code, tc.contains)
 			_, err = e.coord.GetTransaction(ctx, &tccv1.GetTransactionRequest{Gid: gid})
-			wantCode(t, err, codes.NotFound)
+			grpctest.WantCode(t, err, codes.NotFound)
 		}
 	})
 }

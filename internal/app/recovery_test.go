@@ -47,7 +47,7 @@ func TestStalePreExecution(t *testing.T) {
 			t.Fatalf("abort reason %q", r)
 		}
 		_, err := e.coord.Commit(ctxT(t), &tccv1.CommitRequest{Gid: "abandoned"})
-		wantCode(t, err, codes.FailedPrecondition, "abandoned", "ABORTED")
+		grpctest.WantCode(t, err, codes.FailedPrecondition, "abandoned", "ABORTED")
 	})
 }
 
@@ -139,9 +139,9 @@ func TestRetryHorizonAndAdmin(t *testing.T) {
 		}
 		eventually(t, "retried transaction finished", func() bool { return e.get(t, "stuck").GetState() == committed })
 		_, err = admin.RetryNow(ctx, &adminv1.RetryNowRequest{Gid: "stuck"})
-		wantCode(t, err, codes.FailedPrecondition, "COMMITTED")
+		grpctest.WantCode(t, err, codes.FailedPrecondition, "COMMITTED")
 		_, err = admin.RetryNow(ctx, &adminv1.RetryNowRequest{Gid: "nope"})
-		wantCode(t, err, codes.NotFound)
+		grpctest.WantCode(t, err, codes.NotFound)
 	})
 }
 
@@ -183,7 +183,7 @@ func TestConflictNeedsOperator(t *testing.T) {
 		}
 
 		_, err = admin.ResolveBranch(ctx, &adminv1.ResolveBranchRequest{Gid: "split", BranchId: "b", State: tccv1.BranchState_BRANCH_STATE_CANCELLED})
-		wantCode(t, err, codes.InvalidArgument, "reason")
+		grpctest.WantCode(t, err, codes.InvalidArgument, "reason")
 		_, err = admin.ResolveBranch(ctx, &adminv1.ResolveBranchRequest{Gid: "split", BranchId: "b", State: tccv1.BranchState_BRANCH_STATE_CANCELLED,
 			Reason: "refunded by hand, ticket OPS-7 (alice)"})
 		if err != nil {

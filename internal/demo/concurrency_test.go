@@ -111,7 +111,7 @@ func TestConcurrentTryAndCancel(t *testing.T) {
 				t.Fatalf("%s: codes %v", gid, got)
 			}
 			// Deliver one more Cancel, as the coordinator would retry it.
-			wantCode(t, e.cancel(gid, "b1", book2), codes.OK, "")
+			grpctest.WantCode(t, e.cancel(gid, "b1", book2), codes.OK, "")
 		}
 		sameTotals(t, e.totals(t), before)
 	})
@@ -124,7 +124,7 @@ func TestConcurrentConfirmAndCancel(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
 		t.Parallel()
 		e := setup(t, spec)
-		wantCode(t, e.try("g1", "b1", pay1500), codes.OK, "")
+		grpctest.WantCode(t, e.try("g1", "b1", pay1500), codes.OK, "")
 		var mu sync.Mutex
 		okBy := map[string]int{}
 		grpctest.Burst(40, func() error {

@@ -3,12 +3,9 @@ package demo_test
 import (
 	"context"
 	"log/slog"
-	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"gorm.io/gorm"
 
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
@@ -114,18 +111,6 @@ func stock(t *testing.T, s demo.Snapshot, sku string) demo.Stock {
 	}
 	t.Fatalf("no sku %q", sku)
 	return demo.Stock{}
-}
-
-// wantCode fails unless err carries code (OK means nil) and, when given,
-// a message containing substr.
-func wantCode(t *testing.T, err error, code codes.Code, substr string) {
-	t.Helper()
-	if got := status.Code(err); got != code {
-		t.Fatalf("error %v: code %v, want %v", err, got, code)
-	}
-	if substr != "" && !strings.Contains(status.Convert(err).Message(), substr) {
-		t.Fatalf("error %v: message lacks %q", err, substr)
-	}
 }
 
 // sameTotals fails if the two snapshots differ in any account or item.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/settle-tcc/settle/internal/dbtest"
 	"github.com/settle-tcc/settle/internal/demo"
+	"github.com/settle-tcc/settle/internal/grpctest"
 )
 
 var (
@@ -19,7 +20,7 @@ func TestTryConfirmAccounts(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
 		t.Parallel()
 		e := setup(t, spec)
-		wantCode(t, e.try("g1", "b1", pay1500), codes.OK, "")
+		grpctest.WantCode(t, e.try("g1", "b1", pay1500), codes.OK, "")
 		s := e.totals(t)
 		if got := account(t, s, "alice"); got != (accountView{10000, 1500}) {
 			t.Fatalf("after Try alice = %+v, want balance 10000 frozen 1500", got)
@@ -27,7 +28,7 @@ func TestTryConfirmAccounts(t *testing.T) {
 		if got := e.fences(t, "g1"); got["accounts/b1"] != demo.StateTried {
 			t.Fatalf("fence = %v", got)
 		}
-		wantCode(t, e.confirm("g1", "b1", pay1500), codes.OK, "")
+		grpctest.WantCode(t, e.confirm("g1", "b1", pay1500), codes.OK, "")
 		s = e.totals(t)
 		if got := account(t, s, "alice"); got != (accountView{8500, 0}) {
 			t.Fatalf("after Confirm alice = %+v", got)
@@ -49,11 +50,11 @@ func TestTryConfirmInventory(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
 		t.Parallel()
 		e := setup(t, spec)
-		wantCode(t, e.try("g1", "b1", book2), codes.OK, "")
+		grpctest.WantCode(t, e.try("g1", "b1", book2), codes.OK, "")
 		if got := stock(t, e.totals(t), "book"); got != (demo.Stock{SKU: "book", Stock: 10, Reserved: 2}) {
 			t.Fatalf("after Try book = %+v", got)
 		}
-		wantCode(t, e.confirm("g1", "b1", book2), codes.OK, "")
+		grpctest.WantCode(t, e.confirm("g1", "b1", book2), codes.OK, "")
 		s := e.totals(t)
 		if got := stock(t, s, "book"); got != (demo.Stock{SKU: "book", Stock: 8, Reserved: 0, Sold: 2}) {
 			t.Fatalf("after Confirm book = %+v", got)
@@ -70,10 +71,10 @@ func TestTryCancel(t *testing.T) {
 		t.Parallel()
 		e := setup(t, spec)
 		before := e.totals(t)
-		wantCode(t, e.try("g1", "pay", pay1500), codes.OK, "")
-		wantCode(t, e.try("g1", "stock", book2), codes.OK, "")
-		wantCode(t, e.cancel("g1", "pay", pay1500), codes.OK, "")
-		wantCode(t, e.cancel("g1", "stock", book2), codes.OK, "")
+		grpctest.WantCode(t, e.try("g1", "pay", pay1500), codes.OK, "")
+		grpctest.WantCode(t, e.try("g1", "stock", book2), codes.OK, "")
+		grpctest.WantCode(t, e.cancel("g1", "pay", pay1500), codes.OK, "")
+		grpctest.WantCode(t, e.cancel("g1", "stock", book2), codes.OK, "")
 		sameTotals(t, e.totals(t), before)
 		f := e.fences(t, "g1")
 		if f["accounts/pay"] != demo.StateCancelled || f["inventory/stock"] != demo.StateCancelled {
@@ -88,14 +89,14 @@ func TestRepeatedTryAppliesOnce(t *testing.T) {
 		t.Parallel()
 		e := setup(t, spec)
 		for range 3 {
-			wantCode(t, e.try("g1", "b1", pay1500), codes.OK, "")
+			grpctest.WantCode(t, e.try("g1", "b1", pay1500), codes.OK, "")
 		}
 		if got := account(t, e.totals(t), "alice"); got.frozen != 1500 {
 			t.Fatalf("frozen = %d after 3 identical Tries, want 1500", got.frozen)
 		}
 		// A Try repeated after Confirm still returns the first result.
-		wantCode(t, e.confirm("g1", "b1", pay1500), codes.OK, "")
-		wantCode(t, e.try("g1", "b1", pay1500), codes.OK, "")
+		grpctest.WantCode(t, e.confirm("g1", "b1", pay1500), codes.OK, "")
+		grpctest.WantCode(t, e.try("g1", "b1", pay1500), codes.OK, "")
 		if got := account(t, e.totals(t), "alice"); got != (accountView{8500, 0}) {
 			t.Fatalf("alice = %+v", got)
 		}
@@ -107,9 +108,9 @@ func TestRepeatedConfirmAppliesOnce(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
 		t.Parallel()
 		e := setup(t, spec)
-		wantCode(t, e.try("g1", "b1", book2), codes.OK, "")
+		grpctest.WantCode(t, e.try("g1", "b1", book2), codes.OK, "")
 		for range 3 {
-			wantCode(t, e.confirm("g1", "b1", book2), codes.OK, "")
+			grpctest.WantCode(t, e.confirm("g1", "b1", book2), codes.OK, "")
 		}
 		if got := stock(t, e.totals(t), "book"); got.Sold != 2 || got.Stock != 8 {
 			t.Fatalf("book = %+v after 3 Confirms, want sold 2", got)
@@ -124,10 +125,10 @@ func TestRepeatedCancelAppliesOnce(t *testing.T) {
 		e := setup(t, spec)
 		// Freeze twice under different gids so that a second unfreeze of g1
 		// would show up as frozen 1500 -> 0 instead of failing a guard.
-		wantCode(t, e.try("g1", "b1", pay1500), codes.OK, "")
-		wantCode(t, e.try("g2", "b1", pay1500), codes.OK, "")
+		grpctest.WantCode(t, e.try("g1", "b1", pay1500), codes.OK, "")
+		grpctest.WantCode(t, e.try("g2", "b1", pay1500), codes.OK, "")
 		for range 3 {
-			wantCode(t, e.cancel("g1", "b1", pay1500), codes.OK, "")
+			grpctest.WantCode(t, e.cancel("g1", "b1", pay1500), codes.OK, "")
 		}
 		if got := account(t, e.totals(t), "alice"); got != (accountView{10000, 1500}) {
 			t.Fatalf("alice = %+v, want only g2's 1500 frozen", got)
@@ -141,14 +142,14 @@ func TestNullCompensation(t *testing.T) {
 		t.Parallel()
 		e := setup(t, spec)
 		before := e.totals(t)
-		wantCode(t, e.cancel("g1", "b1", pay1500), codes.OK, "")
-		wantCode(t, e.cancel("g1", "b1", pay1500), codes.OK, "")
+		grpctest.WantCode(t, e.cancel("g1", "b1", pay1500), codes.OK, "")
+		grpctest.WantCode(t, e.cancel("g1", "b1", pay1500), codes.OK, "")
 		sameTotals(t, e.totals(t), before)
 		if got := e.fences(t, "g1"); got["accounts/b1"] != demo.StateCancelled || len(got) != 1 {
 			t.Fatalf("fences = %v, want one CANCELLED row", got)
 		}
 		// An unknown user needs no lookup to be compensated.
-		wantCode(t, e.cancel("g2", "b1", demo.AccountsPayload("nobody", 1)), codes.OK, "")
+		grpctest.WantCode(t, e.cancel("g2", "b1", demo.AccountsPayload("nobody", 1)), codes.OK, "")
 	})
 }
 
@@ -158,9 +159,9 @@ func TestTryAfterCancelRefused(t *testing.T) {
 		t.Parallel()
 		e := setup(t, spec)
 		before := e.totals(t)
-		wantCode(t, e.cancel("g1", "b1", book2), codes.OK, "")
-		wantCode(t, e.try("g1", "b1", book2), codes.FailedPrecondition, "try after cancel")
-		wantCode(t, e.try("g1", "b1", book2), codes.FailedPrecondition, "try after cancel")
+		grpctest.WantCode(t, e.cancel("g1", "b1", book2), codes.OK, "")
+		grpctest.WantCode(t, e.try("g1", "b1", book2), codes.FailedPrecondition, "try after cancel")
+		grpctest.WantCode(t, e.try("g1", "b1", book2), codes.FailedPrecondition, "try after cancel")
 		sameTotals(t, e.totals(t), before)
 		if got := e.fences(t, "g1"); got["inventory/b1"] != demo.StateCancelled {
 			t.Fatalf("fences = %v", got)
@@ -174,7 +175,7 @@ func TestConfirmWithoutTryRefused(t *testing.T) {
 		t.Parallel()
 		e := setup(t, spec)
 		before := e.totals(t)
-		wantCode(t, e.confirm("g1", "b1", pay1500), codes.FailedPrecondition, "confirm without try")
+		grpctest.WantCode(t, e.confirm("g1", "b1", pay1500), codes.FailedPrecondition, "confirm without try")
 		sameTotals(t, e.totals(t), before)
 		if got := e.fences(t, "g1"); len(got) != 0 {
 			t.Fatalf("fences = %v, want none", got)
@@ -188,13 +189,13 @@ func TestConfirmAfterCancelConflict(t *testing.T) {
 		t.Parallel()
 		e := setup(t, spec)
 		before := e.totals(t)
-		wantCode(t, e.try("g1", "b1", pay1500), codes.OK, "")
-		wantCode(t, e.cancel("g1", "b1", pay1500), codes.OK, "")
-		wantCode(t, e.confirm("g1", "b1", pay1500), codes.FailedPrecondition, "conflict")
+		grpctest.WantCode(t, e.try("g1", "b1", pay1500), codes.OK, "")
+		grpctest.WantCode(t, e.cancel("g1", "b1", pay1500), codes.OK, "")
+		grpctest.WantCode(t, e.confirm("g1", "b1", pay1500), codes.FailedPrecondition, "conflict")
 		sameTotals(t, e.totals(t), before)
 		// A null-compensated branch conflicts the same way.
-		wantCode(t, e.cancel("g2", "b1", pay1500), codes.OK, "")
-		wantCode(t, e.confirm("g2", "b1", pay1500), codes.FailedPrecondition, "conflict")
+		grpctest.WantCode(t, e.cancel("g2", "b1", pay1500), codes.OK, "")
+		grpctest.WantCode(t, e.confirm("g2", "b1", pay1500), codes.FailedPrecondition, "conflict")
 		sameTotals(t, e.totals(t), before)
 	})
 }
@@ -204,10 +205,10 @@ func TestCancelAfterConfirmConflict(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
 		t.Parallel()
 		e := setup(t, spec)
-		wantCode(t, e.try("g1", "b1", book2), codes.OK, "")
-		wantCode(t, e.confirm("g1", "b1", book2), codes.OK, "")
+		grpctest.WantCode(t, e.try("g1", "b1", book2), codes.OK, "")
+		grpctest.WantCode(t, e.confirm("g1", "b1", book2), codes.OK, "")
 		after := e.totals(t)
-		wantCode(t, e.cancel("g1", "b1", book2), codes.FailedPrecondition, "conflict")
+		grpctest.WantCode(t, e.cancel("g1", "b1", book2), codes.FailedPrecondition, "conflict")
 		sameTotals(t, e.totals(t), after)
 		if got := e.fences(t, "g1"); got["inventory/b1"] != demo.StateConfirmed {
 			t.Fatalf("fences = %v", got)
@@ -221,15 +222,15 @@ func TestPayloadMismatchRefused(t *testing.T) {
 		t.Parallel()
 		e := setup(t, spec)
 		other := demo.AccountsPayload("alice", 2000)
-		wantCode(t, e.try("g1", "b1", pay1500), codes.OK, "")
-		wantCode(t, e.try("g1", "b1", other), codes.FailedPrecondition, "payload differs")
-		wantCode(t, e.confirm("g1", "b1", other), codes.FailedPrecondition, "payload differs")
-		wantCode(t, e.cancel("g1", "b1", other), codes.FailedPrecondition, "payload differs")
+		grpctest.WantCode(t, e.try("g1", "b1", pay1500), codes.OK, "")
+		grpctest.WantCode(t, e.try("g1", "b1", other), codes.FailedPrecondition, "payload differs")
+		grpctest.WantCode(t, e.confirm("g1", "b1", other), codes.FailedPrecondition, "payload differs")
+		grpctest.WantCode(t, e.cancel("g1", "b1", other), codes.FailedPrecondition, "payload differs")
 		if got := account(t, e.totals(t), "alice"); got != (accountView{10000, 1500}) {
 			t.Fatalf("alice = %+v, want the first Try's 1500 frozen only", got)
 		}
 		// The first payload still confirms.
-		wantCode(t, e.confirm("g1", "b1", pay1500), codes.OK, "")
+		grpctest.WantCode(t, e.confirm("g1", "b1", pay1500), codes.OK, "")
 		if got := account(t, e.totals(t), "alice"); got != (accountView{8500, 0}) {
 			t.Fatalf("alice = %+v", got)
 		}
@@ -243,10 +244,10 @@ func TestRefusedTryLeavesNoFence(t *testing.T) {
 		e := setup(t, spec)
 		before := e.totals(t)
 		tooMuch := demo.AccountsPayload("bob", 1500) // bob has 500
-		wantCode(t, e.try("g1", "b1", tooMuch), codes.FailedPrecondition, "insufficient funds")
-		wantCode(t, e.try("g2", "b1", demo.InventoryPayload("book", 11)), codes.FailedPrecondition, "insufficient stock")
-		wantCode(t, e.try("g3", "b1", demo.AccountsPayload("nobody", 1)), codes.FailedPrecondition, "unknown account")
-		wantCode(t, e.try("g4", "b1", demo.InventoryPayload("lamp", 1)), codes.FailedPrecondition, "unknown sku")
+		grpctest.WantCode(t, e.try("g1", "b1", tooMuch), codes.FailedPrecondition, "insufficient funds")
+		grpctest.WantCode(t, e.try("g2", "b1", demo.InventoryPayload("book", 11)), codes.FailedPrecondition, "insufficient stock")
+		grpctest.WantCode(t, e.try("g3", "b1", demo.AccountsPayload("nobody", 1)), codes.FailedPrecondition, "unknown account")
+		grpctest.WantCode(t, e.try("g4", "b1", demo.InventoryPayload("lamp", 1)), codes.FailedPrecondition, "unknown sku")
 		sameTotals(t, e.totals(t), before)
 		for _, gid := range []string{"g1", "g2", "g3", "g4"} {
 			if got := e.fences(t, gid); len(got) != 0 {
@@ -254,7 +255,7 @@ func TestRefusedTryLeavesNoFence(t *testing.T) {
 			}
 		}
 		// The coordinator's Cancel is then a null compensation.
-		wantCode(t, e.cancel("g1", "b1", tooMuch), codes.OK, "")
+		grpctest.WantCode(t, e.cancel("g1", "b1", tooMuch), codes.OK, "")
 		sameTotals(t, e.totals(t), before)
 		if got := e.fences(t, "g1"); got["accounts/b1"] != demo.StateCancelled {
 			t.Fatalf("fences = %v", got)
@@ -262,8 +263,8 @@ func TestRefusedTryLeavesNoFence(t *testing.T) {
 		// A refused Try may be retried and succeed once funds allow it; here
 		// bob can afford 500 exactly.
 		exact := demo.AccountsPayload("bob", 500)
-		wantCode(t, e.try("g5", "b1", exact), codes.OK, "")
-		wantCode(t, e.try("g6", "b1", demo.AccountsPayload("bob", 1)), codes.FailedPrecondition, "insufficient funds")
+		grpctest.WantCode(t, e.try("g5", "b1", exact), codes.OK, "")
+		grpctest.WantCode(t, e.try("g6", "b1", demo.AccountsPayload("bob", 1)), codes.FailedPrecondition, "insufficient funds")
 	})
 }
 
@@ -298,9 +299,9 @@ func TestMalformedRequests(t *testing.T) {
 			{"long branch", "g1", string(make([]byte, 65)), pay1500},
 		}
 		for _, tc := range cases {
-			wantCode(t, e.try(tc.gid, tc.branch, tc.payload), codes.InvalidArgument, "")
-			wantCode(t, e.confirm(tc.gid, tc.branch, tc.payload), codes.InvalidArgument, "")
-			wantCode(t, e.cancel(tc.gid, tc.branch, tc.payload), codes.InvalidArgument, "")
+			grpctest.WantCode(t, e.try(tc.gid, tc.branch, tc.payload), codes.InvalidArgument, "")
+			grpctest.WantCode(t, e.confirm(tc.gid, tc.branch, tc.payload), codes.InvalidArgument, "")
+			grpctest.WantCode(t, e.cancel(tc.gid, tc.branch, tc.payload), codes.InvalidArgument, "")
 		}
 		sameTotals(t, e.totals(t), before)
 		if fs, err := demo.Fences(t.Context(), e.db, ""); err != nil || len(fs) != 0 {
@@ -316,11 +317,11 @@ func TestMaxLengthIDs(t *testing.T) {
 		e := setup(t, spec)
 		gid := "G-" + string(repeat('x', 126))
 		branch := "b:" + string(repeat('y', 62))
-		wantCode(t, e.try(gid, branch, pay1500), codes.OK, "")
-		wantCode(t, e.confirm(gid, branch, pay1500), codes.OK, "")
+		grpctest.WantCode(t, e.try(gid, branch, pay1500), codes.OK, "")
+		grpctest.WantCode(t, e.confirm(gid, branch, pay1500), codes.OK, "")
 		// Ids compare byte for byte: a gid differing only in case is
 		// another transaction.
-		wantCode(t, e.confirm("g-"+string(repeat('x', 126)), branch, pay1500), codes.FailedPrecondition, "confirm without try")
+		grpctest.WantCode(t, e.confirm("g-"+string(repeat('x', 126)), branch, pay1500), codes.FailedPrecondition, "confirm without try")
 	})
 }
 

@@ -4,6 +4,7 @@ package grpctest
 
 import (
 	"net"
+	"strings"
 	"sync"
 	"testing"
 
@@ -60,4 +61,18 @@ func Burst(n int, fn func() error) []codes.Code {
 	close(start)
 	wg.Wait()
 	return out
+}
+
+// WantCode fails the test unless err carries code (codes.OK means nil) and
+// its message contains each of contains.
+func WantCode(tb testing.TB, err error, code codes.Code, contains ...string) {
+	tb.Helper()
+	if got := status.Code(err); got != code {
+		tb.Fatalf("error %v: code %v, want %v", err, got, code)
+	}
+	for _, s := range contains {
+		if msg := status.Convert(err).Message(); !strings.Contains(msg, s) {
+			tb.Fatalf("error %v: message %q does not mention %q", err, msg, s)
+		}
+	}
 }
