@@ -338,7 +338,7 @@ inline decide(o) {
  * Coordinator(c), one coordinator instance, models
  *   tcc.Coordinator.Commit / Rollback / Decide   (sqlstore.Store.Decide)
  *   tcc.Coordinator.CheckBack and presumeAbort
- *   recovery.Loop.process                         (sqlstore.Store.Claim)
+ *   recovery.Loop.process, tcc.Coordinator.Resume (sqlstore.Store.Claim)
  *   tcc.Coordinator.deliver                       (sqlstore.Store.RecordRound)
  * Its local variables are its memory.  A crash (crash_req[c], set by the
  * Environment) can hit it at any step: the memory is wiped and it restarts.
@@ -394,7 +394,7 @@ end_idle:
          /* model: expire -- Decide(Abort), the winner cancels */
          decide(ABORTING) }
 
-    /* ---- recovery.Loop.process, a decided record whose lease ran out:
+    /* ---- tcc.Coordinator.Resume (from recovery.Loop.process), a decided record whose lease ran out:
      * sqlstore.Store.Claim, UPDATE ... WHERE version = read version AND
      * next_attempt_us <= now ---- */
     :: atomic { !rec_leased && (rec_state == COMMITTING || rec_state == ABORTING) ->

@@ -27,7 +27,6 @@ package recovery
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -215,7 +214,7 @@ func (l *Loop) RunOnce(ctx context.Context) (int, error) {
 
 // process handles one due record.
 //
-// model: claim, expire
+// model: expire (claim: tcc.Coordinator.Resume)
 func (l *Loop) process(ctx context.Context, ref tcc.DueRef) error {
 	if ref.State == tcc.StateTrying {
 		// model: expire
@@ -228,25 +227,7 @@ func (l *Loop) process(ctx context.Context, ref tcc.DueRef) error {
 		}
 		return nil
 	}
-	if l.coord.Driving(ref.GID) {
-		// Our own round is still running (its lease ran out under a slow
-		// call or database): it records the result; claiming would only
-		// make that record fail.
-		return nil
-	}
-	now := l.clock.Now().UTC()
-	// model: claim
-	tx, err := l.store.Claim(ctx, tcc.ClaimParams{
-		GID: ref.GID, Version: ref.Version, Owner: l.coord.Config().InstanceID,
-		LeaseUntil: now.Add(l.coord.Config().LeaseTTL), Now: now,
-	})
-	if errors.Is(err, tcc.ErrConflict) {
-		return nil // another instance claimed it, or it changed: fine
-	}
-	if err != nil {
-		return err
-	}
-	return l.coord.Deliver(ctx, tx)
+	return l.coord.Resume(ctx, ref)
 }
 
 func (l *Loop) runPurge(ctx context.Context) {

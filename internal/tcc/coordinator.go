@@ -530,34 +530,51 @@ func (c *Coordinator) Decide(ctx context.Context, gid string, o Outcome, reason 
 // startRound runs one delivery round for tx (whose lease this instance
 // holds) in the background. It returns false if the coordinator is closing.
 func (c *Coordinator) startRound(tx *Transaction) bool {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
+	release, reserved, closed := c.reserve(tx.GID, true)
+	if closed {
 		return false
 	}
-	if _, busy := c.inflight[tx.GID]; busy {
-		// Another round of ours is running; it records the result.
-		c.mu.Unlock()
-		return true
+	if !reserved {
+		return true // another round of ours is running; it records the result
 	}
-	done := make(chan struct{})
-	c.inflight[tx.GID] = done
-	c.rounds.Add(1)
-	c.mu.Unlock()
 	go func() {
-		defer func() {
-			c.mu.Lock()
-			delete(c.inflight, tx.GID)
-			c.mu.Unlock()
-			close(done)
-			c.rounds.Done()
-		}()
+		defer release()
 		// The round must finish even if the request that decided is gone.
 		if err := c.deliver(context.Background(), tx); err != nil {
 			c.log.Warn("delivery round not recorded", "gid", tx.GID, "err", err)
 		}
 	}()
 	return true
+}
+
+// reserve marks a round of this instance for gid as running, so that no
+// second round starts (and no claim is taken from under it) until release
+// is called. reserved is false if a round is already running; closed is
+// true if the coordinator is closing and track asked to count the round
+// for Close (which waits for counted rounds).
+func (c *Coordinator) reserve(gid string, track bool) (release func(), reserved, closed bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if track && c.closed {
+		return nil, false, true
+	}
+	if _, busy := c.inflight[gid]; busy {
+		return nil, false, false
+	}
+	done := make(chan struct{})
+	c.inflight[gid] = done
+	if track {
+		c.rounds.Add(1)
+	}
+	return func() {
+		c.mu.Lock()
+		delete(c.inflight, gid)
+		c.mu.Unlock()
+		close(done)
+		if track {
+			c.rounds.Done()
+		}
+	}, true, false
 }
 
 // waitRound returns the record once a delivery round has ended for every
@@ -612,37 +629,32 @@ func roundEnded(tx *Transaction) bool {
 	return true
 }
 
-// Driving reports whether this instance is running a delivery round for
-// gid at this moment. The recovery loop does not claim such a transaction:
-// the running round records its result (a claim would bump the version and
-// make that record fail, leaving the transaction idle until the new lease
-// expired).
-func (c *Coordinator) Driving(gid string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, ok := c.inflight[gid]
-	return ok
-}
-
-// Deliver runs one delivery round for a decided transaction whose lease this
-// instance holds (tx.Version is the version it was taken at), unless a
-// round of this instance is already running for it. The recovery loop
-// calls it after a claim.
-func (c *Coordinator) Deliver(ctx context.Context, tx *Transaction) error {
-	c.mu.Lock()
-	if _, busy := c.inflight[tx.GID]; busy {
-		c.mu.Unlock()
+// Resume is the recovery loop's way in: it claims a due, decided
+// transaction (a compare-and-set on the version the scan read, which takes
+// this instance's lease) and runs one delivery round. It does nothing if
+// this instance is already driving the transaction (its round records the
+// result; a claim would only make that record fail and leave the
+// transaction idle until the new lease expired), or if the claim loses
+// (another instance took it, or it changed).
+//
+// model: claim
+func (c *Coordinator) Resume(ctx context.Context, ref DueRef) error {
+	release, reserved, _ := c.reserve(ref.GID, false)
+	if !reserved {
 		return nil
 	}
-	done := make(chan struct{})
-	c.inflight[tx.GID] = done
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		delete(c.inflight, tx.GID)
-		c.mu.Unlock()
-		close(done)
-	}()
+	defer release()
+	now := c.now()
+	tx, err := c.store.Claim(ctx, ClaimParams{
+		GID: ref.GID, Version: ref.Version, Owner: c.cfg.InstanceID,
+		LeaseUntil: now.Add(c.cfg.LeaseTTL), Now: now,
+	})
+	if errors.Is(err, ErrConflict) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("resume %s: %w", ref.GID, err)
+	}
 	return c.deliver(ctx, tx)
 }
 
