@@ -191,7 +191,7 @@ func (s *Store) insertBatch(ctx context.Context, batch []*pending[*tcc.Transacti
 	if _, err := s.exec(ctx, dbtx, records, args...); err != nil {
 		return false
 	}
-	if err := s.insertBranches(ctx, dbtx, txs); err != nil {
+	if err := s.insertBranches(ctx, dbtx, branchesOf(txs...)); err != nil {
 		return false
 	}
 	return s.commit(dbtx) == nil
@@ -240,19 +240,13 @@ func (s *Store) registerBatch(ctx context.Context, batch []*pending[tcc.AddBranc
 	if err != nil || updated != int64(n) {
 		return false
 	}
-	var sb strings.Builder
-	sb.WriteString(`INSERT INTO branch_record (gid, branch_id, participant, payload, payload_digest, state, created_us, updated_us) VALUES `)
-	args = make([]any, 0, 8*n)
-	for i, r := range batch {
+	branches := make([]tcc.Branch, 0, n)
+	for _, r := range batch {
 		b := r.p.Branch
-		if i > 0 {
-			sb.WriteString(", ")
-		}
-		sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
-		now := micros(r.p.Now)
-		args = append(args, b.GID, b.BranchID, b.Participant, nonNil(b.Payload), b.PayloadDigest, string(tcc.BranchRegistered), now, now)
+		b.CreatedAt, b.UpdatedAt = r.p.Now, r.p.Now
+		branches = append(branches, b)
 	}
-	if _, err := s.exec(ctx, dbtx, sb.String(), args...); err != nil {
+	if err := s.insertBranches(ctx, dbtx, branches); err != nil {
 		return false
 	}
 	txs, err := s.loadMany(ctx, dbtx, gids)

@@ -174,7 +174,7 @@ func (s *Store) insertWithBranches(ctx context.Context, tx *tcc.Transaction) err
 	if err := s.insertRecord(ctx, dbtx, tx); err != nil {
 		return err
 	}
-	if err := s.insertBranches(ctx, dbtx, []*tcc.Transaction{tx}); err != nil {
+	if err := s.insertBranches(ctx, dbtx, branchesOf(tx)); err != nil {
 		return err
 	}
 	if err := s.commit(dbtx); err != nil {
@@ -183,29 +183,39 @@ func (s *Store) insertWithBranches(ctx context.Context, tx *tcc.Transaction) err
 	return nil
 }
 
-// insertBranches writes the branches of txs in one multi-row INSERT (none
-// if they have none).
-func (s *Store) insertBranches(ctx context.Context, q querier, txs []*tcc.Transaction) error {
+// insertBranches writes branches (REGISTERED, with their own gid and
+// times) in one multi-row INSERT; none is a no-op.
+func (s *Store) insertBranches(ctx context.Context, q querier, branches []tcc.Branch) error {
+	if len(branches) == 0 {
+		return nil
+	}
 	var sb strings.Builder
 	sb.WriteString(`INSERT INTO branch_record (gid, branch_id, participant, payload, payload_digest, state, created_us, updated_us) VALUES `)
-	var args []any
-	for _, tx := range txs {
-		for _, b := range tx.Branches {
-			if len(args) > 0 {
-				sb.WriteString(", ")
-			}
-			sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
-			args = append(args, tx.GID, b.BranchID, b.Participant, nonNil(b.Payload), b.PayloadDigest, string(tcc.BranchRegistered),
-				micros(b.CreatedAt), micros(b.UpdatedAt))
+	args := make([]any, 0, 8*len(branches))
+	for i, b := range branches {
+		if i > 0 {
+			sb.WriteString(", ")
 		}
-	}
-	if len(args) == 0 {
-		return nil
+		sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
+		args = append(args, b.GID, b.BranchID, b.Participant, nonNil(b.Payload), b.PayloadDigest, string(tcc.BranchRegistered),
+			micros(b.CreatedAt), micros(b.UpdatedAt))
 	}
 	if _, err := s.exec(ctx, q, sb.String(), args...); err != nil {
 		return s.interpret("insert branches", err)
 	}
 	return nil
+}
+
+// branchesOf returns the branches of txs, each with its transaction's gid.
+func branchesOf(txs ...*tcc.Transaction) []tcc.Branch {
+	var out []tcc.Branch
+	for _, tx := range txs {
+		for _, b := range tx.Branches {
+			b.GID = tx.GID
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 func (s *Store) insertTransaction(ctx context.Context, tx *tcc.Transaction) error {
@@ -377,11 +387,9 @@ func (s *Store) registerBranch(ctx context.Context, p tcc.AddBranchParams) (*tcc
 	if n == 0 {
 		refusal = tcc.ErrTooManyBranches // or not TRYING, or absent: decided below
 	} else {
-		_, err = s.exec(ctx, dbtx, `INSERT INTO branch_record (gid, branch_id, participant, payload, payload_digest, state, created_us, updated_us)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			b.GID, b.BranchID, b.Participant, nonNil(b.Payload), b.PayloadDigest, string(tcc.BranchRegistered), now, now)
-		if err != nil {
-			refusal = s.interpret("register branch", err)
+		b.CreatedAt, b.UpdatedAt = p.Now, p.Now
+		if err := s.insertBranches(ctx, dbtx, []tcc.Branch{b}); err != nil {
+			refusal = err
 			if !errors.Is(refusal, tcc.ErrDuplicate) {
 				return nil, refusal
 			}
