@@ -140,61 +140,18 @@ type unit struct{}
 
 func (s *Store) flushInserts(ctx context.Context, batch []*pending[*tcc.Transaction, unit]) {
 	if len(batch) > 1 {
-		var sb strings.Builder
-		sb.WriteString(`INSERT INTO transaction_record (` + recordColumns + `) VALUES `)
-		args := make([]any, 0, 17*len(batch))
-		ok := true
+		txs := make([]*tcc.Transaction, len(batch))
 		for i, r := range batch {
-			tx := r.p
-			labels, err := encodeLabels(tx.Labels)
-			if err != nil {
-				ok = false
-				break
-			}
-			if i > 0 {
-				sb.WriteString(", ")
-			}
-			sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-			args = append(args, tx.GID, string(tx.State), tx.Version, tx.Timeout.Milliseconds(), micros(tx.Deadline), micros(tx.DecidedAt),
-				micros(tx.NextAttemptAt), tx.LeaseOwner, tx.Attempts, len(tx.Branches), tx.LastError, tx.AbortReason, tx.NeedsAttention,
-				tx.Tombstone, labels, micros(tx.CreatedAt), micros(tx.UpdatedAt))
+			txs[i] = r.p
 		}
-		if ok && s.insertBatch(ctx, batch, sb.String(), args) {
+		if s.insertAll(ctx, txs) == nil {
 			return
 		}
 		// A duplicate (or anything else): nothing was inserted; one by one.
 	}
 	for _, r := range batch {
-		r.err = s.insertTransaction(ctx, r.p)
+		r.err = s.insertAll(ctx, []*tcc.Transaction{r.p})
 	}
-}
-
-// insertBatch runs the multi-row record INSERT and, if some Begins carry
-// branches, the multi-row branch INSERT in the same database transaction.
-// It reports whether everything was written (false: nothing was).
-func (s *Store) insertBatch(ctx context.Context, batch []*pending[*tcc.Transaction, unit], records string, args []any) bool {
-	txs := make([]*tcc.Transaction, 0, len(batch))
-	for _, r := range batch {
-		if len(r.p.Branches) > 0 {
-			txs = append(txs, r.p)
-		}
-	}
-	if len(txs) == 0 {
-		_, err := s.exec(ctx, s.sql, records, args...)
-		return err == nil
-	}
-	dbtx, err := s.begin(ctx)
-	if err != nil {
-		return false
-	}
-	defer func() { _ = dbtx.Rollback() }()
-	if _, err := s.exec(ctx, dbtx, records, args...); err != nil {
-		return false
-	}
-	if err := s.insertBranches(ctx, dbtx, branchesOf(txs...)); err != nil {
-		return false
-	}
-	return s.commit(dbtx) == nil
 }
 
 // ---- RegisterBranch ----------------------------------------------------

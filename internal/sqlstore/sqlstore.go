@@ -162,25 +162,53 @@ func (s *Store) InsertTransaction(ctx context.Context, tx *tcc.Transaction) erro
 	return err
 }
 
-// insertWithBranches writes a record and the branches registered with its
-// Begin in one database transaction: BEGIN, INSERT record, one multi-row
-// INSERT of the branches, COMMIT.
-func (s *Store) insertWithBranches(ctx context.Context, tx *tcc.Transaction) error {
+// insertAll writes records and the branches registered with their Begins:
+// one multi-row INSERT of the records and, when some have branches, one of
+// the branches, in one database transaction. A duplicate gid fails it
+// whole (ErrDuplicate, nothing written).
+func (s *Store) insertAll(ctx context.Context, txs []*tcc.Transaction) error {
+	branches := branchesOf(txs...)
+	if len(branches) == 0 {
+		return s.insertRecords(ctx, s.sql, txs)
+	}
 	dbtx, err := s.begin(ctx)
 	if err != nil {
 		return s.interpret("insert transaction", err)
 	}
 	defer func() { _ = dbtx.Rollback() }()
-	if err := s.insertRecord(ctx, dbtx, tx); err != nil {
+	if err := s.insertRecords(ctx, dbtx, txs); err != nil {
 		return err
 	}
-	if err := s.insertBranches(ctx, dbtx, branchesOf(tx)); err != nil {
+	if err := s.insertBranches(ctx, dbtx, branches); err != nil {
 		return err
 	}
 	if err := s.commit(dbtx); err != nil {
 		return s.interpret("insert transaction", err)
 	}
 	return nil
+}
+
+// insertRecords writes records (their branch_count is their branches) in
+// one multi-row INSERT.
+func (s *Store) insertRecords(ctx context.Context, q querier, txs []*tcc.Transaction) error {
+	var sb strings.Builder
+	sb.WriteString(`INSERT INTO transaction_record (` + recordColumns + `) VALUES `)
+	args := make([]any, 0, 17*len(txs))
+	for i, tx := range txs {
+		labels, err := encodeLabels(tx.Labels)
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+		args = append(args, tx.GID, string(tx.State), tx.Version, tx.Timeout.Milliseconds(), micros(tx.Deadline), micros(tx.DecidedAt),
+			micros(tx.NextAttemptAt), tx.LeaseOwner, tx.Attempts, len(tx.Branches), tx.LastError, tx.AbortReason, tx.NeedsAttention,
+			tx.Tombstone, labels, micros(tx.CreatedAt), micros(tx.UpdatedAt))
+	}
+	_, err := s.exec(ctx, q, sb.String(), args...)
+	return s.interpret("insert transaction", err)
 }
 
 // insertBranches writes branches (REGISTERED, with their own gid and
@@ -216,26 +244,6 @@ func branchesOf(txs ...*tcc.Transaction) []tcc.Branch {
 		}
 	}
 	return out
-}
-
-func (s *Store) insertTransaction(ctx context.Context, tx *tcc.Transaction) error {
-	if len(tx.Branches) > 0 {
-		return s.insertWithBranches(ctx, tx)
-	}
-	return s.insertRecord(ctx, s.sql, tx)
-}
-
-func (s *Store) insertRecord(ctx context.Context, q querier, tx *tcc.Transaction) error {
-	labels, err := encodeLabels(tx.Labels)
-	if err != nil {
-		return err
-	}
-	_, err = s.exec(ctx, q, `INSERT INTO transaction_record (`+recordColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		tx.GID, string(tx.State), tx.Version, tx.Timeout.Milliseconds(), micros(tx.Deadline), micros(tx.DecidedAt), micros(tx.NextAttemptAt),
-		tx.LeaseOwner, tx.Attempts, len(tx.Branches), tx.LastError, tx.AbortReason, tx.NeedsAttention, tx.Tombstone,
-		labels, micros(tx.CreatedAt), micros(tx.UpdatedAt))
-	return s.interpret("insert transaction", err)
 }
 
 // GetTransaction implements tcc.Store.
