@@ -15,9 +15,11 @@ import (
 // Begin, RegisterBranch, Decide and RecordRound requests that arrive while a
 // request of the same kind is being written are queued and written together
 // by one caller: one multi-row INSERT for Begins, and one database
-// transaction for the registrations, for the decisions (from three on) and
-// for the finishing delivery rounds (from three on). A request arriving when nothing of its kind is running is written
-// at once, alone, so batching adds no latency at low load and saves round
+// transaction for the registrations, for the decisions of records this
+// store does not remember (from three on) and for the finishing delivery
+// rounds (from three on); decisions of records it remembers are one
+// statement for all (known.go). A request arriving when nothing of its
+// kind is running is written at once, alone, so batching adds no latency at low load and saves round
 // trips, commits (fsyncs) and statements as load grows. Durability is
 // unchanged: every caller returns only after the statement or transaction
 // holding its write has committed.
@@ -145,12 +147,17 @@ func (s *Store) flushInserts(ctx context.Context, batch []*pending[*tcc.Transact
 			txs[i] = r.p
 		}
 		if s.insertAll(ctx, txs) == nil {
+			for _, tx := range txs {
+				s.known.put(tx, tx.CreatedAt)
+			}
 			return
 		}
 		// A duplicate (or anything else): nothing was inserted; one by one.
 	}
 	for _, r := range batch {
-		r.err = s.insertAll(ctx, []*tcc.Transaction{r.p})
+		if r.err = s.insertAll(ctx, []*tcc.Transaction{r.p}); r.err == nil {
+			s.known.put(r.p, r.p.CreatedAt)
+		}
 	}
 }
 
@@ -218,6 +225,7 @@ func (s *Store) registerBatch(ctx context.Context, batch []*pending[tcc.AddBranc
 	}
 	for _, r := range batch {
 		r.res = txs[r.p.Branch.GID]
+		s.known.put(r.res, r.p.Now)
 	}
 	return true
 }
@@ -252,12 +260,125 @@ const minDecideBatch = 3
 
 func (s *Store) flushDecides(ctx context.Context, batch []*pending[tcc.DecideParams, decision]) {
 	first, rest := splitByGID(batch, func(p tcc.DecideParams) string { return p.GID })
-	if len(first) >= minDecideBatch && s.decideBatch(ctx, first) {
-		first = nil
+	var known []knownDecision
+	var unknown []*pending[tcc.DecideParams, decision]
+	for _, r := range first {
+		if k := s.known.take(r.p.GID); k != nil {
+			known = append(known, knownDecision{r, k})
+		} else {
+			unknown = append(unknown, r)
+		}
 	}
-	for _, r := range append(first, rest...) {
+	unknown = append(unknown, s.decideKnown(ctx, known)...)
+	if len(unknown) >= minDecideBatch && s.decideBatch(ctx, unknown) {
+		unknown = nil
+	}
+	for _, r := range append(unknown, rest...) {
 		r.res.tx, r.res.won, r.err = s.decide(ctx, r.p)
 	}
+}
+
+// knownDecision is a decision request with the record this store
+// remembers for its gid (see known.go).
+type knownDecision struct {
+	r     *pending[tcc.DecideParams, decision]
+	known *tcc.Transaction
+}
+
+// decideKnown decides the requests whose records are remembered with one
+// autocommit compare-and-set on state and version for all of them (one
+// round trip, durable when it returns) and answers them with the
+// remembered records, decided. If the statement did not match every
+// record (one changed since: another instance registered a branch or
+// decided it), the records are read to tell which ones this statement
+// decided. It returns the requests it did not answer, for the other paths.
+func (s *Store) decideKnown(ctx context.Context, items []knownDecision) []*pending[tcc.DecideParams, decision] {
+	if len(items) == 0 {
+		return nil
+	}
+	params := make([]tcc.DecideParams, len(items))
+	versions := make([]int64, len(items))
+	left := make([]*pending[tcc.DecideParams, decision], len(items))
+	for i, it := range items {
+		params[i], versions[i], left[i] = it.r.p, it.known.Version, it.r
+	}
+	query, args := decideStatement(s.pk(), params, versions)
+	n, err := s.exec(ctx, s.sql, query, args...)
+	if err != nil {
+		// Unknown outcome: the other paths decide again, which is safe (see
+		// decideBatch).
+		return left
+	}
+	if n == int64(len(items)) {
+		for _, it := range items {
+			it.r.res = decision{tx: decided(it.known, it.r.p), won: true}
+		}
+		return nil
+	}
+	gids := make([]any, len(items))
+	for i, it := range items {
+		gids[i] = it.r.p.GID
+	}
+	txs, err := s.loadMany(ctx, s.sql, gids)
+	if err != nil {
+		return left
+	}
+	left = left[:0]
+	for _, it := range items {
+		p := it.r.p
+		// Decisions of one store run one batch at a time and a batch has
+		// each gid once, so the record at the next version, decided as p
+		// asked, with this owner and time, was decided by this statement.
+		if tx := txs[p.GID]; tx != nil && tx.State == p.Outcome.DecidedState() && tx.Version == it.known.Version+1 &&
+			tx.LeaseOwner == p.Owner && tx.DecidedAt.Equal(fromMicros(micros(p.Now))) {
+			it.r.res = decision{tx: tx, won: true}
+			continue
+		}
+		left = append(left, it.r)
+	}
+	return left
+}
+
+// decideStatement builds the compare-and-set TRYING -> decided of several
+// records, each with its own decision, lease and time; with versions it
+// also requires each record's version.
+func decideStatement(pk string, params []tcc.DecideParams, versions []int64) (string, []any) {
+	var state, owner, next, reason, decided, version strings.Builder
+	var sArgs, oArgs, nArgs, rArgs, dArgs, vArgs, in []any
+	for i, p := range params {
+		for _, b := range []*strings.Builder{&state, &owner, &next, &reason, &decided} {
+			b.WriteString(" WHEN ? THEN ?")
+		}
+		sArgs = append(sArgs, p.GID, string(p.Outcome.DecidedState()))
+		oArgs = append(oArgs, p.GID, p.Owner)
+		nArgs = append(nArgs, p.GID, micros(p.LeaseUntil))
+		rArgs = append(rArgs, p.GID, abortReason(p))
+		dArgs = append(dArgs, p.GID, micros(p.Now))
+		in = append(in, p.GID)
+		if versions != nil {
+			version.WriteString(" WHEN ? THEN ?")
+			vArgs = append(vArgs, p.GID, versions[i])
+		}
+	}
+	args := make([]any, 0, 14*len(params)+1)
+	args = append(args, sArgs...)
+	args = append(args, oArgs...)
+	args = append(args, nArgs...)
+	args = append(args, rArgs...)
+	args = append(args, dArgs...)
+	args = append(args, dArgs...)
+	args = append(args, string(tcc.StateTrying))
+	args = append(args, in...)
+	query := `UPDATE transaction_record` + pk + `
+		SET state = CASE gid` + state.String() + ` END, version = version + 1, lease_owner = CASE gid` + owner.String() + ` END,
+		    next_attempt_us = CASE gid` + next.String() + ` END, abort_reason = CASE gid` + reason.String() + ` END,
+		    decided_us = CASE gid` + decided.String() + ` END, updated_us = CASE gid` + decided.String() + ` END
+		WHERE state = ? AND gid IN (` + placeholders(len(in)) + `)`
+	if versions != nil {
+		query += ` AND version = CASE gid` + version.String() + ` END`
+		args = append(args, vArgs...)
+	}
+	return query, args
 }
 
 // decideBatch decides every request of batch (distinct gids) in one
@@ -292,42 +413,15 @@ func (s *Store) decideBatch(ctx context.Context, batch []*pending[tcc.DecidePara
 		return false
 	}
 	if len(trying) > 0 {
-		var state, owner, next, reason, decided strings.Builder
-		var sArgs, oArgs, nArgs, rArgs, dArgs, in []any
+		var params []tcc.DecideParams
 		for _, r := range batch {
-			p := r.p
-			if !trying[p.GID] {
-				continue
+			if trying[r.p.GID] {
+				params = append(params, r.p)
 			}
-			st, why := p.Outcome.DecidedState(), ""
-			if p.Outcome == tcc.Abort {
-				why = p.AbortReason
-			}
-			for _, b := range []*strings.Builder{&state, &owner, &next, &reason, &decided} {
-				b.WriteString(" WHEN ? THEN ?")
-			}
-			sArgs = append(sArgs, p.GID, string(st))
-			oArgs = append(oArgs, p.GID, p.Owner)
-			nArgs = append(nArgs, p.GID, micros(p.LeaseUntil))
-			rArgs = append(rArgs, p.GID, why)
-			dArgs = append(dArgs, p.GID, micros(p.Now))
-			in = append(in, p.GID)
 		}
-		args := make([]any, 0, 11*len(in)+1)
-		args = append(args, sArgs...)
-		args = append(args, oArgs...)
-		args = append(args, nArgs...)
-		args = append(args, rArgs...)
-		args = append(args, dArgs...)
-		args = append(args, dArgs...)
-		args = append(args, string(tcc.StateTrying))
-		args = append(args, in...)
-		n, err := s.exec(ctx, dbtx, `UPDATE transaction_record`+s.pk()+`
-			SET state = CASE gid`+state.String()+` END, version = version + 1, lease_owner = CASE gid`+owner.String()+` END,
-			    next_attempt_us = CASE gid`+next.String()+` END, abort_reason = CASE gid`+reason.String()+` END,
-			    decided_us = CASE gid`+decided.String()+` END, updated_us = CASE gid`+decided.String()+` END
-			WHERE state = ? AND gid IN (`+placeholders(len(in))+`)`, args...)
-		if err != nil || n != int64(len(in)) {
+		query, args := decideStatement(s.pk(), params, nil)
+		n, err := s.exec(ctx, dbtx, query, args...)
+		if err != nil || n != int64(len(params)) {
 			return false
 		}
 	}

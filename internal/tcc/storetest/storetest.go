@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -33,6 +34,7 @@ func Run(t *testing.T, newStore func(t *testing.T) tcc.Store) {
 		{"ConcurrentLifecycles", testConcurrentLifecycles},
 		{"DecideOnce", testDecideOnce},
 		{"DecideConcurrent", testDecideConcurrent},
+		{"DecideReturnsStoredRecord", testDecideReturnsStored},
 		{"RecordRoundFinish", testRecordRoundFinish},
 		{"RecordRoundReschedule", testRecordRoundReschedule},
 		{"RecordRoundStaleVersion", testRecordRoundStale},
@@ -387,6 +389,89 @@ func testDecideOnce(t *testing.T, s tcc.Store) {
 	}
 	if _, _, err := s.Decide(context.Background(), tcc.DecideParams{GID: "missing", Outcome: tcc.Commit, Now: t0}); !errors.Is(err, tcc.ErrNotFound) {
 		t.Fatalf("decide unknown: %v", err)
+	}
+}
+
+// testDecideReturnsStored: the record Decide returns is exactly the one a
+// read gives afterwards, however the transaction was written (branches at
+// insert in any order, registered one by one, none) and whether the
+// decisions come alone or together (stores may answer Decide from what
+// they wrote instead of reading).
+func testDecideReturnsStored(t *testing.T, s tcc.Store) {
+	ctx := context.Background()
+	check := func(gid string, tx *tcc.Transaction, won bool) {
+		t.Helper()
+		if !won {
+			t.Fatalf("%s: decision not won", gid)
+		}
+		if got := mustGet(t, s, gid); !reflect.DeepEqual(tx, got) {
+			t.Fatalf("%s: Decide returned\n%+v\nbut the store holds\n%+v", gid, tx, got)
+		}
+	}
+	insert := func(gid string, atBegin []string, registered ...string) {
+		t.Helper()
+		tx := newTx(gid)
+		for _, id := range atBegin {
+			tx.Branches = append(tx.Branches, branch(gid, id))
+		}
+		if err := s.InsertTransaction(ctx, tx); err != nil {
+			t.Fatalf("insert %s: %v", gid, err)
+		}
+		for _, id := range registered {
+			if _, err := s.RegisterBranch(ctx, tcc.AddBranchParams{Branch: branch(gid, id), MaxBranches: 64, Now: t0.Add(time.Millisecond)}); err != nil {
+				t.Fatalf("register %s/%s: %v", gid, id, err)
+			}
+		}
+	}
+
+	insert("at-begin", []string{"b", "a", "c"})
+	tx, won := decide(t, s, "at-begin", tcc.Commit)
+	check("at-begin", tx, won)
+	insert("registered", nil, "y", "x")
+	tx, won = decide(t, s, "registered", tcc.Abort)
+	check("registered", tx, won)
+	insert("mixed", []string{"m"}, "n")
+	tx, won = decide(t, s, "mixed", tcc.Commit)
+	check("mixed", tx, won)
+	insert("empty", nil)
+	tx, won = decide(t, s, "empty", tcc.Abort)
+	check("empty", tx, won)
+
+	const n = 20
+	for i := 0; i < n; i++ {
+		gid := fmt.Sprintf("many-%02d", i)
+		if i%2 == 0 {
+			insert(gid, []string{"a", "b"})
+		} else {
+			insert(gid, nil, "a")
+		}
+	}
+	type result struct {
+		tx  *tcc.Transaction
+		won bool
+		err error
+	}
+	results := make([]result, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := tcc.Commit
+			if i%3 == 0 {
+				o = tcc.Abort
+			}
+			tx, won, err := s.Decide(ctx, tcc.DecideParams{GID: fmt.Sprintf("many-%02d", i), Outcome: o, Owner: "c1",
+				LeaseUntil: t0.Add(time.Duration(30+i) * time.Second), AbortReason: "why", Now: t0.Add(time.Duration(i) * time.Millisecond)})
+			results[i] = result{tx, won, err}
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.err != nil {
+			t.Fatalf("decide many-%02d: %v", i, r.err)
+		}
+		check(fmt.Sprintf("many-%02d", i), r.tx, r.won)
 	}
 }
 

@@ -1,0 +1,117 @@
+package sqlstore
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/settle-tcc/settle/internal/tcc"
+)
+
+// Known records: deciding without reading the record back.
+//
+// Decide has to return the record with its branches (the coordinator
+// delivers to them). Read after the compare-and-set, that is one more round
+// trip, on the path Commit waits for. But a transaction is usually begun,
+// registered and decided through the same instance, so the store remembers
+// the records it wrote itself (inserted, or registered a branch of) as they
+// are at their version. Decide then sends one compare-and-set that also
+// requires that version, and on success the record it returns is the
+// remembered one with the decision applied: exactly what a read would give
+// (the contract suite checks this against GetTransaction).
+//
+// The version is the guard: any other write to a TRYING record (a branch
+// registered through another instance, a recovery claim) increments it, the
+// compare-and-set then matches nothing, and Decide falls back to the
+// compare-and-set on the state and a read. A remembered record is taken
+// out when it is decided; one never decided here (another instance decided
+// it) is dropped once its deadline has passed and room is needed. Memory is
+// bounded by maxKnown records; past that, records are simply not
+// remembered and Decide reads.
+
+// maxKnown bounds the remembered records (a few hundred bytes each plus
+// payloads).
+const maxKnown = 1 << 14
+
+type knownRecords struct {
+	mu sync.Mutex
+	m  map[string]*tcc.Transaction
+}
+
+// put remembers tx as stored (see asStored); now is the writer's clock,
+// used to drop records past their deadline when the map is full.
+func (k *knownRecords) put(tx *tcc.Transaction, now time.Time) {
+	c := asStored(tx)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.m == nil {
+		k.m = make(map[string]*tcc.Transaction)
+	}
+	if _, ok := k.m[c.GID]; !ok && len(k.m) >= maxKnown {
+		for gid, old := range k.m {
+			if old.Deadline.Before(now) {
+				delete(k.m, gid)
+			}
+		}
+		if len(k.m) >= maxKnown {
+			return
+		}
+	}
+	k.m[c.GID] = c
+}
+
+// take returns the remembered record of gid, or nil, and forgets it.
+func (k *knownRecords) take(gid string) *tcc.Transaction {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	tx := k.m[gid]
+	delete(k.m, gid)
+	return tx
+}
+
+// asStored returns a deep copy of tx as a read of the database would return
+// it: times at microsecond precision in UTC, no empty label map, branches
+// ordered by id (ascii_bin / BINARY collation) with a non-nil payload.
+func asStored(tx *tcc.Transaction) *tcc.Transaction {
+	c := tx.Clone()
+	us := func(t time.Time) time.Time { return fromMicros(micros(t)) }
+	c.Deadline, c.DecidedAt, c.NextAttemptAt = us(c.Deadline), us(c.DecidedAt), us(c.NextAttemptAt)
+	c.CreatedAt, c.UpdatedAt = us(c.CreatedAt), us(c.UpdatedAt)
+	if len(c.Labels) == 0 {
+		c.Labels = nil
+	}
+	if len(c.Branches) == 0 {
+		c.Branches = nil
+	}
+	for i := range c.Branches {
+		b := &c.Branches[i]
+		b.GID = c.GID
+		b.CreatedAt, b.UpdatedAt = us(b.CreatedAt), us(b.UpdatedAt)
+		b.Payload = nonNil(b.Payload)
+	}
+	slices.SortFunc(c.Branches, func(a, b tcc.Branch) int { return strings.Compare(a.BranchID, b.BranchID) })
+	return c
+}
+
+// decided returns known with the decision p applied as decide's
+// compare-and-set writes it.
+func decided(known *tcc.Transaction, p tcc.DecideParams) *tcc.Transaction {
+	tx := known
+	tx.State = p.Outcome.DecidedState()
+	tx.Version++
+	tx.LeaseOwner = p.Owner
+	tx.NextAttemptAt = fromMicros(micros(p.LeaseUntil))
+	tx.AbortReason = abortReason(p)
+	tx.DecidedAt = fromMicros(micros(p.Now))
+	tx.UpdatedAt = tx.DecidedAt
+	return tx
+}
+
+// abortReason is the abort_reason a decision stores.
+func abortReason(p tcc.DecideParams) string {
+	if p.Outcome == tcc.Abort {
+		return p.AbortReason
+	}
+	return ""
+}

@@ -1,0 +1,38 @@
+package sqlstore
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/settle-tcc/settle/internal/tcc"
+)
+
+// TestKnownRecordsBounded: the remembered records never exceed maxKnown;
+// when full, those past their deadline make room, and without any the
+// new record is simply not remembered.
+func TestKnownRecordsBounded(t *testing.T) {
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	var k knownRecords
+	for i := 0; i < maxKnown; i++ {
+		deadline := now.Add(time.Minute)
+		if i%2 == 0 {
+			deadline = now.Add(-time.Second)
+		}
+		k.put(&tcc.Transaction{GID: fmt.Sprintf("g%d", i), Deadline: deadline}, now.Add(-time.Hour))
+	}
+	if len(k.m) != maxKnown {
+		t.Fatalf("%d remembered, want %d", len(k.m), maxKnown)
+	}
+	k.put(&tcc.Transaction{GID: "new", Deadline: now.Add(time.Minute)}, now)
+	if len(k.m) != maxKnown/2+1 || k.take("new") == nil || k.take("g0") != nil || k.take("g1") == nil {
+		t.Fatalf("after a sweep: %d remembered, want the %d live ones and the new one", len(k.m), maxKnown/2)
+	}
+	for i := 0; len(k.m) < maxKnown; i++ {
+		k.put(&tcc.Transaction{GID: fmt.Sprintf("live%d", i), Deadline: now.Add(time.Minute)}, now)
+	}
+	k.put(&tcc.Transaction{GID: "extra", Deadline: now.Add(time.Minute)}, now)
+	if len(k.m) != maxKnown || k.take("extra") != nil {
+		t.Fatalf("full of live records: %d remembered, extra remembered too", len(k.m))
+	}
+}

@@ -1,0 +1,168 @@
+package sqlstore_test
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/settle-tcc/settle/internal/dbtest"
+	"github.com/settle-tcc/settle/internal/sqlstore"
+	"github.com/settle-tcc/settle/internal/tcc"
+)
+
+var k0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+
+func knownTx(gid string, branches ...string) *tcc.Transaction {
+	tx := &tcc.Transaction{GID: gid, State: tcc.StateTrying, Version: 1, Timeout: time.Minute,
+		Deadline: k0.Add(time.Minute), NextAttemptAt: k0.Add(time.Minute), CreatedAt: k0, UpdatedAt: k0}
+	for _, id := range branches {
+		tx.Branches = append(tx.Branches, knownBranch(gid, id))
+	}
+	return tx
+}
+
+func knownBranch(gid, id string) tcc.Branch {
+	p := []byte(id)
+	return tcc.Branch{GID: gid, BranchID: id, Participant: "127.0.0.1:7501", Payload: p, PayloadDigest: tcc.Digest(p),
+		State: tcc.BranchRegistered, CreatedAt: k0, UpdatedAt: k0}
+}
+
+func decideAs(s *sqlstore.Store, owner, gid string, o tcc.Outcome, at time.Duration) (*tcc.Transaction, bool, error) {
+	return s.Decide(context.Background(), tcc.DecideParams{GID: gid, Outcome: o, Owner: owner,
+		LeaseUntil: k0.Add(30*time.Second + at), AbortReason: "test", Now: k0.Add(at)})
+}
+
+func openTwo(t *testing.T, spec string) (a, b *sqlstore.Store) {
+	t.Helper()
+	var stores [2]*sqlstore.Store
+	for i := range stores {
+		s, err := sqlstore.Open(context.Background(), spec)
+		if err != nil {
+			t.Fatalf("open store %d: %v", i, err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		stores[i] = s
+	}
+	return stores[0], stores[1]
+}
+
+// TestDecideKnownRecord: a store decides a record it wrote with one
+// statement, and falls back to reading it when another instance (a second
+// store on the same database) changed or decided the record meanwhile.
+func TestDecideKnownRecord(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, spec string) {
+		ctx := context.Background()
+		a, b := openTwo(t, spec)
+		same := func(s *sqlstore.Store, gid string, tx *tcc.Transaction) {
+			t.Helper()
+			got, err := s.GetTransaction(ctx, gid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(tx, got) {
+				t.Fatalf("%s: Decide returned\n%+v\nthe database holds\n%+v", gid, tx, got)
+			}
+		}
+
+		// Alone: one statement.
+		if err := a.InsertTransaction(ctx, knownTx("solo", "p", "q")); err != nil {
+			t.Fatal(err)
+		}
+		before := a.RoundTrips()
+		tx, won, err := decideAs(a, "A", "solo", tcc.Commit, time.Second)
+		if err != nil || !won {
+			t.Fatalf("decide solo: won=%v err=%v", won, err)
+		}
+		if n := a.RoundTrips() - before; n != 1 {
+			t.Fatalf("deciding a record the store wrote took %d statements, want 1", n)
+		}
+		same(a, "solo", tx)
+
+		// A branch registered through the other instance: the remembered
+		// version is stale; the decision still wins and carries the branch.
+		if err := a.InsertTransaction(ctx, knownTx("moved", "p")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.RegisterBranch(ctx, tcc.AddBranchParams{Branch: knownBranch("moved", "late"), MaxBranches: 8, Now: k0}); err != nil {
+			t.Fatal(err)
+		}
+		tx, won, err = decideAs(a, "A", "moved", tcc.Commit, time.Second)
+		if err != nil || !won || len(tx.Branches) != 2 || tx.Branches[0].BranchID != "late" {
+			t.Fatalf("decide moved: won=%v err=%v tx=%+v", won, err, tx)
+		}
+		same(a, "moved", tx)
+
+		// Decided through the other instance first: not won, its outcome.
+		if err := a.InsertTransaction(ctx, knownTx("taken", "p")); err != nil {
+			t.Fatal(err)
+		}
+		if _, won, err := decideAs(b, "B", "taken", tcc.Abort, time.Second); err != nil || !won {
+			t.Fatalf("B decides taken: won=%v err=%v", won, err)
+		}
+		tx, won, err = decideAs(a, "A", "taken", tcc.Commit, 2*time.Second)
+		if err != nil || won || tx.State != tcc.StateAborting || tx.LeaseOwner != "B" {
+			t.Fatalf("A decides taken after B: won=%v err=%v tx=%+v", won, err, tx)
+		}
+		same(a, "taken", tx)
+
+		// Together, some changed and some decided elsewhere: every answer
+		// is exact.
+		const n = 24
+		for i := 0; i < n; i++ {
+			gid := fmt.Sprintf("crowd-%02d", i)
+			if err := a.InsertTransaction(ctx, knownTx(gid, "p")); err != nil {
+				t.Fatal(err)
+			}
+			switch i % 4 {
+			case 1:
+				if _, err := b.RegisterBranch(ctx, tcc.AddBranchParams{Branch: knownBranch(gid, "q"), MaxBranches: 8, Now: k0}); err != nil {
+					t.Fatal(err)
+				}
+			case 2:
+				if _, won, err := decideAs(b, "B", gid, tcc.Abort, time.Second); err != nil || !won {
+					t.Fatalf("B decides %s: won=%v err=%v", gid, won, err)
+				}
+			}
+		}
+		type result struct {
+			tx  *tcc.Transaction
+			won bool
+			err error
+		}
+		results := make([]result, n)
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tx, won, err := decideAs(a, "A", fmt.Sprintf("crowd-%02d", i), tcc.Commit, time.Duration(i)*time.Millisecond)
+				results[i] = result{tx, won, err}
+			}()
+		}
+		wg.Wait()
+		for i, r := range results {
+			gid := fmt.Sprintf("crowd-%02d", i)
+			if r.err != nil {
+				t.Fatalf("decide %s: %v", gid, r.err)
+			}
+			wantWon := i%4 != 2
+			if r.won != wantWon {
+				t.Fatalf("%s: won=%v, want %v (state %s)", gid, r.won, wantWon, r.tx.State)
+			}
+			if wantBranches := 1 + btoi(i%4 == 1); len(r.tx.Branches) != wantBranches {
+				t.Fatalf("%s: %d branches, want %d", gid, len(r.tx.Branches), wantBranches)
+			}
+			same(a, gid, r.tx)
+		}
+	})
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
