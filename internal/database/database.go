@@ -100,6 +100,12 @@ func openMySQL(dsn string, cfg *gorm.Config) (*gorm.DB, error) {
 		mc.Params["time_zone"] = "'+00:00'"
 	}
 	mc.InterpolateParams = true
+	// The store sends short write transactions as one multi-statement
+	// query ("BEGIN; ...; COMMIT": one round trip instead of one per
+	// statement; see internal/sqlstore/script.go). Every statement is
+	// built from constant SQL with ? parameters, interpolated with
+	// escaping by the driver; nothing is ever concatenated into SQL.
+	mc.MultiStatements = true
 	db, err := gorm.Open(mysql.New(mysql.Config{DSNConfig: mc}), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("database: open mysql %s@%s/%s: %w", mc.User, mc.Addr, mc.DBName, err)

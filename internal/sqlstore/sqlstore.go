@@ -112,25 +112,25 @@ const branchColumns = `gid, branch_id, participant, payload, payload_digest, sta
 // with MySQL's client-side interpolation no prepare round trip. Each one
 // costs a fixed, small number of round trips, counted by RoundTrips:
 //
-//	InsertTransaction  1
+//	InsertTransaction  1 (with branches on SQLite: 4, BEGIN, two INSERTs,
+//	                   COMMIT; on MySQL those four are one script)
 //	GetTransaction     1 (record and branches in one joined SELECT)
 //	RegisterBranch     5 (BEGIN, UPDATE record, INSERT branch, SELECT, COMMIT)
 //	Decide             1 (UPDATE record on state and version, autocommit,
 //	                   durable) when the record is one this store wrote
 //	                   (known.go); otherwise 2 (UPDATE on state, SELECT)
-//	RecordRound        2 when every branch is done (UPDATE branches, UPDATE
-//	                   record); with failures or conflicts one transaction
-//	                   with one UPDATE per failed branch
+//	RecordRound        1 on MySQL (one script: BEGIN, the branch updates,
+//	                   the record's compare-and-set, COMMIT); on SQLite
+//	                   those statements one by one
 //	Claim              2
 //
-// so a two-branch transaction costs 1 + 2*5 + 1 + 2 = 14 when it runs
-// alone, and 4 + 1 + 2 = 7 with its branches registered at Begin (BEGIN,
-// two INSERTs, COMMIT).
-// Under concurrency the requests of each kind are grouped (batch.go), and
-// a batch costs about as much as one request: 1 round trip for any number
-// of Begins (4 with branches), 5 for any number of registrations or
-// finishing rounds, 1 for any number of decisions of known records and 5
-// for other decisions.
+// so a two-branch transaction registered at Begin costs 1 + 1 + 1 = 3 round
+// trips on MySQL when it runs alone (one RegisterBranch per branch instead:
+// 1 + 2*5 + 1 + 1 = 13). Under concurrency the requests of each kind are
+// grouped (batch.go), and a batch costs about as much as one request: 1
+// round trip for any number of Begins, 5 for any number of registrations
+// or finishing rounds, 1 for any number of decisions of known records and
+// 5 for other decisions.
 
 // querier is what *sql.DB and *sql.Tx have in common.
 type querier interface {
@@ -171,20 +171,30 @@ func (s *Store) InsertTransaction(ctx context.Context, tx *tcc.Transaction) erro
 
 // insertAll writes records and the branches registered with their Begins:
 // one multi-row INSERT of the records and, when some have branches, one of
-// the branches, in one database transaction. A duplicate gid fails it
-// whole (ErrDuplicate, nothing written).
+// the branches, in one database transaction (one round trip on MySQL, see
+// script.go). A duplicate gid fails it whole (ErrDuplicate, nothing
+// written).
 func (s *Store) insertAll(ctx context.Context, txs []*tcc.Transaction) error {
+	records, err := recordsInsert(txs)
+	if err != nil {
+		return err
+	}
 	branches := branchesOf(txs...)
 	if len(branches) == 0 {
-		return s.insertRecords(ctx, s.sql, txs)
+		_, err := s.exec(ctx, s.sql, records.query, records.args...)
+		return s.interpret("insert transaction", err)
+	}
+	if s.dialect == database.MySQL {
+		_, err := s.script(ctx, records, branchesInsert(branches))
+		return s.interpret("insert transaction", err)
 	}
 	dbtx, err := s.begin(ctx)
 	if err != nil {
 		return s.interpret("insert transaction", err)
 	}
 	defer func() { _ = dbtx.Rollback() }()
-	if err := s.insertRecords(ctx, dbtx, txs); err != nil {
-		return err
+	if _, err := s.exec(ctx, dbtx, records.query, records.args...); err != nil {
+		return s.interpret("insert transaction", err)
 	}
 	if err := s.insertBranches(ctx, dbtx, branches); err != nil {
 		return err
@@ -195,16 +205,16 @@ func (s *Store) insertAll(ctx context.Context, txs []*tcc.Transaction) error {
 	return nil
 }
 
-// insertRecords writes records (their branch_count is their branches) in
-// one multi-row INSERT.
-func (s *Store) insertRecords(ctx context.Context, q querier, txs []*tcc.Transaction) error {
+// recordsInsert builds the multi-row INSERT of records (their branch_count
+// is their branches).
+func recordsInsert(txs []*tcc.Transaction) (stmt, error) {
 	var sb strings.Builder
 	sb.WriteString(`INSERT INTO transaction_record (` + recordColumns + `) VALUES `)
 	args := make([]any, 0, 17*len(txs))
 	for i, tx := range txs {
 		labels, err := encodeLabels(tx.Labels)
 		if err != nil {
-			return err
+			return stmt{}, err
 		}
 		if i > 0 {
 			sb.WriteString(", ")
@@ -214,8 +224,7 @@ func (s *Store) insertRecords(ctx context.Context, q querier, txs []*tcc.Transac
 			micros(tx.NextAttemptAt), tx.LeaseOwner, tx.Attempts, len(tx.Branches), tx.LastError, tx.AbortReason, tx.NeedsAttention,
 			tx.Tombstone, labels, micros(tx.CreatedAt), micros(tx.UpdatedAt))
 	}
-	_, err := s.exec(ctx, q, sb.String(), args...)
-	return s.interpret("insert transaction", err)
+	return stmt{sb.String(), args}, nil
 }
 
 // insertBranches writes branches (REGISTERED, with their own gid and
@@ -224,6 +233,15 @@ func (s *Store) insertBranches(ctx context.Context, q querier, branches []tcc.Br
 	if len(branches) == 0 {
 		return nil
 	}
+	st := branchesInsert(branches)
+	if _, err := s.exec(ctx, q, st.query, st.args...); err != nil {
+		return s.interpret("insert branches", err)
+	}
+	return nil
+}
+
+// branchesInsert builds the multi-row INSERT of branches (at least one).
+func branchesInsert(branches []tcc.Branch) stmt {
 	var sb strings.Builder
 	sb.WriteString(`INSERT INTO branch_record (gid, branch_id, participant, payload, payload_digest, state, created_us, updated_us) VALUES `)
 	args := make([]any, 0, 8*len(branches))
@@ -235,10 +253,7 @@ func (s *Store) insertBranches(ctx context.Context, q querier, branches []tcc.Br
 		args = append(args, b.GID, b.BranchID, b.Participant, nonNil(b.Payload), b.PayloadDigest, string(tcc.BranchRegistered),
 			micros(b.CreatedAt), micros(b.UpdatedAt))
 	}
-	if _, err := s.exec(ctx, q, sb.String(), args...); err != nil {
-		return s.interpret("insert branches", err)
-	}
-	return nil
+	return stmt{sb.String(), args}
 }
 
 // branchesOf returns the branches of txs, each with its transaction's gid.
@@ -466,15 +481,10 @@ func (s *Store) decide(ctx context.Context, p tcc.DecideParams) (*tcc.Transactio
 	return tx, n == 1, nil
 }
 
-// RecordRound implements tcc.Store. All done branches move in one
-// statement. When every branch called is done (the usual round) and the
-// database is MySQL, the branch update and the record update are two
-// autocommit statements rather than one transaction: the branch facts are
-// true whatever becomes of the record update, and a crash between the two
-// leaves a decided record whose branches are all final, which the next
-// round (after the lease) finishes without calling anyone. Rounds with
-// failures or conflicts, and every round on SQLite (where a commit is an
-// fsync that nothing shares), use one transaction.
+// RecordRound implements tcc.Store: the branch facts and the record's
+// compare-and-set in one database transaction. All done branches move in
+// one statement. On MySQL the whole round is one round trip (script.go);
+// concurrent finishing rounds are grouped (batch.go).
 //
 // model: record_round, finish
 func (s *Store) RecordRound(ctx context.Context, p tcc.RoundParams) error {
@@ -483,65 +493,25 @@ func (s *Store) RecordRound(ctx context.Context, p tcc.RoundParams) error {
 }
 
 func (s *Store) recordRound(ctx context.Context, p tcc.RoundParams) error {
-	final, decided, branchDone := p.Outcome.FinalState(), p.Outcome.DecidedState(), p.Outcome.BranchDone()
-	now := micros(p.Now)
-	var q querier = s.sql
-	var dbtx *sql.Tx
-	if s.dialect == database.SQLite || len(p.Failed) > 0 || len(p.Conflicts) > 0 {
-		var err error
-		if dbtx, err = s.begin(ctx); err != nil {
+	stmts := roundStatements(s.pk(), p)
+	var n int64
+	if s.dialect == database.MySQL {
+		affected, err := s.script(ctx, stmts...)
+		if err != nil {
+			return s.interpret("record round", err)
+		}
+		n = affected[len(affected)-1]
+	} else {
+		dbtx, err := s.begin(ctx)
+		if err != nil {
 			return s.interpret("record round", err)
 		}
 		defer func() { _ = dbtx.Rollback() }()
-		q = dbtx
-	}
-	if len(p.Done) > 0 {
-		args := make([]any, 0, 4+len(p.Done))
-		args = append(args, string(branchDone), now, p.GID, string(tcc.BranchRegistered))
-		for _, id := range p.Done {
-			args = append(args, id)
+		for _, st := range stmts {
+			if n, err = s.exec(ctx, dbtx, st.query, st.args...); err != nil {
+				return s.interpret("record round", err)
+			}
 		}
-		if _, err := s.exec(ctx, q, `UPDATE branch_record SET state = ?, attempts = attempts + 1, last_error = '', updated_us = ?
-			WHERE gid = ? AND state = ? AND branch_id IN (?`+strings.Repeat(", ?", len(p.Done)-1)+`)`, args...); err != nil {
-			return s.interpret("record round", err)
-		}
-	}
-	for _, f := range p.Failed {
-		if _, err := s.exec(ctx, q, `UPDATE branch_record SET attempts = attempts + 1, last_error = ?, updated_us = ?
-			WHERE gid = ? AND branch_id = ? AND state = ?`,
-			f.Err, now, p.GID, f.BranchID, string(tcc.BranchRegistered)); err != nil {
-			return s.interpret("record round", err)
-		}
-	}
-	for _, f := range p.Conflicts {
-		if _, err := s.exec(ctx, q, `UPDATE branch_record SET attempts = attempts + 1, last_error = ?, conflict = ?, updated_us = ?
-			WHERE gid = ? AND branch_id = ? AND state = ?`,
-			f.Err, true, now, p.GID, f.BranchID, string(tcc.BranchRegistered)); err != nil {
-			return s.interpret("record round", err)
-		}
-	}
-	var n int64
-	var err error
-	if p.Finish {
-		// next_attempt_us of a final record is its finish time, from
-		// which retention is counted.
-		n, err = s.exec(ctx, q, `UPDATE transaction_record`+s.pk()+`
-			SET state = ?, version = version + 1, attempts = attempts + 1, lease_owner = '', next_attempt_us = ?,
-			    updated_us = ?
-			WHERE gid = ? AND version = ? AND state = ?
-			  AND NOT EXISTS (SELECT 1 FROM branch_record WHERE gid = ? AND state = ?)`,
-			string(final), now, now, p.GID, p.Version, string(decided), p.GID, string(tcc.BranchRegistered))
-	} else {
-		n, err = s.exec(ctx, q, `UPDATE transaction_record`+s.pk()+`
-			SET version = version + 1, attempts = attempts + 1, lease_owner = '', next_attempt_us = ?,
-			    last_error = ?, needs_attention = (needs_attention OR ?), updated_us = ?
-			WHERE gid = ? AND version = ? AND state = ?`,
-			micros(p.NextAttemptAt), p.LastError, p.NeedsAttention, now, p.GID, p.Version, string(decided))
-	}
-	if err != nil {
-		return s.interpret("record round", err)
-	}
-	if dbtx != nil {
 		if err := s.commit(dbtx); err != nil {
 			return s.interpret("record round", err)
 		}
@@ -550,6 +520,50 @@ func (s *Store) recordRound(ctx context.Context, p tcc.RoundParams) error {
 		return fmt.Errorf("record round of %s at version %d: %w", p.GID, p.Version, tcc.ErrConflict)
 	}
 	return nil
+}
+
+// roundStatements returns the statements of one delivery round; the last
+// one is the record's compare-and-set.
+func roundStatements(pk string, p tcc.RoundParams) []stmt {
+	final, decided, branchDone := p.Outcome.FinalState(), p.Outcome.DecidedState(), p.Outcome.BranchDone()
+	now := micros(p.Now)
+	var stmts []stmt
+	if len(p.Done) > 0 {
+		args := make([]any, 0, 4+len(p.Done))
+		args = append(args, string(branchDone), now, p.GID, string(tcc.BranchRegistered))
+		for _, id := range p.Done {
+			args = append(args, id)
+		}
+		stmts = append(stmts, stmt{`UPDATE branch_record SET state = ?, attempts = attempts + 1, last_error = '', updated_us = ?
+			WHERE gid = ? AND state = ? AND branch_id IN (` + placeholders(len(p.Done)) + `)`, args})
+	}
+	for _, f := range p.Failed {
+		stmts = append(stmts, stmt{`UPDATE branch_record SET attempts = attempts + 1, last_error = ?, updated_us = ?
+			WHERE gid = ? AND branch_id = ? AND state = ?`,
+			[]any{f.Err, now, p.GID, f.BranchID, string(tcc.BranchRegistered)}})
+	}
+	for _, f := range p.Conflicts {
+		stmts = append(stmts, stmt{`UPDATE branch_record SET attempts = attempts + 1, last_error = ?, conflict = ?, updated_us = ?
+			WHERE gid = ? AND branch_id = ? AND state = ?`,
+			[]any{f.Err, true, now, p.GID, f.BranchID, string(tcc.BranchRegistered)}})
+	}
+	if p.Finish {
+		// next_attempt_us of a final record is its finish time, from
+		// which retention is counted.
+		stmts = append(stmts, stmt{`UPDATE transaction_record` + pk + `
+			SET state = ?, version = version + 1, attempts = attempts + 1, lease_owner = '', next_attempt_us = ?,
+			    updated_us = ?
+			WHERE gid = ? AND version = ? AND state = ?
+			  AND NOT EXISTS (SELECT 1 FROM branch_record WHERE gid = ? AND state = ?)`,
+			[]any{string(final), now, now, p.GID, p.Version, string(decided), p.GID, string(tcc.BranchRegistered)}})
+	} else {
+		stmts = append(stmts, stmt{`UPDATE transaction_record` + pk + `
+			SET version = version + 1, attempts = attempts + 1, lease_owner = '', next_attempt_us = ?,
+			    last_error = ?, needs_attention = (needs_attention OR ?), updated_us = ?
+			WHERE gid = ? AND version = ? AND state = ?`,
+			[]any{micros(p.NextAttemptAt), p.LastError, p.NeedsAttention, now, p.GID, p.Version, string(decided)}})
+	}
+	return stmts
 }
 
 // Claim implements tcc.Store.
