@@ -17,8 +17,9 @@ import (
 // by one caller: one multi-row INSERT for Begins, and one database
 // transaction for the registrations, for the decisions of records this
 // store does not remember (from three on) and for the finishing delivery
-// rounds (from three on); decisions of records it remembers are one
-// statement for all (known.go). A request arriving when nothing of its
+// rounds (from two on); decisions of records it remembers are one
+// write for all (known.go). On MySQL every such write transaction is one
+// round trip (script.go). A request arriving when nothing of its
 // kind is running is written at once, alone, so batching adds no latency at low load and saves round
 // trips, commits (fsyncs) and statements as load grows. Durability is
 // unchanged: every caller returns only after the statement or transaction
@@ -285,56 +286,44 @@ type knownDecision struct {
 	known *tcc.Transaction
 }
 
-// decideKnown decides the requests whose records are remembered with one
-// autocommit compare-and-set on state and version for all of them (one
-// round trip, durable when it returns) and answers them with the
-// remembered records, decided. If the statement did not match every
-// record (one changed since: another instance registered a branch or
-// decided it), the records are read to tell which ones this statement
-// decided. It returns the requests it did not answer, for the other paths.
+// decideKnown decides the requests whose records are remembered, each by
+// a compare-and-set on state and version, in one write (one autocommit
+// statement alone; one transaction, one round trip on MySQL, for several)
+// that is durable when it returns, and answers them with the remembered
+// records, decided. It returns the requests whose compare-and-set matched
+// nothing (the record changed since: another instance registered a branch
+// or decided it), for the other paths, which read the record.
 func (s *Store) decideKnown(ctx context.Context, items []knownDecision) []*pending[tcc.DecideParams, decision] {
 	if len(items) == 0 {
 		return nil
 	}
-	params := make([]tcc.DecideParams, len(items))
-	versions := make([]int64, len(items))
+	stmts := make([]stmt, len(items))
 	left := make([]*pending[tcc.DecideParams, decision], len(items))
 	for i, it := range items {
-		params[i], versions[i], left[i] = it.r.p, it.known.Version, it.r
+		query, args := decideStatement(s.pk(), []tcc.DecideParams{it.r.p}, []int64{it.known.Version})
+		stmts[i], left[i] = stmt{query, args}, it.r
 	}
-	query, args := decideStatement(s.pk(), params, versions)
-	n, err := s.exec(ctx, s.sql, query, args...)
+	var affected []int64
+	var err error
+	if len(stmts) == 1 {
+		var n int64
+		n, err = s.exec(ctx, s.sql, stmts[0].query, stmts[0].args...)
+		affected = []int64{n}
+	} else {
+		affected, err = s.write(ctx, stmts...)
+	}
 	if err != nil {
 		// Unknown outcome: the other paths decide again, which is safe (see
 		// decideBatch).
 		return left
 	}
-	if n == int64(len(items)) {
-		for _, it := range items {
-			it.r.res = decision{tx: decided(it.known, it.r.p), won: true}
-		}
-		return nil
-	}
-	gids := make([]any, len(items))
-	for i, it := range items {
-		gids[i] = it.r.p.GID
-	}
-	txs, err := s.loadMany(ctx, s.sql, gids)
-	if err != nil {
-		return left
-	}
 	left = left[:0]
-	for _, it := range items {
-		p := it.r.p
-		// Decisions of one store run one batch at a time and a batch has
-		// each gid once, so the record at the next version, decided as p
-		// asked, with this owner and time, was decided by this statement.
-		if tx := txs[p.GID]; tx != nil && tx.State == p.Outcome.DecidedState() && tx.Version == it.known.Version+1 &&
-			tx.LeaseOwner == p.Owner && tx.DecidedAt.Equal(fromMicros(micros(p.Now))) {
-			it.r.res = decision{tx: tx, won: true}
-			continue
+	for i, it := range items {
+		if affected[i] == 1 {
+			it.r.res = decision{tx: decided(it.known, it.r.p), won: true}
+		} else {
+			left = append(left, it.r)
 		}
-		left = append(left, it.r)
 	}
 	return left
 }
@@ -481,50 +470,24 @@ func (s *Store) flushRounds(ctx context.Context, batch []*pending[tcc.RoundParam
 	}
 }
 
-// minRoundBatch: a batch of finishing rounds costs five round trips
-// whatever its size, a single finishing round two.
-const minRoundBatch = 3
+// minRoundBatch: a batch of finishing rounds costs one write transaction
+// (one round trip on MySQL) whatever its size, as a single round does.
+const minRoundBatch = 2
 
 // finishBatch records finishing rounds (every called branch done) of
-// several transactions with the same outcome in one database transaction:
-// the records are locked and read (so that each round's compare-and-set is
-// known exactly), their done branches are updated in one statement and the
-// records whose compare-and-set holds are finished in another. It returns
-// false, having written nothing, if the batch could not be applied whole.
+// several transactions with the same outcome in one write transaction (one
+// round trip on MySQL): the done branches of all of them in one statement,
+// then each record's compare-and-set, whose count tells each round its
+// exact result, as a single round would. It returns false if the write
+// failed; the rounds are then recorded one by one, which is idempotent.
 func (s *Store) finishBatch(ctx context.Context, o tcc.Outcome, group []*pending[tcc.RoundParams, unit]) bool {
-	final, decided, branchDone := o.FinalState(), o.DecidedState(), o.BranchDone()
-	dbtx, err := s.begin(ctx)
-	if err != nil {
-		return false
-	}
-	defer func() { _ = dbtx.Rollback() }()
+	branchDone := o.BranchDone()
 	gids := make([]any, 0, len(group))
-	for _, r := range group {
-		gids = append(gids, r.p.GID)
-	}
-	lock := s.forUpdate()
-	s.roundTrips.Add(1)
-	rows, err := dbtx.QueryContext(ctx, `SELECT gid, version FROM transaction_record WHERE state = ? AND gid IN (`+placeholders(len(gids))+`)`+lock,
-		append([]any{string(decided)}, gids...)...)
-	if err != nil {
-		return false
-	}
-	versions := map[string]int64{}
-	for rows.Next() {
-		var g string
-		var v int64
-		if rows.Scan(&g, &v) == nil {
-			versions[g] = v
-		}
-	}
-	if rows.Close() != nil || rows.Err() != nil {
-		return false
-	}
 	var nowCase strings.Builder
-	var nowArgs, ids, passGIDs, passNow []any
-	var passCase strings.Builder
+	var nowArgs, ids []any
 	seenID := map[string]bool{}
 	for _, r := range group {
+		gids = append(gids, r.p.GID)
 		nowCase.WriteString(" WHEN ? THEN ?")
 		nowArgs = append(nowArgs, r.p.GID, micros(r.p.Now))
 		for _, id := range r.p.Done {
@@ -532,11 +495,6 @@ func (s *Store) finishBatch(ctx context.Context, o tcc.Outcome, group []*pending
 				seenID[id] = true
 				ids = append(ids, id)
 			}
-		}
-		if v, ok := versions[r.p.GID]; ok && v == r.p.Version {
-			passGIDs = append(passGIDs, r.p.GID)
-			passCase.WriteString(" WHEN ? THEN ?")
-			passNow = append(passNow, r.p.GID, micros(r.p.Now))
 		}
 	}
 	// A finishing round's Done is every branch still REGISTERED in its
@@ -548,30 +506,18 @@ func (s *Store) finishBatch(ctx context.Context, o tcc.Outcome, group []*pending
 	args = append(args, string(tcc.BranchRegistered))
 	args = append(args, gids...)
 	args = append(args, ids...)
-	if _, err := s.exec(ctx, dbtx, `UPDATE branch_record SET state = ?, attempts = attempts + 1, last_error = '',
-		updated_us = CASE gid`+nowCase.String()+` END
-		WHERE state = ? AND gid IN (`+placeholders(len(gids))+`) AND branch_id IN (`+placeholders(len(ids))+`)`, args...); err != nil {
-		return false
-	}
-	if len(passGIDs) > 0 {
-		args = append([]any{string(final)}, passNow...)
-		args = append(args, passNow...)
-		args = append(args, passGIDs...)
-		args = append(args, string(tcc.BranchRegistered))
-		updated, err := s.exec(ctx, dbtx, `UPDATE transaction_record`+s.pk()+`
-			SET state = ?, version = version + 1, attempts = attempts + 1, lease_owner = '',
-			    next_attempt_us = CASE gid`+passCase.String()+` END, updated_us = CASE gid`+passCase.String()+` END
-			WHERE gid IN (`+placeholders(len(passGIDs))+`)
-			  AND NOT EXISTS (SELECT 1 FROM branch_record b WHERE b.gid = transaction_record.gid AND b.state = ?)`, args...)
-		if err != nil || updated != int64(len(passGIDs)) {
-			return false
-		}
-	}
-	if err := s.commit(dbtx); err != nil {
-		return false
-	}
+	stmts := []stmt{{`UPDATE branch_record SET state = ?, attempts = attempts + 1, last_error = '',
+			updated_us = CASE gid` + nowCase.String() + ` END
+			WHERE state = ? AND gid IN (` + placeholders(len(gids)) + `) AND branch_id IN (` + placeholders(len(ids)) + `)`, args}}
 	for _, r := range group {
-		if v, ok := versions[r.p.GID]; !ok || v != r.p.Version {
+		stmts = append(stmts, recordFinish(s.pk(), r.p))
+	}
+	affected, err := s.write(ctx, stmts...)
+	if err != nil {
+		return false
+	}
+	for i, r := range group {
+		if affected[1+i] == 0 {
 			r.err = fmt.Errorf("record round of %s at version %d: %w", r.p.GID, r.p.Version, tcc.ErrConflict)
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	gomysql "github.com/go-sql-driver/mysql"
+
+	"github.com/settle-tcc/settle/internal/database"
 )
 
 // One round trip for a short write transaction (MySQL).
@@ -21,6 +23,29 @@ import (
 // transaction open: the connection is then discarded (the server rolls
 // the transaction back when it closes), never returned to the pool.
 // SQLite runs in-process and uses ordinary transactions.
+
+// write runs stmts in one database transaction and returns the rows each
+// affected: one script on MySQL, the statements one by one on SQLite.
+func (s *Store) write(ctx context.Context, stmts ...stmt) ([]int64, error) {
+	if s.dialect == database.MySQL {
+		return s.script(ctx, stmts...)
+	}
+	dbtx, err := s.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = dbtx.Rollback() }()
+	affected := make([]int64, len(stmts))
+	for i, st := range stmts {
+		if affected[i], err = s.exec(ctx, dbtx, st.query, st.args...); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.commit(dbtx); err != nil {
+		return nil, err
+	}
+	return affected, nil
+}
 
 // stmt is one statement of a script.
 type stmt struct {

@@ -184,25 +184,8 @@ func (s *Store) insertAll(ctx context.Context, txs []*tcc.Transaction) error {
 		_, err := s.exec(ctx, s.sql, records.query, records.args...)
 		return s.interpret("insert transaction", err)
 	}
-	if s.dialect == database.MySQL {
-		_, err := s.script(ctx, records, branchesInsert(branches))
-		return s.interpret("insert transaction", err)
-	}
-	dbtx, err := s.begin(ctx)
-	if err != nil {
-		return s.interpret("insert transaction", err)
-	}
-	defer func() { _ = dbtx.Rollback() }()
-	if _, err := s.exec(ctx, dbtx, records.query, records.args...); err != nil {
-		return s.interpret("insert transaction", err)
-	}
-	if err := s.insertBranches(ctx, dbtx, branches); err != nil {
-		return err
-	}
-	if err := s.commit(dbtx); err != nil {
-		return s.interpret("insert transaction", err)
-	}
-	return nil
+	_, err = s.write(ctx, records, branchesInsert(branches))
+	return s.interpret("insert transaction", err)
 }
 
 // recordsInsert builds the multi-row INSERT of records (their branch_count
@@ -493,29 +476,11 @@ func (s *Store) RecordRound(ctx context.Context, p tcc.RoundParams) error {
 }
 
 func (s *Store) recordRound(ctx context.Context, p tcc.RoundParams) error {
-	stmts := roundStatements(s.pk(), p)
-	var n int64
-	if s.dialect == database.MySQL {
-		affected, err := s.script(ctx, stmts...)
-		if err != nil {
-			return s.interpret("record round", err)
-		}
-		n = affected[len(affected)-1]
-	} else {
-		dbtx, err := s.begin(ctx)
-		if err != nil {
-			return s.interpret("record round", err)
-		}
-		defer func() { _ = dbtx.Rollback() }()
-		for _, st := range stmts {
-			if n, err = s.exec(ctx, dbtx, st.query, st.args...); err != nil {
-				return s.interpret("record round", err)
-			}
-		}
-		if err := s.commit(dbtx); err != nil {
-			return s.interpret("record round", err)
-		}
+	affected, err := s.write(ctx, roundStatements(s.pk(), p)...)
+	if err != nil {
+		return s.interpret("record round", err)
 	}
+	n := affected[len(affected)-1]
 	if n == 0 {
 		return fmt.Errorf("record round of %s at version %d: %w", p.GID, p.Version, tcc.ErrConflict)
 	}
@@ -525,7 +490,7 @@ func (s *Store) recordRound(ctx context.Context, p tcc.RoundParams) error {
 // roundStatements returns the statements of one delivery round; the last
 // one is the record's compare-and-set.
 func roundStatements(pk string, p tcc.RoundParams) []stmt {
-	final, decided, branchDone := p.Outcome.FinalState(), p.Outcome.DecidedState(), p.Outcome.BranchDone()
+	decided, branchDone := p.Outcome.DecidedState(), p.Outcome.BranchDone()
 	now := micros(p.Now)
 	var stmts []stmt
 	if len(p.Done) > 0 {
@@ -548,14 +513,7 @@ func roundStatements(pk string, p tcc.RoundParams) []stmt {
 			[]any{f.Err, true, now, p.GID, f.BranchID, string(tcc.BranchRegistered)}})
 	}
 	if p.Finish {
-		// next_attempt_us of a final record is its finish time, from
-		// which retention is counted.
-		stmts = append(stmts, stmt{`UPDATE transaction_record` + pk + `
-			SET state = ?, version = version + 1, attempts = attempts + 1, lease_owner = '', next_attempt_us = ?,
-			    updated_us = ?
-			WHERE gid = ? AND version = ? AND state = ?
-			  AND NOT EXISTS (SELECT 1 FROM branch_record WHERE gid = ? AND state = ?)`,
-			[]any{string(final), now, now, p.GID, p.Version, string(decided), p.GID, string(tcc.BranchRegistered)}})
+		stmts = append(stmts, recordFinish(pk, p))
 	} else {
 		stmts = append(stmts, stmt{`UPDATE transaction_record` + pk + `
 			SET version = version + 1, attempts = attempts + 1, lease_owner = '', next_attempt_us = ?,
@@ -564,6 +522,20 @@ func roundStatements(pk string, p tcc.RoundParams) []stmt {
 			[]any{micros(p.NextAttemptAt), p.LastError, p.NeedsAttention, now, p.GID, p.Version, string(decided)}})
 	}
 	return stmts
+}
+
+// recordFinish is a finishing round's compare-and-set: the record at the
+// round's version, decided, with no branch left REGISTERED, becomes final.
+func recordFinish(pk string, p tcc.RoundParams) stmt {
+	now := micros(p.Now)
+	// next_attempt_us of a final record is its finish time, from which
+	// retention is counted.
+	return stmt{`UPDATE transaction_record` + pk + `
+		SET state = ?, version = version + 1, attempts = attempts + 1, lease_owner = '', next_attempt_us = ?,
+		    updated_us = ?
+		WHERE gid = ? AND version = ? AND state = ?
+		  AND NOT EXISTS (SELECT 1 FROM branch_record WHERE gid = ? AND state = ?)`,
+		[]any{string(p.Outcome.FinalState()), now, now, p.GID, p.Version, string(p.Outcome.DecidedState()), p.GID, string(tcc.BranchRegistered)}}
 }
 
 // Claim implements tcc.Store.
