@@ -48,6 +48,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -56,6 +57,12 @@ import (
 )
 
 func main() {
+	// Like the coordinator (cmd/coordinator), collect garbage less often
+	// than Go's default unless GOGC says otherwise: the load generator
+	// shares the machine with what it measures and should cost it little.
+	if _, ok := os.LookupEnv("GOGC"); !ok {
+		debug.SetGCPercent(400)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

@@ -683,9 +683,15 @@ func (c *Coordinator) deliver(ctx context.Context, tx *Transaction) error {
 			pending = append(pending, b)
 		}
 	}
+	// Every branch's call runs in parallel; the last one on this
+	// goroutine.
 	results := make([]error, len(pending))
 	var wg sync.WaitGroup
 	for i, b := range pending {
+		if i == len(pending)-1 {
+			results[i] = c.deliverOne(ctx, o, b)
+			break
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
