@@ -166,12 +166,81 @@ func (s *Store) flushInserts(ctx context.Context, batch []*pending[*tcc.Transact
 
 func (s *Store) flushRegisters(ctx context.Context, batch []*pending[tcc.AddBranchParams, *tcc.Transaction]) {
 	first, rest := splitByGID(batch, func(p tcc.AddBranchParams) string { return p.Branch.GID })
-	if len(first) > 1 && s.registerBatch(ctx, first) {
-		first = nil
+	var known []knownRegistration
+	var unknown []*pending[tcc.AddBranchParams, *tcc.Transaction]
+	for _, r := range first {
+		if k := s.known.take(r.p.Branch.GID); k != nil {
+			known = append(known, knownRegistration{r, k})
+		} else {
+			unknown = append(unknown, r)
+		}
 	}
-	for _, r := range append(first, rest...) {
+	unknown = append(unknown, s.registerKnown(ctx, known)...)
+	if len(unknown) > 1 && s.registerBatch(ctx, unknown) {
+		unknown = nil
+	}
+	for _, r := range append(unknown, rest...) {
 		r.res, r.err = s.registerBranch(ctx, r.p)
 	}
+}
+
+// knownRegistration is a registration with the record this store
+// remembers for its gid (see known.go).
+type knownRegistration struct {
+	r     *pending[tcc.AddBranchParams, *tcc.Transaction]
+	known *tcc.Transaction
+}
+
+// registerKnown registers the branches of records this store remembers in
+// one write transaction (one round trip on MySQL): for each, the record's
+// compare-and-set (TRYING, under the branch limit, at the remembered
+// version) and an insert of the branch that happens only if that matched.
+// The record after the call is then the remembered one with the branch
+// added, without reading it. It returns the requests it did not register
+// (the record changed since, is decided or full, or the write failed, e.g.
+// on a duplicate branch id), for the paths that read the record and report
+// exactly why.
+func (s *Store) registerKnown(ctx context.Context, items []knownRegistration) []*pending[tcc.AddBranchParams, *tcc.Transaction] {
+	if len(items) == 0 {
+		return nil
+	}
+	left := make([]*pending[tcc.AddBranchParams, *tcc.Transaction], len(items))
+	stmts := make([]stmt, 0, 2*len(items))
+	for i, it := range items {
+		left[i] = it.r
+		p, b := it.r.p, it.r.p.Branch
+		stmts = append(stmts,
+			stmt{`UPDATE transaction_record` + s.pk() + ` SET branch_count = branch_count + 1, version = version + 1, updated_us = ?
+				WHERE gid = ? AND state = ? AND branch_count < ? AND version = ?`,
+				[]any{micros(p.Now), b.GID, string(tcc.StateTrying), p.MaxBranches, it.known.Version}},
+			stmt{`INSERT INTO branch_record (gid, branch_id, participant, payload, payload_digest, state, created_us, updated_us)
+				SELECT ?, ?, ?, ?, ?, ?, ?, ?` + s.ifLastChanged(),
+				[]any{b.GID, b.BranchID, b.Participant, nonNil(b.Payload), b.PayloadDigest, string(tcc.BranchRegistered),
+					micros(p.Now), micros(p.Now)}})
+	}
+	affected, err := s.write(ctx, stmts...)
+	if err != nil {
+		return left
+	}
+	left = left[:0]
+	for i, it := range items {
+		if affected[2*i] != 1 || affected[2*i+1] != 1 {
+			left = append(left, it.r)
+			continue
+		}
+		p := it.r.p
+		tx := it.known
+		tx.Version++
+		tx.UpdatedAt = fromMicros(micros(p.Now))
+		b := p.Branch
+		b.CreatedAt, b.UpdatedAt = p.Now, p.Now
+		b.State, b.Attempts, b.LastError, b.Conflict, b.Resolution = tcc.BranchRegistered, 0, "", false, ""
+		tx.Branches = append(tx.Branches, b)
+		tx = asStored(tx)
+		s.known.put(tx, p.Now)
+		it.r.res = tx
+	}
+	return left
 }
 
 // registerBatch registers every branch of batch (distinct gids) in one

@@ -9,22 +9,24 @@ import (
 	"github.com/settle-tcc/settle/internal/tcc"
 )
 
-// Known records: deciding without reading the record back.
+// Known records: registering and deciding without reading the record.
 //
-// Decide has to return the record with its branches (the coordinator
-// delivers to them). Read after the compare-and-set, that is one more round
-// trip, on the path Commit waits for. But a transaction is usually begun,
-// registered and decided through the same instance, so the store remembers
-// the records it wrote itself (inserted, or registered a branch of) as they
-// are at their version. Decide then sends one compare-and-set that also
-// requires that version, and on success the record it returns is the
-// remembered one with the decision applied: exactly what a read would give
-// (the contract suite checks this against GetTransaction).
+// RegisterBranch and Decide have to return the record with its branches
+// (the client sees it; the coordinator delivers to the branches). Read
+// after the write, that is one more round trip, on the paths the client
+// waits for. But a transaction is usually begun, registered and decided
+// through the same instance, so the store remembers the records it wrote
+// itself (inserted, registered a branch of, or read on a refused
+// registration) as they are at their version. Decide then sends one
+// compare-and-set that also requires that version, RegisterBranch one
+// that also inserts the branch if it matched, and on success the record
+// returned is the remembered one with the change applied: exactly what a
+// read would give (the contract suite checks this against GetTransaction).
 //
 // The version is the guard: any other write to a TRYING record (a branch
 // registered through another instance, a recovery claim) increments it, the
-// compare-and-set then matches nothing, and Decide falls back to the
-// compare-and-set on the state and a read. A remembered record is taken
+// compare-and-set then matches nothing, and the call falls back to the
+// path that reads the record. A remembered record is taken
 // out when it is decided; one never decided here (another instance decided
 // it) is dropped once its deadline has passed and room is needed. Memory is
 // bounded by maxKnown records; past that, records are simply not

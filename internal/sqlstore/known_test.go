@@ -2,8 +2,10 @@ package sqlstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -165,4 +167,136 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// TestRegisterKnownRecord: registering a branch of a record the store
+// wrote is one round trip and returns exactly what the database holds;
+// refusals (duplicate branch, limit, decided, changed elsewhere) fall back
+// to the reading path and are reported exactly.
+func TestRegisterKnownRecord(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, spec string) {
+		ctx := context.Background()
+		a, b := openTwo(t, spec)
+		register := func(s *sqlstore.Store, gid, id string, max int) (*tcc.Transaction, error) {
+			return s.RegisterBranch(ctx, tcc.AddBranchParams{Branch: knownBranch(gid, id), MaxBranches: max, Now: k0.Add(time.Millisecond)})
+		}
+		same := func(gid string, tx *tcc.Transaction) {
+			t.Helper()
+			got, err := b.GetTransaction(ctx, gid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(tx, got) {
+				t.Fatalf("%s: RegisterBranch returned\n%+v\nthe database holds\n%+v", gid, tx, got)
+			}
+		}
+
+		if err := a.InsertTransaction(ctx, knownTx("reg", "m")); err != nil {
+			t.Fatal(err)
+		}
+		before := a.RoundTrips()
+		tx, err := register(a, "reg", "z", 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// No read: one script on MySQL; BEGIN, UPDATE, INSERT, COMMIT on
+		// SQLite (in-process).
+		want := int64(4)
+		if strings.HasPrefix(spec, "mysql:") {
+			want = 1
+		}
+		if n := a.RoundTrips() - before; n != want {
+			t.Fatalf("registering on a record the store wrote took %d round trips, want %d", n, want)
+		}
+		same("reg", tx)
+		tx, err = register(a, "reg", "a", 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		same("reg", tx)
+		if ids := []string{tx.Branches[0].BranchID, tx.Branches[1].BranchID, tx.Branches[2].BranchID}; !reflect.DeepEqual(ids, []string{"a", "m", "z"}) {
+			t.Fatalf("branches %v, want a m z", ids)
+		}
+		// Full: refused, nothing written.
+		if tx, err = register(a, "reg", "x", 3); !errors.Is(err, tcc.ErrTooManyBranches) || len(tx.Branches) != 3 {
+			t.Fatalf("over the limit: err=%v tx=%+v", err, tx)
+		}
+		// Duplicate branch id: refused, nothing written.
+		if tx, err = register(a, "reg", "m", 8); !errors.Is(err, tcc.ErrDuplicate) || len(tx.Branches) != 3 {
+			t.Fatalf("duplicate branch: err=%v tx=%+v", err, tx)
+		}
+		same("reg", tx)
+		// Still known after the refusals: deciding is one round trip.
+		before = a.RoundTrips()
+		if _, won, err := decideAs(a, "A", "reg", tcc.Commit, time.Second); err != nil || !won {
+			t.Fatalf("decide reg: won=%v err=%v", won, err)
+		}
+		if n := a.RoundTrips() - before; n != 1 {
+			t.Fatalf("deciding after refused registrations took %d round trips, want 1", n)
+		}
+		// Decided: registration refused with the state.
+		var se *tcc.StateError
+		if _, err := register(a, "reg", "late", 8); !errors.As(err, &se) || se.Actual != tcc.StateCommitting {
+			t.Fatalf("register after the decision: %v", err)
+		}
+
+		// Changed through the other instance: the remembered version is
+		// stale; the registration still succeeds and carries both.
+		if err := a.InsertTransaction(ctx, knownTx("both")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := register(b, "both", "from-b", 8); err != nil {
+			t.Fatal(err)
+		}
+		if tx, err = register(a, "both", "from-a", 8); err != nil || len(tx.Branches) != 2 {
+			t.Fatalf("register after the other instance: err=%v tx=%+v", err, tx)
+		}
+		same("both", tx)
+
+		// Many at once, through both paths.
+		const n = 16
+		for i := 0; i < n; i++ {
+			if err := a.InsertTransaction(ctx, knownTx(fmt.Sprintf("many-%02d", i), "p")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := register(b, "many-03", "q", 8); err != nil {
+			t.Fatal(err)
+		}
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				id := "r"
+				if i == 5 {
+					id = "p" // a duplicate in the crowd
+				}
+				_, errs[i] = register(a, fmt.Sprintf("many-%02d", i), id, 8)
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			gid := fmt.Sprintf("many-%02d", i)
+			got, gerr := b.GetTransaction(ctx, gid)
+			if gerr != nil {
+				t.Fatal(gerr)
+			}
+			want := 2
+			switch i {
+			case 3:
+				want = 3
+			case 5:
+				want = 1
+				if !errors.Is(err, tcc.ErrDuplicate) {
+					t.Fatalf("%s: duplicate branch in a crowd: %v", gid, err)
+				}
+				err = nil
+			}
+			if err != nil || len(got.Branches) != want {
+				t.Fatalf("%s: err=%v, %d branches, want %d", gid, err, len(got.Branches), want)
+			}
+		}
+	})
 }

@@ -115,7 +115,10 @@ const branchColumns = `gid, branch_id, participant, payload, payload_digest, sta
 //	InsertTransaction  1 (with branches on SQLite: 4, BEGIN, two INSERTs,
 //	                   COMMIT; on MySQL those four are one script)
 //	GetTransaction     1 (record and branches in one joined SELECT)
-//	RegisterBranch     5 (BEGIN, UPDATE record, INSERT branch, SELECT, COMMIT)
+//	RegisterBranch     1 on MySQL when the record is one this store wrote
+//	                   (known.go: one script with the compare-and-set on
+//	                   the version and the insert, no read); otherwise 5
+//	                   (BEGIN, UPDATE record, INSERT branch, SELECT, COMMIT)
 //	Decide             1 (UPDATE record on state and version, autocommit,
 //	                   durable) when the record is one this store wrote
 //	                   (known.go); otherwise 2 (UPDATE on state, SELECT)
@@ -125,12 +128,12 @@ const branchColumns = `gid, branch_id, participant, payload, payload_digest, sta
 //	Claim              2
 //
 // so a two-branch transaction registered at Begin costs 1 + 1 + 1 = 3 round
-// trips on MySQL when it runs alone (one RegisterBranch per branch instead:
-// 1 + 2*5 + 1 + 1 = 13). Under concurrency the requests of each kind are
+// trips on MySQL when it runs alone, and 1 + 2*1 + 1 + 1 = 5 with one
+// RegisterBranch per branch through the instance that began it. Under concurrency the requests of each kind are
 // grouped (batch.go), and a batch costs about as much as one request: 1
-// round trip for any number of Begins, 5 for any number of registrations
-// or finishing rounds, 1 for any number of decisions of known records and
-// 5 for other decisions.
+// round trip for any number of Begins, registrations and decisions of
+// known records and finishing rounds, 5 for other registrations and
+// decisions.
 
 // querier is what *sql.DB and *sql.Tx have in common.
 type querier interface {
@@ -427,6 +430,9 @@ func (s *Store) registerBranch(ctx context.Context, p tcc.AddBranchParams) (*tcc
 	if err != nil {
 		return nil, err
 	}
+	if tx.State == tcc.StateTrying {
+		s.known.put(tx, p.Now)
+	}
 	if errors.Is(refusal, tcc.ErrDuplicate) {
 		return tx, fmt.Errorf("register branch %s of %s: %w", b.BranchID, b.GID, tcc.ErrDuplicate)
 	}
@@ -613,6 +619,16 @@ func (s *Store) pk() string {
 		return " FORCE INDEX (PRIMARY)"
 	}
 	return ""
+}
+
+// ifLastChanged ends an INSERT ... SELECT so that it inserts only if the
+// statement before it on the same connection (in the same transaction)
+// changed exactly one row.
+func (s *Store) ifLastChanged() string {
+	if s.dialect == database.SQLite {
+		return " WHERE changes() = 1"
+	}
+	return " FROM DUAL WHERE ROW_COUNT() = 1"
 }
 
 // forUpdate is the row-lock clause of a locking read: FOR UPDATE on MySQL;
