@@ -11,7 +11,7 @@
 #   REPS        repetitions (default 3)
 #   WARMUP, DURATION   per run (default 2s, 8s)
 #   BEFORE      optional coordinator binary of an older commit, run as
-#               label "before" at concurrency 10 and 50
+#               labels "before" and "before-perbranch" (MariaDB, 10 and 50)
 #   ONLY        optional regexp: run only configurations whose name matches
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -72,7 +72,7 @@ run() { # run LABEL STORE CONC BRANCHES [extra flags...]
   local name="$label/$store/c$c/b$br/$*"
   if [[ -n "${ONLY:-}" && ! $name =~ $ONLY ]]; then return 0; fi
   local coord="$BIN/coordinator" flags=()
-  if [[ $label == before ]]; then coord=$BEFORE; fi
+  if [[ $label == before* ]]; then coord=$BEFORE; fi
   if [[ $store == none ]]; then
     flags=(-mode baseline)
   else
@@ -84,14 +84,24 @@ run() { # run LABEL STORE CONC BRANCHES [extra flags...]
     -warmup "$WARMUP" -duration "$DURATION" -tsv "$OUT" "$@" >&2 || echo "run $name failed" >&2
 }
 
+# Registration: "begin" registers the branches with Begin, "perbranch" with
+# one RegisterBranch per branch (the client SDK's Try).
 for rep in $(seq 1 "$REPS"); do
   echo "=== repetition $rep" >&2
-  for store in mariadb sqlite; do
-    for c in 1 10 50 200; do run after "$store" "$c" 2; done
-    for br in 1 8 32; do run after "$store" 10 "$br"; done
-    if [[ -n "${BEFORE:-}" ]]; then for c in 10 50; do run before "$store" "$c" 2; done; fi
+  for c in 10 50; do
+    for store in mariadb sqlite; do
+      run begin "$store" "$c" 2 -register-at-begin
+      run perbranch "$store" "$c" 2
+    done
+    if [[ -n "${BEFORE:-}" ]]; then
+      run before "mariadb" "$c" 2 -register-at-begin
+      run before-perbranch "mariadb" "$c" 2
+    fi
+    run baseline none "$c" 2
   done
-  for c in 1 10 50 200; do run baseline none "$c" 2; done
+  # Curves: MariaDB, branches registered with Begin.
+  for c in 1 200; do run begin mariadb "$c" 2 -register-at-begin; done
+  for br in 1 8 32; do run begin mariadb 10 "$br" -register-at-begin; done
 done
 # Demo participants last (their databases grow with every run).
 for store in mariadb sqlite; do
@@ -100,7 +110,9 @@ for store in mariadb sqlite; do
   for rep in $(seq 1 "$REPS"); do
     for c in 10 50; do
       # shellcheck disable=SC2086
-      run demo "$store" "$c" 2 $DEMO_FLAGS
+      run demo "$store" "$c" 2 -register-at-begin $DEMO_FLAGS
+      # shellcheck disable=SC2086
+      run demo-perbranch "$store" "$c" 2 $DEMO_FLAGS
     done
   done
   kill "${PIDS[-1]}" "${PIDS[-2]}" 2>/dev/null || true
