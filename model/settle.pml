@@ -447,10 +447,10 @@ drive:
       od;
       i = 0 };
     atomic {
-      /* Then the record, fenced on version and state.  On MySQL without
-       * failures this is a separate autocommit statement (on SQLite, or
-       * with failures, one transaction with the above: a subset of these
-       * interleavings). */
+      /* Then the record, fenced on version and state.  The store writes
+       * both in one transaction (one round trip on MySQL); modelling them
+       * as two steps allows a superset of its interleavings, so what
+       * holds here holds for it. */
       if
       :: ver_mine[c] && rec_state == dec ->
            if

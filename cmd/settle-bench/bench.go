@@ -175,6 +175,7 @@ func (b *bench) spawn(ctx context.Context) error {
 	// HTTP listener; its output goes to /dev/null unless -spawn-log.
 	args := append([]string{"-listen", addr, "-http-listen", "", "-db", b.cfg.SpawnDB}, b.cfg.SpawnArgs...)
 	cmd := exec.Command(b.cfg.Spawn, args...)
+	cmd.SysProcAttr = childAttr()
 	if b.cfg.SpawnLog != "" {
 		f, err := os.Create(b.cfg.SpawnLog)
 		if err != nil {

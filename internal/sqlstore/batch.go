@@ -14,14 +14,15 @@ import (
 //
 // Begin, RegisterBranch, Decide and RecordRound requests that arrive while a
 // request of the same kind is being written are queued and written together
-// by one caller: one multi-row INSERT for Begins, and one database
-// transaction for the registrations, for the decisions of records this
-// store does not remember (from three on) and for the finishing delivery
-// rounds (from two on); decisions of records it remembers are one
-// write for all (known.go). On MySQL every such write transaction is one
-// round trip (script.go). A request arriving when nothing of its
-// kind is running is written at once, alone, so batching adds no latency at low load and saves round
-// trips, commits (fsyncs) and statements as load grows. Durability is
+// by one caller: one multi-row INSERT for Begins (plus one for the branches
+// they register, in one write transaction); one write transaction for
+// the registrations and the decisions of records this store remembers
+// (known.go) and for the finishing delivery rounds (from two on); one
+// locking transaction for the registrations and decisions (from three on)
+// of other records. On MySQL a write transaction is one round trip
+// (script.go). A request arriving when nothing of its kind is running is
+// written at once, alone, so batching adds no latency at low load and saves
+// round trips, commits (fsyncs) and statements as load grows. Durability is
 // unchanged: every caller returns only after the statement or transaction
 // holding its write has committed.
 //
