@@ -29,38 +29,60 @@ import (
 // path that reads the record. A remembered record is taken
 // out when it is decided; one never decided here (another instance decided
 // it) is dropped once its deadline has passed and room is needed. Memory is
-// bounded by maxKnown records; past that, records are simply not
-// remembered and Decide reads.
+// bounded by maxKnown records and maxKnownBytes of them (payloads
+// included); past that, records are simply not remembered and the calls
+// read.
 
-// maxKnown bounds the remembered records (a few hundred bytes each plus
-// payloads).
-const maxKnown = 1 << 14
+// maxKnown and maxKnownBytes bound the remembered records.
+const (
+	maxKnown      = 1 << 14
+	maxKnownBytes = 64 << 20
+)
 
 type knownRecords struct {
-	mu sync.Mutex
-	m  map[string]*tcc.Transaction
+	mu    sync.Mutex
+	m     map[string]*tcc.Transaction
+	bytes int
+}
+
+// knownSize estimates the memory a remembered record holds.
+func knownSize(tx *tcc.Transaction) int {
+	n := 512 + len(tx.GID) + len(tx.LastError) + len(tx.AbortReason)
+	for k, v := range tx.Labels {
+		n += len(k) + len(v) + 64
+	}
+	for _, b := range tx.Branches {
+		n += 256 + len(b.BranchID) + len(b.Participant) + len(b.Payload) + len(b.PayloadDigest)
+	}
+	return n
 }
 
 // put remembers tx as stored (see asStored); now is the writer's clock,
 // used to drop records past their deadline when the map is full.
 func (k *knownRecords) put(tx *tcc.Transaction, now time.Time) {
+	if knownSize(tx) > maxKnownBytes {
+		return
+	}
 	c := asStored(tx)
+	size := knownSize(c)
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.m == nil {
 		k.m = make(map[string]*tcc.Transaction)
 	}
-	if _, ok := k.m[c.GID]; !ok && len(k.m) >= maxKnown {
+	k.remove(c.GID)
+	if len(k.m) >= maxKnown || k.bytes+size > maxKnownBytes {
 		for gid, old := range k.m {
 			if old.Deadline.Before(now) {
-				delete(k.m, gid)
+				k.remove(gid)
 			}
 		}
-		if len(k.m) >= maxKnown {
+		if len(k.m) >= maxKnown || k.bytes+size > maxKnownBytes {
 			return
 		}
 	}
 	k.m[c.GID] = c
+	k.bytes += size
 }
 
 // take returns the remembered record of gid, or nil, and forgets it.
@@ -68,8 +90,16 @@ func (k *knownRecords) take(gid string) *tcc.Transaction {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	tx := k.m[gid]
-	delete(k.m, gid)
+	k.remove(gid)
 	return tx
+}
+
+// remove forgets gid; k.mu is held.
+func (k *knownRecords) remove(gid string) {
+	if old, ok := k.m[gid]; ok {
+		k.bytes -= knownSize(old)
+		delete(k.m, gid)
+	}
 }
 
 // asStored returns a deep copy of tx as a read of the database would return

@@ -36,3 +36,34 @@ func TestKnownRecordsBounded(t *testing.T) {
 		t.Fatalf("full of live records: %d remembered, extra remembered too", len(k.m))
 	}
 }
+
+// TestKnownRecordsBytesBounded: big payloads are bounded by bytes, not
+// only by count, and the byte count follows puts, takes and sweeps.
+func TestKnownRecordsBytesBounded(t *testing.T) {
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	big := func(gid string, deadline time.Time) *tcc.Transaction {
+		return &tcc.Transaction{GID: gid, Deadline: deadline,
+			Branches: []tcc.Branch{{BranchID: "a", Payload: make([]byte, 1<<20)}}}
+	}
+	var k knownRecords
+	for i := 0; i < 100; i++ {
+		k.put(big(fmt.Sprintf("old%d", i), now.Add(-time.Second)), now.Add(-time.Hour))
+	}
+	if k.bytes > maxKnownBytes || len(k.m) >= 64 || len(k.m) < 60 {
+		t.Fatalf("%d records, %d bytes remembered; want about 63 and at most %d bytes", len(k.m), k.bytes, maxKnownBytes)
+	}
+	k.put(big("live", now.Add(time.Minute)), now)
+	if len(k.m) != 1 || k.take("live") == nil || k.bytes != 0 {
+		t.Fatalf("after a sweep and a take: %d records, %d bytes", len(k.m), k.bytes)
+	}
+	k.put(&tcc.Transaction{GID: "huge", Branches: []tcc.Branch{{Payload: make([]byte, maxKnownBytes)}}}, now)
+	if k.take("huge") != nil {
+		t.Fatal("a record larger than the whole bound was remembered")
+	}
+	k.put(big("twice", now.Add(time.Minute)), now)
+	one := k.bytes
+	k.put(big("twice", now.Add(time.Minute)), now)
+	if k.bytes != one || len(k.m) != 1 {
+		t.Fatalf("putting a record again counted it twice: %d bytes, want %d", k.bytes, one)
+	}
+}
