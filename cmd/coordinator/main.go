@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"sort"
 	"strings"
 	"syscall"
@@ -141,7 +140,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	setGCPercent(log)
+	if app.SetGCPercent() {
+		log.Debug("garbage collector target set", "gogc", app.GCPercent)
+	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	a, err := app.Start(ctx, f.cfg, log)
@@ -151,22 +152,6 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	serveErr := a.Wait(ctx)
 	log.Info("shutting down")
 	return errors.Join(serveErr, a.Shutdown(context.Background()))
-}
-
-// defaultGCPercent is the garbage collector's target when GOGC is not set.
-// The coordinator's live heap is small (a few MB: connections, in-flight
-// transactions) while it allocates per request, so Go's default of 100
-// collects many times a second under load; 400 cut the coordinator's CPU
-// per transaction by about a fifth in BENCHMARKS.md for a few MB more heap.
-const defaultGCPercent = 400
-
-// setGCPercent applies defaultGCPercent unless the operator set GOGC.
-func setGCPercent(log *slog.Logger) {
-	if _, ok := os.LookupEnv("GOGC"); ok {
-		return
-	}
-	debug.SetGCPercent(defaultGCPercent)
-	log.Debug("garbage collector target set", "gogc", defaultGCPercent)
 }
 
 func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {

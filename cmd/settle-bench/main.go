@@ -48,21 +48,20 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/settle-tcc/settle/internal/app"
 )
 
 func main() {
-	// Like the coordinator (cmd/coordinator), collect garbage less often
-	// than Go's default unless GOGC says otherwise: the load generator
-	// shares the machine with what it measures and should cost it little.
-	if _, ok := os.LookupEnv("GOGC"); !ok {
-		debug.SetGCPercent(400)
-	}
+	// The coordinator's GC target (unless GOGC says otherwise): the load
+	// generator shares the machine with what it measures and should cost
+	// it little, and -inproc-db runs a coordinator in this process.
+	app.SetGCPercent()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
