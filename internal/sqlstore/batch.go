@@ -229,16 +229,8 @@ func (s *Store) registerKnown(ctx context.Context, items []knownRegistration) []
 			left = append(left, it.r)
 			continue
 		}
-		p := it.r.p
-		tx := it.known
-		tx.Version++
-		tx.UpdatedAt = fromMicros(micros(p.Now))
-		b := p.Branch
-		b.CreatedAt, b.UpdatedAt = p.Now, p.Now
-		b.State, b.Attempts, b.LastError, b.Conflict, b.Resolution = tcc.BranchRegistered, 0, "", false, ""
-		tx.Branches = append(tx.Branches, b)
-		tx = asStored(tx)
-		s.known.put(tx, p.Now)
+		tx := registered(it.known, it.r.p)
+		s.known.put(tx, it.r.p.Now)
 		it.r.res = tx
 	}
 	return left

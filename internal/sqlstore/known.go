@@ -41,8 +41,14 @@ const (
 
 type knownRecords struct {
 	mu    sync.Mutex
-	m     map[string]*tcc.Transaction
+	m     map[string]knownEntry
 	bytes int
+}
+
+// knownEntry is a remembered record and its estimated size.
+type knownEntry struct {
+	tx   *tcc.Transaction
+	size int
 }
 
 // knownSize estimates the memory a remembered record holds.
@@ -57,23 +63,23 @@ func knownSize(tx *tcc.Transaction) int {
 	return n
 }
 
-// put remembers tx as stored (see asStored); now is the writer's clock,
-// used to drop records past their deadline when the map is full.
+// put remembers a copy of tx as stored (see asStored); now is the writer's
+// clock, used to drop records past their deadline when the map is full.
 func (k *knownRecords) put(tx *tcc.Transaction, now time.Time) {
-	if knownSize(tx) > maxKnownBytes {
+	size := knownSize(tx)
+	if size > maxKnownBytes {
 		return
 	}
 	c := asStored(tx)
-	size := knownSize(c)
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.m == nil {
-		k.m = make(map[string]*tcc.Transaction)
+		k.m = make(map[string]knownEntry)
 	}
 	k.remove(c.GID)
 	if len(k.m) >= maxKnown || k.bytes+size > maxKnownBytes {
 		for gid, old := range k.m {
-			if old.Deadline.Before(now) {
+			if old.tx.Deadline.Before(now) {
 				k.remove(gid)
 			}
 		}
@@ -81,35 +87,39 @@ func (k *knownRecords) put(tx *tcc.Transaction, now time.Time) {
 			return
 		}
 	}
-	k.m[c.GID] = c
+	k.m[c.GID] = knownEntry{c, size}
 	k.bytes += size
 }
 
-// take returns the remembered record of gid, or nil, and forgets it.
+// take returns the remembered record of gid, or nil, and forgets it; the
+// caller owns it.
 func (k *knownRecords) take(gid string) *tcc.Transaction {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	tx := k.m[gid]
+	e := k.m[gid]
 	k.remove(gid)
-	return tx
+	return e.tx
 }
 
 // remove forgets gid; k.mu is held.
 func (k *knownRecords) remove(gid string) {
-	if old, ok := k.m[gid]; ok {
-		k.bytes -= knownSize(old)
+	if e, ok := k.m[gid]; ok {
+		k.bytes -= e.size
 		delete(k.m, gid)
 	}
 }
 
+// atMicros is t as the database stores and returns it: microsecond
+// precision, UTC, zero for zero.
+func atMicros(t time.Time) time.Time { return fromMicros(micros(t)) }
+
 // asStored returns a deep copy of tx as a read of the database would return
 // it: times at microsecond precision in UTC, no empty label map, branches
-// ordered by id (ascii_bin / BINARY collation) with a non-nil payload.
+// as stored (storedBranch) ordered by id.
 func asStored(tx *tcc.Transaction) *tcc.Transaction {
 	c := tx.Clone()
-	us := func(t time.Time) time.Time { return fromMicros(micros(t)) }
-	c.Deadline, c.DecidedAt, c.NextAttemptAt = us(c.Deadline), us(c.DecidedAt), us(c.NextAttemptAt)
-	c.CreatedAt, c.UpdatedAt = us(c.CreatedAt), us(c.UpdatedAt)
+	c.Deadline, c.DecidedAt, c.NextAttemptAt = atMicros(c.Deadline), atMicros(c.DecidedAt), atMicros(c.NextAttemptAt)
+	c.CreatedAt, c.UpdatedAt = atMicros(c.CreatedAt), atMicros(c.UpdatedAt)
 	if len(c.Labels) == 0 {
 		c.Labels = nil
 	}
@@ -117,13 +127,38 @@ func asStored(tx *tcc.Transaction) *tcc.Transaction {
 		c.Branches = nil
 	}
 	for i := range c.Branches {
-		b := &c.Branches[i]
-		b.GID = c.GID
-		b.CreatedAt, b.UpdatedAt = us(b.CreatedAt), us(b.UpdatedAt)
-		b.Payload = nonNil(b.Payload)
+		c.Branches[i] = storedBranch(c.GID, c.Branches[i])
 	}
-	slices.SortFunc(c.Branches, func(a, b tcc.Branch) int { return strings.Compare(a.BranchID, b.BranchID) })
+	sortBranches(c.Branches)
 	return c
+}
+
+// storedBranch is b of transaction gid as a read returns it.
+func storedBranch(gid string, b tcc.Branch) tcc.Branch {
+	b.GID = gid
+	b.CreatedAt, b.UpdatedAt = atMicros(b.CreatedAt), atMicros(b.UpdatedAt)
+	b.Payload = nonNil(b.Payload)
+	return b
+}
+
+// sortBranches orders branches by id, as reads do (ascii_bin / BINARY
+// collation).
+func sortBranches(bs []tcc.Branch) {
+	slices.SortFunc(bs, func(a, b tcc.Branch) int { return strings.Compare(a.BranchID, b.BranchID) })
+}
+
+// registered returns known with the branch of p added as registerKnown's
+// statements write it.
+func registered(known *tcc.Transaction, p tcc.AddBranchParams) *tcc.Transaction {
+	tx := known
+	tx.Version++
+	tx.UpdatedAt = atMicros(p.Now)
+	b := p.Branch
+	b.State, b.Attempts, b.LastError, b.Conflict, b.Resolution = tcc.BranchRegistered, 0, "", false, ""
+	b.CreatedAt, b.UpdatedAt = p.Now, p.Now
+	tx.Branches = append(tx.Branches, storedBranch(tx.GID, b))
+	sortBranches(tx.Branches)
+	return tx
 }
 
 // decided returns known with the decision p applied as decide's
@@ -133,9 +168,9 @@ func decided(known *tcc.Transaction, p tcc.DecideParams) *tcc.Transaction {
 	tx.State = p.Outcome.DecidedState()
 	tx.Version++
 	tx.LeaseOwner = p.Owner
-	tx.NextAttemptAt = fromMicros(micros(p.LeaseUntil))
+	tx.NextAttemptAt = atMicros(p.LeaseUntil)
 	tx.AbortReason = abortReason(p)
-	tx.DecidedAt = fromMicros(micros(p.Now))
+	tx.DecidedAt = atMicros(p.Now)
 	tx.UpdatedAt = tx.DecidedAt
 	return tx
 }
