@@ -13,6 +13,7 @@ import (
 	"github.com/settle-tcc/settle/internal/dbtest"
 	"github.com/settle-tcc/settle/internal/sqlstore"
 	"github.com/settle-tcc/settle/internal/tcc"
+	"github.com/settle-tcc/settle/internal/tcc/storetest"
 )
 
 var k0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
@@ -32,9 +33,13 @@ func knownBranch(gid, id string) tcc.Branch {
 		State: tcc.BranchRegistered, CreatedAt: k0, UpdatedAt: k0}
 }
 
+func decideParams(owner, gid string, o tcc.Outcome, at time.Duration) tcc.DecideParams {
+	return tcc.DecideParams{GID: gid, Outcome: o, Owner: owner,
+		LeaseUntil: k0.Add(30*time.Second + at), AbortReason: "test", Now: k0.Add(at)}
+}
+
 func decideAs(s *sqlstore.Store, owner, gid string, o tcc.Outcome, at time.Duration) (*tcc.Transaction, bool, error) {
-	return s.Decide(context.Background(), tcc.DecideParams{GID: gid, Outcome: o, Owner: owner,
-		LeaseUntil: k0.Add(30*time.Second + at), AbortReason: "test", Now: k0.Add(at)})
+	return s.Decide(context.Background(), decideParams(owner, gid, o, at))
 }
 
 func openTwo(t *testing.T, spec string) (a, b *sqlstore.Store) {
@@ -129,35 +134,24 @@ func TestDecideKnownRecord(t *testing.T) {
 				}
 			}
 		}
-		type result struct {
-			tx  *tcc.Transaction
-			won bool
-			err error
+		params := make([]tcc.DecideParams, n)
+		for i := range params {
+			params[i] = decideParams("A", fmt.Sprintf("crowd-%02d", i), tcc.Commit, time.Duration(i)*time.Millisecond)
 		}
-		results := make([]result, n)
-		var wg sync.WaitGroup
-		for i := 0; i < n; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				tx, won, err := decideAs(a, "A", fmt.Sprintf("crowd-%02d", i), tcc.Commit, time.Duration(i)*time.Millisecond)
-				results[i] = result{tx, won, err}
-			}()
-		}
-		wg.Wait()
+		results := storetest.DecideAll(a, params)
 		for i, r := range results {
 			gid := fmt.Sprintf("crowd-%02d", i)
-			if r.err != nil {
-				t.Fatalf("decide %s: %v", gid, r.err)
+			if r.Err != nil {
+				t.Fatalf("decide %s: %v", gid, r.Err)
 			}
 			wantWon := i%4 != 2
-			if r.won != wantWon {
-				t.Fatalf("%s: won=%v, want %v (state %s)", gid, r.won, wantWon, r.tx.State)
+			if r.Won != wantWon {
+				t.Fatalf("%s: won=%v, want %v (state %s)", gid, r.Won, wantWon, r.Tx.State)
 			}
-			if wantBranches := 1 + btoi(i%4 == 1); len(r.tx.Branches) != wantBranches {
-				t.Fatalf("%s: %d branches, want %d", gid, len(r.tx.Branches), wantBranches)
+			if wantBranches := 1 + btoi(i%4 == 1); len(r.Tx.Branches) != wantBranches {
+				t.Fatalf("%s: %d branches, want %d", gid, len(r.Tx.Branches), wantBranches)
 			}
-			same(a, gid, r.tx)
+			same(a, gid, r.Tx)
 		}
 	})
 }

@@ -56,6 +56,31 @@ func Run(t *testing.T, newStore func(t *testing.T) tcc.Store) {
 	}
 }
 
+// DecideResult is the answer of one Store.Decide.
+type DecideResult struct {
+	Tx  *tcc.Transaction
+	Won bool
+	Err error
+}
+
+// DecideAll runs the decisions at once, one goroutine each, and returns
+// their answers in the order of params (stores that batch get them
+// together).
+func DecideAll(s tcc.Store, params []tcc.DecideParams) []DecideResult {
+	results := make([]DecideResult, len(params))
+	var wg sync.WaitGroup
+	for i, p := range params {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tx, won, err := s.Decide(context.Background(), p)
+			results[i] = DecideResult{tx, won, err}
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
 var t0 = time.Date(2026, 11, 25, 10, 0, 0, 123456000, time.UTC)
 
 func newTx(gid string) *tcc.Transaction {
@@ -446,32 +471,21 @@ func testDecideReturnsStored(t *testing.T, s tcc.Store) {
 			insert(gid, nil, "a")
 		}
 	}
-	type result struct {
-		tx  *tcc.Transaction
-		won bool
-		err error
-	}
-	results := make([]result, n)
-	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			o := tcc.Commit
-			if i%3 == 0 {
-				o = tcc.Abort
-			}
-			tx, won, err := s.Decide(ctx, tcc.DecideParams{GID: fmt.Sprintf("many-%02d", i), Outcome: o, Owner: "c1",
-				LeaseUntil: t0.Add(time.Duration(30+i) * time.Second), AbortReason: "why", Now: t0.Add(time.Duration(i) * time.Millisecond)})
-			results[i] = result{tx, won, err}
-		}()
-	}
-	wg.Wait()
-	for i, r := range results {
-		if r.err != nil {
-			t.Fatalf("decide many-%02d: %v", i, r.err)
+	params := make([]tcc.DecideParams, n)
+	for i := range params {
+		o := tcc.Commit
+		if i%3 == 0 {
+			o = tcc.Abort
 		}
-		check(fmt.Sprintf("many-%02d", i), r.tx, r.won)
+		params[i] = tcc.DecideParams{GID: fmt.Sprintf("many-%02d", i), Outcome: o, Owner: "c1",
+			LeaseUntil: t0.Add(time.Duration(30+i) * time.Second), AbortReason: "why", Now: t0.Add(time.Duration(i) * time.Millisecond)}
+	}
+	results := DecideAll(s, params)
+	for i, r := range results {
+		if r.Err != nil {
+			t.Fatalf("decide many-%02d: %v", i, r.Err)
+		}
+		check(fmt.Sprintf("many-%02d", i), r.Tx, r.Won)
 	}
 }
 
@@ -479,30 +493,23 @@ func testDecideConcurrent(t *testing.T, s tcc.Store) {
 	for round := 0; round < 5; round++ {
 		gid := fmt.Sprintf("race-%d", round)
 		mustInsert(t, s, gid, "a", "b")
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		winners := map[tcc.Outcome]int{}
-		for i := 0; i < 10; i++ {
+		params := make([]tcc.DecideParams, 10)
+		for i := range params {
 			o := tcc.Commit
 			if i%2 == 1 {
 				o = tcc.Abort
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_, won, err := s.Decide(context.Background(), tcc.DecideParams{GID: gid, Outcome: o, Owner: "c", LeaseUntil: t0, Now: t0})
-				if err != nil {
-					t.Errorf("decide: %v", err)
-					return
-				}
-				if won {
-					mu.Lock()
-					winners[o]++
-					mu.Unlock()
-				}
-			}()
+			params[i] = tcc.DecideParams{GID: gid, Outcome: o, Owner: "c", LeaseUntil: t0, Now: t0}
 		}
-		wg.Wait()
+		winners := map[tcc.Outcome]int{}
+		for i, r := range DecideAll(s, params) {
+			if r.Err != nil {
+				t.Fatalf("decide: %v", r.Err)
+			}
+			if r.Won {
+				winners[params[i].Outcome]++
+			}
+		}
 		total := winners[tcc.Commit] + winners[tcc.Abort]
 		if total != 1 {
 			t.Fatalf("%s: %d winners (%v), want exactly 1", gid, total, winners)
