@@ -42,6 +42,19 @@ func decideAs(s *sqlstore.Store, owner, gid string, o tcc.Outcome, at time.Durat
 	return s.Decide(context.Background(), decideParams(owner, gid, o, at))
 }
 
+// wantStored fails unless tx, returned by op, is exactly what s reads for
+// its gid.
+func wantStored(t *testing.T, s *sqlstore.Store, op string, tx *tcc.Transaction) {
+	t.Helper()
+	got, err := s.GetTransaction(context.Background(), tx.GID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(tx, got) {
+		t.Fatalf("%s: %s returned\n%+v\nthe database holds\n%+v", tx.GID, op, tx, got)
+	}
+}
+
 func openTwo(t *testing.T, spec string) (a, b *sqlstore.Store) {
 	t.Helper()
 	var stores [2]*sqlstore.Store
@@ -63,16 +76,6 @@ func TestDecideKnownRecord(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
 		ctx := context.Background()
 		a, b := openTwo(t, spec)
-		same := func(s *sqlstore.Store, gid string, tx *tcc.Transaction) {
-			t.Helper()
-			got, err := s.GetTransaction(ctx, gid)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(tx, got) {
-				t.Fatalf("%s: Decide returned\n%+v\nthe database holds\n%+v", gid, tx, got)
-			}
-		}
 
 		// Alone: one statement.
 		if err := a.InsertTransaction(ctx, knownTx("solo", "p", "q")); err != nil {
@@ -86,7 +89,7 @@ func TestDecideKnownRecord(t *testing.T) {
 		if n := a.RoundTrips() - before; n != 1 {
 			t.Fatalf("deciding a record the store wrote took %d statements, want 1", n)
 		}
-		same(a, "solo", tx)
+		wantStored(t, a, "Decide", tx)
 
 		// A branch registered through the other instance: the remembered
 		// version is stale; the decision still wins and carries the branch.
@@ -100,7 +103,7 @@ func TestDecideKnownRecord(t *testing.T) {
 		if err != nil || !won || len(tx.Branches) != 2 || tx.Branches[0].BranchID != "late" {
 			t.Fatalf("decide moved: won=%v err=%v tx=%+v", won, err, tx)
 		}
-		same(a, "moved", tx)
+		wantStored(t, a, "Decide", tx)
 
 		// Decided through the other instance first: not won, its outcome.
 		if err := a.InsertTransaction(ctx, knownTx("taken", "p")); err != nil {
@@ -113,7 +116,7 @@ func TestDecideKnownRecord(t *testing.T) {
 		if err != nil || won || tx.State != tcc.StateAborting || tx.LeaseOwner != "B" {
 			t.Fatalf("A decides taken after B: won=%v err=%v tx=%+v", won, err, tx)
 		}
-		same(a, "taken", tx)
+		wantStored(t, a, "Decide", tx)
 
 		// Together, some changed and some decided elsewhere: every answer
 		// is exact.
@@ -151,7 +154,7 @@ func TestDecideKnownRecord(t *testing.T) {
 			if wantBranches := 1 + btoi(i%4 == 1); len(r.Tx.Branches) != wantBranches {
 				t.Fatalf("%s: %d branches, want %d", gid, len(r.Tx.Branches), wantBranches)
 			}
-			same(a, gid, r.Tx)
+			wantStored(t, a, "Decide", r.Tx)
 		}
 	})
 }
@@ -174,16 +177,6 @@ func TestRegisterKnownRecord(t *testing.T) {
 		register := func(s *sqlstore.Store, gid, id string, max int) (*tcc.Transaction, error) {
 			return s.RegisterBranch(ctx, tcc.AddBranchParams{Branch: knownBranch(gid, id), MaxBranches: max, Now: k0.Add(time.Millisecond)})
 		}
-		same := func(gid string, tx *tcc.Transaction) {
-			t.Helper()
-			got, err := b.GetTransaction(ctx, gid)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(tx, got) {
-				t.Fatalf("%s: RegisterBranch returned\n%+v\nthe database holds\n%+v", gid, tx, got)
-			}
-		}
 
 		if err := a.InsertTransaction(ctx, knownTx("reg", "m")); err != nil {
 			t.Fatal(err)
@@ -202,12 +195,12 @@ func TestRegisterKnownRecord(t *testing.T) {
 		if n := a.RoundTrips() - before; n != want {
 			t.Fatalf("registering on a record the store wrote took %d round trips, want %d", n, want)
 		}
-		same("reg", tx)
+		wantStored(t, b, "RegisterBranch", tx)
 		tx, err = register(a, "reg", "a", 3)
 		if err != nil {
 			t.Fatal(err)
 		}
-		same("reg", tx)
+		wantStored(t, b, "RegisterBranch", tx)
 		if ids := []string{tx.Branches[0].BranchID, tx.Branches[1].BranchID, tx.Branches[2].BranchID}; !reflect.DeepEqual(ids, []string{"a", "m", "z"}) {
 			t.Fatalf("branches %v, want a m z", ids)
 		}
@@ -219,7 +212,7 @@ func TestRegisterKnownRecord(t *testing.T) {
 		if tx, err = register(a, "reg", "m", 8); !errors.Is(err, tcc.ErrDuplicate) || len(tx.Branches) != 3 {
 			t.Fatalf("duplicate branch: err=%v tx=%+v", err, tx)
 		}
-		same("reg", tx)
+		wantStored(t, b, "RegisterBranch", tx)
 		// Still known after the refusals: deciding is one round trip.
 		before = a.RoundTrips()
 		if _, won, err := decideAs(a, "A", "reg", tcc.Commit, time.Second); err != nil || !won {
@@ -245,7 +238,7 @@ func TestRegisterKnownRecord(t *testing.T) {
 		if tx, err = register(a, "both", "from-a", 8); err != nil || len(tx.Branches) != 2 {
 			t.Fatalf("register after the other instance: err=%v tx=%+v", err, tx)
 		}
-		same("both", tx)
+		wantStored(t, b, "RegisterBranch", tx)
 
 		// Many at once, through both paths.
 		const n = 16
