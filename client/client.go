@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/settle-tcc/settle/internal/rpcopt"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -133,7 +135,8 @@ func New(target string, opts ...Option) (*Client, error) {
 	dial := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultServiceConfig(retryServiceConfig),
-	}, cfg.dialOpts...)
+	}, rpcopt.DialOptions()...)
+	dial = append(dial, cfg.dialOpts...)
 	conn, err := grpc.NewClient(target, dial...)
 	if err != nil {
 		return nil, fmt.Errorf("client: coordinator %s: %w", target, err)
@@ -193,6 +196,7 @@ func (c *Client) participant(target string) (tccv1.ParticipantServiceClient, err
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultServiceConfig(retryServiceConfig),
 	}
+	dial = append(dial, rpcopt.DialOptions()...)
 	dial = append(dial, c.cfg.dialOpts...)
 	dial = append(dial, c.cfg.participantOpts...)
 	// grpc.NewClient does no I/O, so holding the lock here is cheap.

@@ -54,6 +54,7 @@ import (
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 	"github.com/settle-tcc/settle/internal/database"
 	"github.com/settle-tcc/settle/internal/demo"
+	"github.com/settle-tcc/settle/internal/rpcopt"
 	"github.com/settle-tcc/settle/participant"
 )
 
@@ -267,7 +268,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	var checkDone chan error
 	stopCheck := func() {}
 	if cfg.Coordinator != "" {
-		cc, err := grpc.NewClient(cfg.Coordinator, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		cc, err := grpc.NewClient(cfg.Coordinator, append(rpcopt.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 		if err != nil {
 			return fmt.Errorf("coordinator %s: %w", cfg.Coordinator, err)
 		}
@@ -290,7 +291,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 			<-checkDone
 		}
 	}()
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(rpcopt.ServerOptions()...)
 	tccv1.RegisterParticipantServiceServer(srv, part)
 	hs := health.NewServer()
 	hs.SetServingStatus(tccv1.ParticipantService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)

@@ -28,6 +28,7 @@ import (
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 	"github.com/settle-tcc/settle/internal/app"
 	"github.com/settle-tcc/settle/internal/demo"
+	"github.com/settle-tcc/settle/internal/rpcopt"
 )
 
 type bench struct {
@@ -59,7 +60,7 @@ func (b *bench) cleanup() {
 }
 
 func dial(target string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return grpc.NewClient(target, append(rpcopt.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 }
 
 func (b *bench) setup(ctx context.Context) error {

@@ -5,6 +5,8 @@ import (
 	"net"
 	"sync/atomic"
 
+	"github.com/settle-tcc/settle/internal/rpcopt"
+
 	"google.golang.org/grpc"
 
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
@@ -24,7 +26,7 @@ func startNoop() (*noopParticipant, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &noopParticipant{addr: lis.Addr().String(), srv: grpc.NewServer(grpc.NumStreamWorkers(32))}
+	p := &noopParticipant{addr: lis.Addr().String(), srv: grpc.NewServer(append(rpcopt.ServerOptions(), grpc.NumStreamWorkers(32))...)}
 	tccv1.RegisterParticipantServiceServer(p.srv, p)
 	go func() { _ = p.srv.Serve(lis) }()
 	return p, nil

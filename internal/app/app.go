@@ -31,6 +31,7 @@ import (
 	"github.com/settle-tcc/settle/internal/faults"
 	"github.com/settle-tcc/settle/internal/metrics"
 	"github.com/settle-tcc/settle/internal/recovery"
+	"github.com/settle-tcc/settle/internal/rpcopt"
 	"github.com/settle-tcc/settle/internal/server"
 	"github.com/settle-tcc/settle/internal/sqlstore"
 	"github.com/settle-tcc/settle/internal/tcc"
@@ -125,7 +126,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{log: log, cfg: cfg, store: store, parts: server.NewParticipants(dialOpts...), serveErr: make(chan error, 2), mets: metrics.New()}
+	a := &App{log: log, cfg: cfg, store: store, parts: server.NewParticipants(append(dialOpts, rpcopt.DialOptions()...)...), serveErr: make(chan error, 2), mets: metrics.New()}
 	a.coord, err = tcc.NewCoordinator(store, a.parts, cfg.Coordinator, log, cfg.Clock, a.mets.Hooks(fault.Hit))
 	if err != nil {
 		_ = store.Close()
@@ -160,6 +161,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		// beyond the workers still get their own goroutine.
 		grpc.NumStreamWorkers(streamWorkers),
 	}
+	srvOpts = append(srvOpts, rpcopt.ServerOptions()...)
 	if serverTLS != nil {
 		srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(serverTLS)))
 		if a.hlis != nil {
