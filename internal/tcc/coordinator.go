@@ -170,6 +170,7 @@ type Coordinator struct {
 	inflight map[string]chan struct{} // gid -> closed when this instance's round ends
 	closed   bool
 	rounds   sync.WaitGroup
+	work     *workers
 }
 
 // Hooks observe the coordinator; every field may be nil. They are called
@@ -213,6 +214,7 @@ func NewCoordinator(store Store, parts Participants, cfg Config, log *slog.Logge
 		clock:    clock,
 		hooks:    hooks,
 		inflight: map[string]chan struct{}{},
+		work:     newWorkers(workerIdle),
 	}, nil
 }
 
@@ -537,13 +539,13 @@ func (c *Coordinator) startRound(tx *Transaction) bool {
 	if !reserved {
 		return true // another round of ours is running; it records the result
 	}
-	go func() {
+	c.work.run(func() {
 		defer release()
 		// The round must finish even if the request that decided is gone.
 		if err := c.deliver(context.Background(), tx); err != nil {
 			c.log.Warn("delivery round not recorded", "gid", tx.GID, "err", err)
 		}
-	}()
+	})
 	return true
 }
 
@@ -693,10 +695,10 @@ func (c *Coordinator) deliver(ctx context.Context, tx *Transaction) error {
 			break
 		}
 		wg.Add(1)
-		go func() {
+		c.work.run(func() {
 			defer wg.Done()
 			results[i] = c.deliverOne(ctx, o, b)
-		}()
+		})
 	}
 	wg.Wait()
 
@@ -923,5 +925,9 @@ func (c *Coordinator) Close(ctx context.Context) error {
 		return fmt.Errorf("close: delivery rounds still running: %w", ctx.Err())
 	}
 }
+
+// workerIdle is how long a worker of the delivery rounds waits for its next
+// task before it exits.
+const workerIdle = 10 * time.Second
 
 func (c *Coordinator) now() time.Time { return c.clock.Now().UTC() }
