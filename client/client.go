@@ -76,7 +76,8 @@ func WithParticipantTransportCredentials(creds credentials.TransportCredentials)
 
 // WithDialOptions adds gRPC dial options for the coordinator and participant
 // connections. They are applied after the SDK's own, so they can override
-// them (for example grpc.WithDefaultServiceConfig replaces the retry policy).
+// them (for example grpc.WithDefaultServiceConfig replaces the retry policy,
+// grpc.WithInitialWindowSize the SDK's static 1 MiB flow-control window).
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(c *config) { c.dialOpts = append(c.dialOpts, opts...) }
 }
