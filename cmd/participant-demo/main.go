@@ -361,6 +361,9 @@ func order(ctx context.Context, cfg orderConfig, stdout, stderr io.Writer) (int,
 	if s := res.Transaction.GetState(); s != tccv1.TransactionState_TRANSACTION_STATE_UNSPECIFIED {
 		fmt.Fprintf(stdout, "state:   %s\n", strings.TrimPrefix(s.String(), "TRANSACTION_STATE_"))
 	}
+	for _, b := range res.Transaction.GetBranches() {
+		fmt.Fprintf(stdout, "branch:  %-10s %s\n", b.GetBranchId(), strings.TrimPrefix(b.GetState().String(), "BRANCH_STATE_"))
+	}
 	if err != nil {
 		return code, err
 	}

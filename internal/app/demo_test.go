@@ -72,8 +72,8 @@ func stock(s demo.Snapshot, sku string) demo.Stock {
 // TestDemoOrders: the quickstart's two orders end to end through the client
 // SDK, the coordinator and the demo participants with their own database:
 // a committed order moves money and stock once; an order whose second Try
-// is refused is rolled back, both branches are cancelled and every balance
-// is restored.
+// is refused, and one whose first Try is refused, are rolled back, both
+// branches are cancelled and every balance is restored.
 func TestDemoOrders(t *testing.T) {
 	for _, be := range dbtest.Backends() {
 		t.Run(be.Name, func(t *testing.T) {
@@ -133,6 +133,27 @@ func TestDemoOrders(t *testing.T) {
 			after = totals()
 			if account(after, "alice") != account(before, "alice") || after.Frozen != 0 || after.Reserved != 0 || after.Balance != before.Balance {
 				t.Fatalf("balances not restored: before %+v after %+v", account(before, "alice"), account(after, "alice"))
+			}
+
+			// The first Try is refused (bob cannot pay): both branches were
+			// registered with Begin, so both are cancelled, the untried
+			// inventory branch as a null compensation, and nothing moves.
+			before = totals()
+			res, err = demo.PlaceOrder(ctx, c, demo.Order{GID: "order-poor", User: "bob", SKU: "book", Qty: 1, Participant: partAddr, Timeout: 10 * time.Second})
+			if err != nil || res.Committed || res.Reason == "" {
+				t.Fatalf("refused order: %+v %v", res, err)
+			}
+			branches := res.Transaction.GetBranches()
+			if res.Transaction.GetState() != tccv1.TransactionState_TRANSACTION_STATE_ABORTED || len(branches) != 2 {
+				t.Fatalf("order-poor after rollback: %v", res.Transaction)
+			}
+			for _, b := range branches {
+				if b.GetState() != tccv1.BranchState_BRANCH_STATE_CANCELLED {
+					t.Fatalf("order-poor branch %s: %v", b.GetBranchId(), b.GetState())
+				}
+			}
+			if after := totals(); after.Balance != before.Balance || after.Frozen != 0 || after.Reserved != 0 || stock(after, "book") != stock(before, "book") {
+				t.Fatalf("order-poor moved something: before %+v after %+v", before, after)
 			}
 		})
 	}

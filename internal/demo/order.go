@@ -50,8 +50,8 @@ type OrderResult struct {
 	Transaction *tccv1.Transaction
 }
 
-// PlaceOrder runs an order as a TCC transaction through c: Begin, Try the
-// accounts branch (freeze the price), Try the inventory branch (reserve the
+// PlaceOrder runs an order as a TCC transaction through c: Begin with both
+// branches registered, Try the accounts branch (freeze the price), Try the inventory branch (reserve the
 // stock), then Commit if both succeeded. If a participant refuses a Try for
 // a business reason it rolls back and returns Committed=false with the
 // reason and a nil error. Any other failure is rolled back too and returned
@@ -71,32 +71,35 @@ func PlaceOrder(ctx context.Context, c *client.Client, o Order) (OrderResult, er
 	if amount > MaxAmount {
 		return OrderResult{}, fmt.Errorf("%w: amount %d over %d", ErrBadPayload, amount, int64(MaxAmount))
 	}
+	// Both branches are known up front, so they are registered with Begin
+	// (one call and one database write instead of three); Try then only
+	// calls the participant. If the first Try is refused, the rollback
+	// also cancels the second branch, which its participant records as a
+	// null compensation.
+	branches := []client.Branch{
+		{ID: BranchAccounts, Participant: o.Participant, Payload: AccountsPayload(o.User, amount)},
+		{ID: BranchInventory, Participant: o.Participant, Payload: InventoryPayload(o.SKU, o.Qty)},
+	}
 	tx, err := c.Begin(ctx, client.BeginOptions{
-		GID:     o.GID,
-		Timeout: o.Timeout,
-		Labels:  map[string]string{"user": o.User, "sku": o.SKU, "qty": strconv.FormatInt(o.Qty, 10)},
+		GID:      o.GID,
+		Timeout:  o.Timeout,
+		Labels:   map[string]string{"user": o.User, "sku": o.SKU, "qty": strconv.FormatInt(o.Qty, 10)},
+		Branches: branches,
 	})
 	if err != nil {
 		return OrderResult{GID: o.GID}, err
 	}
 	res := OrderResult{GID: tx.GID()}
-	branches := []struct {
-		id      string
-		payload []byte
-	}{
-		{BranchAccounts, AccountsPayload(o.User, amount)},
-		{BranchInventory, InventoryPayload(o.SKU, o.Qty)},
-	}
 	for _, b := range branches {
-		tryErr := tx.Try(ctx, b.id, o.Participant, b.payload)
+		tryErr := tx.Try(ctx, b.ID, b.Participant, b.Payload)
 		if tryErr == nil {
 			continue
 		}
 		msg, refused := client.Refusal(tryErr)
 		if refused {
-			res.Reason = b.id + ": " + msg
+			res.Reason = b.ID + ": " + msg
 		} else {
-			res.Reason = b.id + ": " + tryErr.Error()
+			res.Reason = b.ID + ": " + tryErr.Error()
 		}
 		// Roll back even if ctx is done: the coordinator must cancel what
 		// may have been tried.

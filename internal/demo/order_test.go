@@ -20,9 +20,9 @@ import (
 )
 
 // miniCoordinator is a stand-in for the real coordinator, enough to drive
-// PlaceOrder: it records branches and, on Commit or Rollback, calls Confirm
-// or Cancel on each once, synchronously. The real coordinator is tested
-// end to end elsewhere.
+// PlaceOrder: it records branches (registered with Begin or one by one) and,
+// on Commit or Rollback, calls Confirm or Cancel on each once,
+// synchronously. The real coordinator is tested end to end elsewhere.
 type miniCoordinator struct {
 	tccv1.UnimplementedCoordinatorServiceServer
 
@@ -36,6 +36,10 @@ func (m *miniCoordinator) Begin(_ context.Context, req *tccv1.BeginRequest) (*tc
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.states[req.GetGid()] = tccv1.TransactionState_TRANSACTION_STATE_TRYING
+	for _, b := range req.GetBranches() {
+		m.branches[req.GetGid()] = append(m.branches[req.GetGid()], &tccv1.RegisterBranchRequest{
+			Gid: req.GetGid(), BranchId: b.GetBranchId(), Participant: b.GetParticipant(), Payload: b.GetPayload()})
+	}
 	return &tccv1.BeginResponse{Transaction: &tccv1.Transaction{Gid: req.GetGid(), State: m.states[req.GetGid()]}}, nil
 }
 
@@ -139,7 +143,9 @@ func TestPlaceOrder(t *testing.T) {
 		}
 
 		// bob cannot pay for a book: the accounts Try is refused, and the
-		// rollback cancels it (a null compensation); inventory is never tried.
+		// rollback cancels both branches registered with Begin: null
+		// compensations, as neither holds a reservation (inventory is never
+		// tried).
 		mid := e.totals(t)
 		res, err = demo.PlaceOrder(ctx, c, demo.Order{GID: "order-2", User: "bob", SKU: "book", Qty: 1, Participant: e.addr})
 		if err != nil || res.Committed {
@@ -155,7 +161,7 @@ func TestPlaceOrder(t *testing.T) {
 			t.Fatalf("rollback reason %q, want %q", reason, res.Reason)
 		}
 		sameTotals(t, e.totals(t), mid)
-		if f := e.fences(t, "order-2"); f["accounts/accounts"] != demo.StateCancelled || len(f) != 1 {
+		if f := e.fences(t, "order-2"); f["accounts/accounts"] != demo.StateCancelled || f["inventory/inventory"] != demo.StateCancelled || len(f) != 2 {
 			t.Fatalf("fences = %v", f)
 		}
 
