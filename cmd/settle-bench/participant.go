@@ -5,11 +5,10 @@ import (
 	"net"
 	"sync/atomic"
 
-	"github.com/settle-tcc/settle/internal/rpcopt"
-
 	"google.golang.org/grpc"
 
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
+	"github.com/settle-tcc/settle/internal/rpcopt"
 )
 
 // noopParticipant answers every Try, Confirm and Cancel with success at
