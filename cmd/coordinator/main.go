@@ -87,6 +87,7 @@ func parseFlags(name string, args []string, stderr io.Writer) (*flags, *flag.Fla
 	fs.Float64Var(&c.Coordinator.Backoff.Jitter, "retry-jitter", tcc.DefaultBackoff.Jitter, "random share (0..1) taken off each retry delay")
 	fs.DurationVar(&c.Coordinator.RetryHorizon, "retry-horizon", 24*time.Hour, "flag a decided transaction needs_attention when still unfinished this long after its decision")
 	fs.IntVar(&c.Coordinator.MaxAttempts, "max-attempts", 0, "also flag it after this many failed delivery rounds (0: horizon only)")
+	fs.Float64Var(&c.Coordinator.ParticipantRetryRate, "participant-retry-rate", 0, "most retried Confirm/Cancel calls per second to one participant target (0: no limit); calls over it wait for a later round")
 	fs.Float64Var(&c.Recovery.Rate, "recovery-rate", 0, "most transactions driven per second by the recovery loop (default 1000)")
 	fs.DurationVar(&c.Recovery.Retention, "retention", 0, "keep finished transactions this long before purging them (default 168h)")
 	fs.DurationVar(&c.Recovery.TombstoneRetention, "tombstone-retention", 0, "keep presumed-abort tombstones this long, at least -retention (default: -retention)")

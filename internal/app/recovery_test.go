@@ -339,3 +339,90 @@ func TestLoopLeavesOwnRunningRound(t *testing.T) {
 		}
 	})
 }
+
+// TestParticipantRetryRate (LESSONS, retries): with -participant-retry-rate 2,
+// a participant coming back after an outage gets at most 2 retried calls per
+// second of the coordinator's clock, however many transactions waited for
+// it; the others are not sent, stay unfinished with a visible reason, and
+// finish in later rounds. First rounds are never limited.
+func TestParticipantRetryRate(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, spec string) {
+		e := setup(t, spec, func(c *app.Config) { c.Coordinator.ParticipantRetryRate = 2 })
+		e.part.SetBehaviour(func(_ context.Context, method, _, _ string) error {
+			if method == "Confirm" {
+				return testparticipant.Unavailable("stock db")
+			}
+			return nil
+		})
+		gids := []string{"r1", "r2", "r3", "r4", "r5"}
+		for _, gid := range gids {
+			e.begin(t, gid, "a")
+			if _, err := e.coord.Commit(ctxT(t), &tccv1.CommitRequest{Gid: gid, Wait: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		calls := func() int {
+			n := 0
+			for _, gid := range gids {
+				n += e.part.Attempts("Confirm", gid, "a")
+			}
+			return n
+		}
+		if n := calls(); n != 5 {
+			t.Fatalf("first rounds sent %d Confirms, want 5 (never limited)", n)
+		}
+		e.part.SetBehaviour(nil)
+		rounds := func(min int32) func() bool {
+			return func() bool {
+				for _, gid := range gids {
+					if tx := e.get(t, gid); tx.GetState() != committed && tx.GetAttempts() < min {
+						return false
+					}
+				}
+				return true
+			}
+		}
+
+		// Every second round is due at once: a burst of 2 calls is sent, the
+		// other 3 rounds record the limit.
+		e.clock.Advance(time.Second)
+		eventually(t, "second rounds", rounds(2))
+		if n := calls(); n != 7 {
+			t.Fatalf("after the second rounds: %d Confirms sent, want 5+2", n)
+		}
+		limited := 0
+		for _, gid := range gids {
+			tx := e.get(t, gid)
+			switch {
+			case tx.GetState() == committed:
+			case strings.Contains(tx.GetLastError(), "participant retry rate limit") && e.part.Attempts("Confirm", gid, "a") == 1:
+				limited++
+			default:
+				t.Fatalf("%s: %v attempts %d last error %q", gid, tx.GetState(), tx.GetAttempts(), tx.GetLastError())
+			}
+		}
+		if limited != 3 {
+			t.Fatalf("%d rounds limited, want 3", limited)
+		}
+
+		// Two seconds later the bucket is full again (2 calls): two more
+		// finish, the last one waits for the round after.
+		e.clock.Advance(2 * time.Second)
+		eventually(t, "third rounds", rounds(3))
+		if n := calls(); n != 9 {
+			t.Fatalf("after the third rounds: %d Confirms sent, want 9", n)
+		}
+		e.clock.Advance(4 * time.Second)
+		eventually(t, "all committed", func() bool {
+			for _, gid := range gids {
+				if e.get(t, gid).GetState() != committed {
+					return false
+				}
+			}
+			return true
+		})
+		if n := calls(); n != 10 {
+			t.Fatalf("%d Confirms sent in all, want 10 (each branch's failed first call, then one that succeeded)", n)
+		}
+	})
+}

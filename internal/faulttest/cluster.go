@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -40,6 +41,10 @@ type Timing struct {
 	RetryMax         time.Duration
 	CheckBackAfter   time.Duration
 	TxTimeout        time.Duration // the Begin timeout of each order
+	// ParticipantRetryRate is the coordinators' -participant-retry-rate:
+	// low enough that retries after a healed fault hit it, so deferred
+	// calls are part of every run.
+	ParticipantRetryRate float64
 }
 
 // DefaultTiming converges quickly on a loaded 2-core machine.
@@ -51,6 +56,8 @@ var DefaultTiming = Timing{
 	RetryMax:         time.Second,
 	CheckBackAfter:   3 * time.Second,
 	TxTimeout:        4 * time.Second,
+
+	ParticipantRetryRate: 20,
 }
 
 // member is a supervised process: the supervisor restarts it (without a
@@ -142,7 +149,8 @@ func StartCluster(cfg ClusterConfig) (c *Cluster, err error) {
 			"-listen", addr, "-http-listen", "", "-db", cfg.CoordDB, "-instance-id", fmt.Sprintf("c%d", i),
 			"-lease-ttl", t.LeaseTTL.String(), "-call-timeout", t.CallTimeout.String(),
 			"-recovery-interval", t.RecoveryInterval.String(), "-retry-initial", t.RetryInitial.String(),
-			"-retry-max", t.RetryMax.String(), "-allow-participants", "127.0.0.1:*", "-log-level", cfg.LogLevel)
+			"-retry-max", t.RetryMax.String(), "-participant-retry-rate", strconv.FormatFloat(t.ParticipantRetryRate, 'g', -1, 64),
+			"-allow-participants", "127.0.0.1:*", "-log-level", cfg.LogLevel)
 		c.coords = append(c.coords, &member{proc: p})
 		// Start one at a time: the first applies the migrations.
 		if err := p.Start(); err != nil {

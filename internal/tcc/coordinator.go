@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -55,6 +56,13 @@ type Config struct {
 	WaitPoll time.Duration
 	// Allow is the participant allow-list. Default: loopback only.
 	Allow *allowlist.List
+	// ParticipantRetryRate, if positive, limits the Confirm/Cancel calls of
+	// retried delivery rounds (every round after a transaction's first)
+	// that this instance sends to one participant target, per second, with
+	// bursts of one second's worth. A call over the limit is not sent; its
+	// branch is retried with the round's backoff (ErrRateLimited). First
+	// rounds are never limited. Default 0: no limit.
+	ParticipantRetryRate float64
 }
 
 func (c *Config) setDefaults() error {
@@ -115,6 +123,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("tcc config: retry horizon %s must be at least 1s and max attempts %d not negative", c.RetryHorizon, c.MaxAttempts)
 	case c.MaxRetryAfter < time.Second:
 		return fmt.Errorf("tcc config: max retry-after %s must be at least 1s", c.MaxRetryAfter)
+	case c.ParticipantRetryRate < 0 || c.ParticipantRetryRate > 1e6 || math.IsNaN(c.ParticipantRetryRate):
+		return fmt.Errorf("tcc config: participant retry rate %g must be within 0..1e6 per second (0: no limit)", c.ParticipantRetryRate)
 	}
 	return c.Backoff.Validate()
 }
@@ -171,6 +181,7 @@ type Coordinator struct {
 	closed   bool
 	rounds   sync.WaitGroup
 	work     *workers
+	limits   *retryLimits // nil: retries are not rate limited
 }
 
 // Hooks observe the coordinator; every field may be nil. They are called
@@ -215,6 +226,7 @@ func NewCoordinator(store Store, parts Participants, cfg Config, log *slog.Logge
 		hooks:    hooks,
 		inflight: map[string]chan struct{}{},
 		work:     newWorkers(workerIdle),
+		limits:   newRetryLimits(cfg.ParticipantRetryRate),
 	}, nil
 }
 
@@ -685,19 +697,30 @@ func (c *Coordinator) deliver(ctx context.Context, tx *Transaction) error {
 			pending = append(pending, b)
 		}
 	}
-	// Every branch's call runs in parallel; the last one on this
-	// goroutine.
+	// A retried round sends only the calls its participants' retry budgets
+	// allow; the others fail with ErrRateLimited, unsent.
 	results := make([]error, len(pending))
-	var wg sync.WaitGroup
+	var calls []int
 	for i, b := range pending {
-		if i == len(pending)-1 {
-			results[i] = c.deliverOne(ctx, o, b)
+		if tx.Attempts > 0 && c.limits != nil {
+			if ok, next := c.limits.take(b.Participant, c.now()); !ok {
+				results[i] = fmt.Errorf("%w: %s not called, next retry slot in %s", ErrRateLimited, b.Participant, next.Round(time.Millisecond))
+				continue
+			}
+		}
+		calls = append(calls, i)
+	}
+	// Every call runs in parallel; the last one on this goroutine.
+	var wg sync.WaitGroup
+	for n, i := range calls {
+		if n == len(calls)-1 {
+			results[i] = c.deliverOne(ctx, o, pending[i])
 			break
 		}
 		wg.Add(1)
 		c.work.run(func() {
 			defer wg.Done()
-			results[i] = c.deliverOne(ctx, o, b)
+			results[i] = c.deliverOne(ctx, o, pending[i])
 		})
 	}
 	wg.Wait()
