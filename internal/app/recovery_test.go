@@ -347,7 +347,10 @@ func TestLoopLeavesOwnRunningRound(t *testing.T) {
 // finish in later rounds. First rounds are never limited.
 func TestParticipantRetryRate(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
-		e := setup(t, spec, func(c *app.Config) { c.Coordinator.ParticipantRetryRate = 2 })
+		e := setup(t, spec, func(c *app.Config) {
+			c.Coordinator.ParticipantRetryRate = 2
+			c.HTTPListen = "127.0.0.1:0"
+		})
 		e.part.SetBehaviour(func(_ context.Context, method, _, _ string) error {
 			if method == "Confirm" {
 				return testparticipant.Unavailable("stock db")
@@ -423,6 +426,12 @@ func TestParticipantRetryRate(t *testing.T) {
 		})
 		if n := calls(); n != 10 {
 			t.Fatalf("%d Confirms sent in all, want 10 (each branch's failed first call, then one that succeeded)", n)
+		}
+		// The calls not sent are counted: 3 in the second rounds, 1 in the
+		// third.
+		metrics := httpGet(t, "http://"+e.app.HTTPAddr()+"/metrics")
+		if !strings.Contains(metrics, `settle_branch_calls_total{call="confirm",result="rate_limited"} 4`) {
+			t.Fatalf("rate-limited calls not counted:\n%s", grepLines(metrics, "settle_branch_calls"))
 		}
 	})
 }

@@ -44,7 +44,7 @@ func New() *Metrics {
 			Name: "settle_transactions_finished_total", Help: "Transactions this instance moved to a final state.",
 		}, []string{"state"}),
 		branchCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "settle_branch_calls_total", Help: "Confirm/Cancel calls to participants, by call and result (ok, error, conflict).",
+			Name: "settle_branch_calls_total", Help: "Confirm/Cancel calls to participants, by call and result (ok, error, conflict; rate_limited: not sent, over -participant-retry-rate).",
 		}, []string{"call", "result"}),
 		branchLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "settle_branch_call_seconds", Help: "Latency of Confirm/Cancel calls to participants.",
@@ -89,6 +89,9 @@ func (m *Metrics) Hooks(fault func(string)) tcc.Hooks {
 			}
 			result := "ok"
 			switch {
+			case errors.Is(err, tcc.ErrRateLimited):
+				m.branchCalls.WithLabelValues(call, "rate_limited").Inc()
+				return // not sent: no latency
 			case errors.Is(err, tcc.ErrParticipantRefused):
 				result = "conflict"
 			case err != nil:

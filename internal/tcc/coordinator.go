@@ -189,7 +189,9 @@ type Coordinator struct {
 type Hooks struct {
 	// Decided is called after a decision is recorded by this instance.
 	Decided func(gid string, o Outcome, by string)
-	// Delivered is called after each Confirm/Cancel call.
+	// Delivered is called after each Confirm/Cancel call, and for each call
+	// a retried round did not send because of the participant's retry rate
+	// limit (err wraps ErrRateLimited, took is 0).
 	Delivered func(gid, branchID string, o Outcome, err error, took time.Duration)
 	// Finished is called when this instance moves a transaction to its
 	// final state.
@@ -705,6 +707,9 @@ func (c *Coordinator) deliver(ctx context.Context, tx *Transaction) error {
 		if tx.Attempts > 0 && c.limits != nil {
 			if ok, next := c.limits.take(b.Participant, c.now()); !ok {
 				results[i] = fmt.Errorf("%w: %s not called, next retry slot in %s", ErrRateLimited, b.Participant, next.Round(time.Millisecond))
+				if c.hooks.Delivered != nil {
+					c.hooks.Delivered(b.GID, b.BranchID, o, results[i], 0)
+				}
 				continue
 			}
 		}
