@@ -397,6 +397,20 @@ func (c *Cluster) Logs(n int) string {
 	return s
 }
 
+// CoordinatorLogLines counts the lines containing substr in what the
+// coordinators' output tails still hold (the last 64 KiB of each).
+func (c *Cluster) CoordinatorLogLines(substr string) int {
+	n := 0
+	for _, m := range c.coords {
+		for _, line := range strings.Split(m.proc.Tail(64<<10), "\n") {
+			if strings.Contains(line, substr) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // Close stops the supervisor, kills every process and closes every proxy
 // and connection.
 func (c *Cluster) Close() {

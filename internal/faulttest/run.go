@@ -12,6 +12,7 @@ import (
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 	"github.com/settle-tcc/settle/internal/database"
 	"github.com/settle-tcc/settle/internal/demo"
+	"github.com/settle-tcc/settle/internal/tcc"
 )
 
 // Config configures one run of the suite.
@@ -62,6 +63,10 @@ type Report struct {
 	CheckBack   bool
 	Logs        string // process output tails when there were violations
 	ClusterErrs []string
+	// RateLimitedRounds counts the coordinators' "delivery round failed"
+	// log lines caused by -participant-retry-rate that their output tails
+	// still hold: a lower bound, showing the cap was reached in the run.
+	RateLimitedRounds int
 }
 
 // Violations is the number of invariant violations.
@@ -93,6 +98,8 @@ func (r *Report) String() string {
 	if !r.CheckBack {
 		b.WriteString("participant -> coordinator link: not proxied (participant-demo serve has no -coordinator flag)\n")
 	}
+	fmt.Fprintf(&b, "rounds with calls deferred by -participant-retry-rate %g (seen in the coordinators' last 64 KiB of log): %d\n",
+		c.Timing.ParticipantRetryRate, r.RateLimitedRounds)
 	fmt.Fprintf(&b, "quiescence after healing: %s (reached: %v)\n", r.Result.Quiescence.Round(time.Millisecond), r.Result.Quiet)
 	counts := map[string]int{}
 	for _, v := range r.Result.Violations {
@@ -288,7 +295,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{Config: cfg, Result: res, Faults: faults.Snapshot(), Txns: rec.Txns.Snapshot(), Orders: len(rec.Orders()),
-		Elapsed: time.Since(began), CheckBack: c.CheckBackProxied(), ClusterErrs: clusterErrs}
+		Elapsed: time.Since(began), CheckBack: c.CheckBackProxied(), ClusterErrs: clusterErrs,
+		RateLimitedRounds: c.CoordinatorLogLines(tcc.ErrRateLimited.Error())}
 	if rep.Violations() > 0 {
 		rep.Logs = c.Logs(6000)
 	}

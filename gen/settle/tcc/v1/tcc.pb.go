@@ -407,7 +407,9 @@ type Branch struct {
 	Participant string `protobuf:"bytes,2,opt,name=participant,proto3" json:"participant,omitempty"`
 	// Current state.
 	State BranchState `protobuf:"varint,3,opt,name=state,proto3,enum=settle.tcc.v1.BranchState" json:"state,omitempty"`
-	// Number of Confirm/Cancel calls made to this branch.
+	// Number of delivery rounds that tried this branch: Confirm/Cancel calls
+	// made, plus retried rounds whose call was not sent because of the
+	// coordinator's per-participant retry rate limit (last_error says so).
 	Attempts int32 `protobuf:"varint,4,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	// The last error returned by the participant, empty if none.
 	LastError string `protobuf:"bytes,5,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
