@@ -132,10 +132,10 @@ func New(target string, opts ...Option) (*Client, error) {
 	if creds == nil {
 		creds = insecure.NewCredentials()
 	}
-	dial := append([]grpc.DialOption{
+	dial := rpcopt.DialOptions(
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultServiceConfig(retryServiceConfig),
-	}, rpcopt.DialOptions()...)
+	)
 	dial = append(dial, cfg.dialOpts...)
 	conn, err := grpc.NewClient(target, dial...)
 	if err != nil {
@@ -192,11 +192,10 @@ func (c *Client) participant(target string) (tccv1.ParticipantServiceClient, err
 	if creds == nil {
 		creds = insecure.NewCredentials()
 	}
-	dial := []grpc.DialOption{
+	dial := rpcopt.DialOptions(
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultServiceConfig(retryServiceConfig),
-	}
-	dial = append(dial, rpcopt.DialOptions()...)
+	)
 	dial = append(dial, c.cfg.dialOpts...)
 	dial = append(dial, c.cfg.participantOpts...)
 	// grpc.NewClient does no I/O, so holding the lock here is cheap.

@@ -268,7 +268,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	var checkDone chan error
 	stopCheck := func() {}
 	if cfg.Coordinator != "" {
-		cc, err := grpc.NewClient(cfg.Coordinator, append(rpcopt.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+		cc, err := grpc.NewClient(cfg.Coordinator, rpcopt.DialOptions(grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 		if err != nil {
 			return fmt.Errorf("coordinator %s: %w", cfg.Coordinator, err)
 		}

@@ -60,7 +60,7 @@ func (b *bench) cleanup() {
 }
 
 func dial(target string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(target, append(rpcopt.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	return grpc.NewClient(target, rpcopt.DialOptions(grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 }
 
 func (b *bench) setup(ctx context.Context) error {

@@ -25,7 +25,7 @@ func startNoop() (*noopParticipant, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &noopParticipant{addr: lis.Addr().String(), srv: grpc.NewServer(append(rpcopt.ServerOptions(), grpc.NumStreamWorkers(32))...)}
+	p := &noopParticipant{addr: lis.Addr().String(), srv: grpc.NewServer(rpcopt.ServerOptions(grpc.NumStreamWorkers(32))...)}
 	tccv1.RegisterParticipantServiceServer(p.srv, p)
 	go func() { _ = p.srv.Serve(lis) }()
 	return p, nil

@@ -126,7 +126,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{log: log, cfg: cfg, store: store, parts: server.NewParticipants(append(dialOpts, rpcopt.DialOptions()...)...), serveErr: make(chan error, 2), mets: metrics.New()}
+	a := &App{log: log, cfg: cfg, store: store, parts: server.NewParticipants(rpcopt.DialOptions(dialOpts...)...), serveErr: make(chan error, 2), mets: metrics.New()}
 	a.coord, err = tcc.NewCoordinator(store, a.parts, cfg.Coordinator, log, cfg.Clock, a.mets.Hooks(fault.Hit))
 	if err != nil {
 		_ = store.Close()
@@ -161,14 +161,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		// beyond the workers still get their own goroutine.
 		grpc.NumStreamWorkers(streamWorkers),
 	}
-	srvOpts = append(srvOpts, rpcopt.ServerOptions()...)
 	if serverTLS != nil {
 		srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(serverTLS)))
 		if a.hlis != nil {
 			a.hlis = tls.NewListener(a.hlis, serverTLS)
 		}
 	}
-	a.grpc = grpc.NewServer(srvOpts...)
+	a.grpc = grpc.NewServer(rpcopt.ServerOptions(srvOpts...)...)
 	svc := server.NewCoordinator(a.coord, log)
 	tccv1.RegisterCoordinatorServiceServer(a.grpc, svc)
 	adminv1.RegisterAdminServiceServer(a.grpc, server.NewAdmin(a.coord, log, cfg.Clock))

@@ -16,19 +16,21 @@ import "google.golang.org/grpc"
 // updates, as they do with the dynamic window.
 const Window = 1 << 20
 
-// ServerOptions returns the options every Settle gRPC server is built with.
-func ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
+// ServerOptions returns the options every Settle gRPC server is built
+// with, followed by the caller's own (which can override them).
+func ServerOptions(opts ...grpc.ServerOption) []grpc.ServerOption {
+	return append([]grpc.ServerOption{
 		grpc.InitialWindowSize(Window),
 		grpc.InitialConnWindowSize(Window),
-	}
+	}, opts...)
 }
 
 // DialOptions returns the options every Settle gRPC client connection is
-// dialled with (transport credentials are the caller's).
-func DialOptions() []grpc.DialOption {
-	return []grpc.DialOption{
+// dialled with, followed by the caller's own (transport credentials among
+// them; they can override the window too).
+func DialOptions(opts ...grpc.DialOption) []grpc.DialOption {
+	return append([]grpc.DialOption{
 		grpc.WithInitialWindowSize(Window),
 		grpc.WithInitialConnWindowSize(Window),
-	}
+	}, opts...)
 }
