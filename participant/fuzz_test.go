@@ -140,16 +140,7 @@ func (m *fenceModel) check(t *testing.T, e *env) {
 			gid, branch := fmt.Sprintf("fz-g%d", g), fmt.Sprintf("b%d", b)
 			k := gid + "/" + branch
 			try, confirm, cancel := e.runs(t, "try", gid, branch), e.runs(t, "confirm", gid, branch), e.runs(t, "cancel", gid, branch)
-			want := func(tried, confirmed, cancelled bool) (int, int, int) {
-				n := func(b bool) int {
-					if b {
-						return 1
-					}
-					return 0
-				}
-				return n(tried), n(tried && confirmed), n(tried && cancelled)
-			}
-			wt, wc, wx := want(m.tried[k], m.confirmed[k], m.cancelled[k])
+			wt, wc, wx := once(m.tried[k]), once(m.tried[k] && m.confirmed[k]), once(m.tried[k] && m.cancelled[k])
 			if try != wt || confirm != wc || cancel != wx {
 				t.Fatalf("%s: handler runs try/confirm/cancel = %d/%d/%d, want %d/%d/%d", k, try, confirm, cancel, wt, wc, wx)
 			}
@@ -164,4 +155,12 @@ func (m *fenceModel) check(t *testing.T, e *env) {
 	if s := e.stock(t); s.available+s.reserved+s.sold != 100 || s.reserved != reserved || s.sold != sold {
 		t.Fatalf("stock = %+v, want reserved %d and sold %d of 100", s, reserved, sold)
 	}
+}
+
+// once is how many handler runs a phase that applied (or not) leaves: 1 or 0.
+func once(applied bool) int {
+	if applied {
+		return 1
+	}
+	return 0
 }

@@ -51,11 +51,12 @@ type OrderResult struct {
 }
 
 // PlaceOrder runs an order as a TCC transaction through c: Begin with both
-// branches registered, Try the accounts branch (freeze the price), Try the inventory branch (reserve the
-// stock), then Commit if both succeeded. If a participant refuses a Try for
-// a business reason it rolls back and returns Committed=false with the
-// reason and a nil error. Any other failure is rolled back too and returned
-// as an error (with the result's GID set once the transaction exists).
+// branches registered, Try the accounts branch (freeze the price), Try the
+// inventory branch (reserve the stock), then Commit if both succeeded. If a
+// participant refuses a Try for a business reason it rolls back and returns
+// Committed=false with the reason and a nil error. Any other failure is
+// rolled back too and returned as an error (with the result's GID set once
+// the transaction exists).
 func PlaceOrder(ctx context.Context, c *client.Client, o Order) (OrderResult, error) {
 	price, ok := Price(o.SKU)
 	if !ok {

@@ -398,11 +398,11 @@ func (c *Cluster) Logs(n int) string {
 }
 
 // CoordinatorLogLines counts the lines containing substr in what the
-// coordinators' output tails still hold (the last 64 KiB of each).
+// coordinators' output tails still hold (the last outputTail bytes of each).
 func (c *Cluster) CoordinatorLogLines(substr string) int {
 	n := 0
 	for _, m := range c.coords {
-		for _, line := range strings.Split(m.proc.Tail(64<<10), "\n") {
+		for _, line := range strings.Split(m.proc.Tail(outputTail), "\n") {
 			if strings.Contains(line, substr) {
 				n++
 			}

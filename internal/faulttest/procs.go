@@ -119,10 +119,14 @@ type Proc struct {
 	starts  int
 }
 
+// outputTail is how much of a process's output (stdout and stderr, across
+// restarts) is kept.
+const outputTail = 64 << 10
+
 // NewProc returns a process that runs bin with args and serves gRPC on
 // addr; Start runs it.
 func NewProc(name, addr, bin string, args ...string) *Proc {
-	return &Proc{Name: name, Addr: addr, bin: bin, args: args, out: &tailBuffer{max: 64 << 10}}
+	return &Proc{Name: name, Addr: addr, bin: bin, args: args, out: &tailBuffer{max: outputTail}}
 }
 
 // Start runs the process (with extra environment entries) and waits, at

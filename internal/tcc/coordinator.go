@@ -703,9 +703,10 @@ func (c *Coordinator) deliver(ctx context.Context, tx *Transaction) error {
 	// allow; the others fail with ErrRateLimited, unsent.
 	results := make([]error, len(pending))
 	var calls []int
+	started := c.now()
 	for i, b := range pending {
-		if tx.Attempts > 0 && c.limits != nil {
-			if ok, next := c.limits.take(b.Participant, c.now()); !ok {
+		if tx.Attempts > 0 {
+			if ok, next := c.limits.take(b.Participant, started); !ok {
 				results[i] = fmt.Errorf("%w: %s not called, next retry slot in %s", ErrRateLimited, b.Participant, next.Round(time.Millisecond))
 				if c.hooks.Delivered != nil {
 					c.hooks.Delivered(b.GID, b.BranchID, o, results[i], 0)
