@@ -10,29 +10,32 @@ import (
 	"github.com/settle-tcc/settle/internal/tcc"
 )
 
-// Group commit.
+// Group commit: one writer for the four kinds of write.
 //
-// Begin, RegisterBranch, Decide and RecordRound requests that arrive while a
-// request of the same kind is being written are queued and written together
-// by one caller: one multi-row INSERT for Begins (plus one for the branches
-// they register, in one write transaction); one write transaction for
-// the registrations and the decisions of records this store remembers
-// (known.go) and for the finishing delivery rounds (from two on); one
-// locking transaction for the registrations and decisions (from three on)
-// of other records. On MySQL a write transaction is one round trip
-// (script.go). A request arriving when nothing of its kind is running is
-// written at once, alone, so batching adds no latency at low load and saves
-// round trips, commits (fsyncs) and statements as load grows. Durability is
-// unchanged: every caller returns only after the statement or transaction
-// holding its write has committed.
+// Begin, RegisterBranch, Decide and RecordRound requests that arrive while
+// a write is running are queued, and the next write carries every kind at
+// once: one database transaction (one round trip on MySQL, script.go)
+// holding the multi-row INSERTs of the Begins and their branches, the
+// compare-and-sets of the registrations and decisions of records this
+// store remembers (known.go) and the delivery rounds. A request arriving
+// when no write is running is written at once, alone, so batching adds no
+// latency at low load and saves round trips, commits (fsyncs) and
+// statements as load grows. Durability is unchanged: every caller returns
+// only after the statement or transaction holding its write has committed.
 //
-// A batch that cannot be applied as a whole (a duplicate key, a refused
-// compare-and-set, a deadlock) is rolled back and its requests are run one
-// by one through the single-request code, which gives each its own precise
-// result. Requests for the same gid never share a batch: the later ones run
-// alone after it.
+// What the shared write cannot settle runs afterwards through the
+// single-request code, which gives each request its own precise result,
+// in a goroutine of its own so that the next shared write does not wait
+// for it: registrations and decisions of records this store does not
+// remember (one locking transaction for several, from a few on, then one
+// by one), compare-and-sets that matched nothing (the record changed
+// since), requests for a gid that already has one in the batch (they run
+// after it), and everything in a shared write that failed. A failed
+// shared write (a duplicate gid, a deadlock, a lost connection) was rolled
+// back whole, so each of its requests is written again alone; every kind's
+// single path is safe to repeat.
 
-// maxBatch bounds the requests written together.
+// maxBatch bounds the requests of each kind written together.
 const maxBatch = 64
 
 // batchTimeout bounds the database work of one batch; it is not tied to any
@@ -46,27 +49,40 @@ type pending[P, T any] struct {
 	done chan struct{}
 }
 
-// combiner queues requests of one kind and writes them in batches.
-type combiner[P, T any] struct {
-	mu      sync.Mutex
-	queue   []*pending[P, T]
-	running bool
-	flush   func(ctx context.Context, batch []*pending[P, T])
+// writer queues the requests of the four kinds and writes them in shared
+// batches, one batch at a time.
+type writer struct {
+	mu        sync.Mutex
+	running   bool
+	inserts   []*pending[*tcc.Transaction, unit]
+	registers []*pending[tcc.AddBranchParams, *tcc.Transaction]
+	decides   []*pending[tcc.DecideParams, decision]
+	rounds    []*pending[tcc.RoundParams, unit]
+	flush     func(ctx context.Context, b *writeBatch)
 }
 
-// do queues p and returns its result once its batch has been written. If
-// no batch is running the caller writes batches itself until its own
-// request is done, then hands what is left to a new goroutine.
-func (c *combiner[P, T]) do(ctx context.Context, p P) (T, error) {
+// writeBatch is what one shared write takes from the queues.
+type writeBatch struct {
+	inserts   []*pending[*tcc.Transaction, unit]
+	registers []*pending[tcc.AddBranchParams, *tcc.Transaction]
+	decides   []*pending[tcc.DecideParams, decision]
+	rounds    []*pending[tcc.RoundParams, unit]
+}
+
+// submit queues p on q (one of w's queues) and returns its result once it
+// has been written. If no write is running the caller writes batches
+// itself until its own request is done, then hands what is left to a new
+// goroutine.
+func submit[P, T any](ctx context.Context, w *writer, q *[]*pending[P, T], p P) (T, error) {
 	r := &pending[P, T]{p: p, done: make(chan struct{})}
-	c.mu.Lock()
-	c.queue = append(c.queue, r)
-	if !c.running {
-		c.running = true
-		c.mu.Unlock()
-		c.drain(r)
+	w.mu.Lock()
+	*q = append(*q, r)
+	if !w.running {
+		w.running = true
+		w.mu.Unlock()
+		w.drain(r.done)
 	} else {
-		c.mu.Unlock()
+		w.mu.Unlock()
 	}
 	select {
 	case <-r.done:
@@ -79,42 +95,117 @@ func (c *combiner[P, T]) do(ctx context.Context, p P) (T, error) {
 	}
 }
 
-// drain writes batches until own (if not nil) is done and, if requests are
-// still queued, continues in a new goroutine so that no caller is held
+// drain writes batches until own (if not nil) is closed and, if requests
+// are still queued, continues in a new goroutine so that no caller is held
 // serving others.
-func (c *combiner[P, T]) drain(own *pending[P, T]) {
+func (w *writer) drain(own chan struct{}) {
 	for {
-		c.mu.Lock()
-		if len(c.queue) == 0 {
-			c.running = false
-			c.mu.Unlock()
+		w.mu.Lock()
+		if len(w.inserts)+len(w.registers)+len(w.decides)+len(w.rounds) == 0 {
+			w.running = false
+			w.mu.Unlock()
 			return
 		}
-		if own != nil && isDone(own) {
-			c.mu.Unlock()
-			go c.drain(nil)
+		if own != nil && closed(own) {
+			w.mu.Unlock()
+			go w.drain(nil)
 			return
 		}
-		n := min(len(c.queue), maxBatch)
-		batch := make([]*pending[P, T], n)
-		copy(batch, c.queue)
-		c.queue = append(c.queue[:0], c.queue[n:]...)
-		c.mu.Unlock()
+		b := writeBatch{
+			inserts:   take(&w.inserts),
+			registers: take(&w.registers),
+			decides:   take(&w.decides),
+			rounds:    take(&w.rounds),
+		}
+		w.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
-		c.flush(ctx, batch)
+		w.flush(ctx, &b)
 		cancel()
-		for _, r := range batch {
-			close(r.done)
-		}
 	}
 }
 
-func isDone[P, T any](r *pending[P, T]) bool {
+// take removes up to maxBatch requests from the front of q.
+func take[P, T any](q *[]*pending[P, T]) []*pending[P, T] {
+	n := min(len(*q), maxBatch)
+	if n == 0 {
+		return nil
+	}
+	batch := make([]*pending[P, T], n)
+	copy(batch, *q)
+	*q = append((*q)[:0], (*q)[n:]...)
+	return batch
+}
+
+func closed(c chan struct{}) bool {
 	select {
-	case <-r.done:
+	case <-c:
 		return true
 	default:
 		return false
+	}
+}
+
+// finish closes the done channels of rs: their callers return.
+func finish[P, T any](rs []*pending[P, T]) {
+	for _, r := range rs {
+		close(r.done)
+	}
+}
+
+// share is one kind's part of a shared write: its statements, and settle,
+// called after the write with the rows each of them affected or with the
+// write's error (then nothing was written; alone tells that the write held
+// only this share's statements, so the error is theirs). settle answers the requests
+// the write settled and returns the single-request work left for the
+// others (nil when none is left), which answers them in turn.
+type share struct {
+	stmts  []stmt
+	settle func(affected []int64, err error, alone bool) (rest func(ctx context.Context))
+}
+
+// flushWrites writes a batch: the shares of the four kinds in one write,
+// then what is left of each kind in a goroutine of its own.
+func (s *Store) flushWrites(ctx context.Context, b *writeBatch) {
+	shares := []share{
+		s.insertShare(b.inserts),
+		s.registerShare(b.registers),
+		s.decideShare(b.decides),
+		s.roundShare(b.rounds),
+	}
+	var all []stmt
+	for _, sh := range shares {
+		all = append(all, sh.stmts...)
+	}
+	var affected []int64
+	var err error
+	switch len(all) {
+	case 0:
+	case 1:
+		// One statement: autocommit, durable when it returns.
+		var n int64
+		n, err = s.exec(ctx, s.sql, all[0].query, all[0].args...)
+		affected = []int64{n}
+	default:
+		affected, err = s.write(ctx, all...)
+	}
+	off := 0
+	for _, sh := range shares {
+		alone := len(sh.stmts) == len(all)
+		if sh.settle == nil {
+			continue
+		}
+		var mine []int64
+		if err == nil {
+			mine = affected[off : off+len(sh.stmts)]
+		}
+		off += len(sh.stmts)
+		if rest := sh.settle(mine, err, alone); rest != nil {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+				defer cancel()
+				rest(ctx)
+			}()
+		}
 	}
 }
 
@@ -142,30 +233,61 @@ func placeholders(n int) string {
 
 type unit struct{}
 
-func (s *Store) flushInserts(ctx context.Context, batch []*pending[*tcc.Transaction, unit]) {
-	if len(batch) > 1 {
-		txs := make([]*tcc.Transaction, len(batch))
-		for i, r := range batch {
-			txs[i] = r.p
+// insertShare writes the batch's records and their branches with two
+// multi-row INSERTs; if they fail, each Begin is written again alone, for
+// its own result (a duplicate gid fails only its own).
+func (s *Store) insertShare(batch []*pending[*tcc.Transaction, unit]) share {
+	if len(batch) == 0 {
+		return share{}
+	}
+	txs := make([]*tcc.Transaction, len(batch))
+	for i, r := range batch {
+		txs[i] = r.p
+	}
+	alone := func(ctx context.Context) {
+		for _, r := range batch {
+			if r.err = s.insertAll(ctx, []*tcc.Transaction{r.p}); r.err == nil {
+				s.known.put(r.p, r.p.CreatedAt)
+			}
+			close(r.done)
 		}
-		if s.insertAll(ctx, txs) == nil {
+	}
+	stmts, err := insertStatements(txs)
+	if err != nil {
+		// A record that cannot be written (its labels): each alone, for
+		// its own error.
+		return share{settle: func([]int64, error, bool) func(context.Context) { return alone }}
+	}
+	return share{stmts: stmts, settle: func(_ []int64, err error, own bool) func(context.Context) {
+		switch {
+		case err == nil:
 			for _, tx := range txs {
 				s.known.put(tx, tx.CreatedAt)
 			}
-			return
+		case own && len(batch) == 1:
+			batch[0].err = s.interpret("insert transaction", err)
+		default:
+			return alone
 		}
-		// A duplicate (or anything else): nothing was inserted; one by one.
-	}
-	for _, r := range batch {
-		if r.err = s.insertAll(ctx, []*tcc.Transaction{r.p}); r.err == nil {
-			s.known.put(r.p, r.p.CreatedAt)
-		}
-	}
+		finish(batch)
+		return nil
+	}}
 }
 
 // ---- RegisterBranch ----------------------------------------------------
 
-func (s *Store) flushRegisters(ctx context.Context, batch []*pending[tcc.AddBranchParams, *tcc.Transaction]) {
+// registerShare registers the branches of records this store remembers
+// (known.go): for each, the record's compare-and-set (TRYING, under the
+// branch limit, at the remembered version) and an insert of the branch
+// that happens only if that matched. The record after the call is then the
+// remembered one with the branch added, without reading it. The other
+// requests (the record is not remembered, changed since, is decided or
+// full, the branch id is a duplicate) go to the paths that read the record
+// and report exactly why.
+func (s *Store) registerShare(batch []*pending[tcc.AddBranchParams, *tcc.Transaction]) share {
+	if len(batch) == 0 {
+		return share{}
+	}
 	first, rest := splitByGID(batch, func(p tcc.AddBranchParams) string { return p.Branch.GID })
 	var known []knownRegistration
 	var unknown []*pending[tcc.AddBranchParams, *tcc.Transaction]
@@ -176,39 +298,8 @@ func (s *Store) flushRegisters(ctx context.Context, batch []*pending[tcc.AddBran
 			unknown = append(unknown, r)
 		}
 	}
-	unknown = append(unknown, s.registerKnown(ctx, known)...)
-	if len(unknown) > 1 && s.registerBatch(ctx, unknown) {
-		unknown = nil
-	}
-	for _, r := range append(unknown, rest...) {
-		r.res, r.err = s.registerBranch(ctx, r.p)
-	}
-}
-
-// knownRegistration is a registration with the record this store
-// remembers for its gid (see known.go).
-type knownRegistration struct {
-	r     *pending[tcc.AddBranchParams, *tcc.Transaction]
-	known *tcc.Transaction
-}
-
-// registerKnown registers the branches of records this store remembers in
-// one write transaction (one round trip on MySQL): for each, the record's
-// compare-and-set (TRYING, under the branch limit, at the remembered
-// version) and an insert of the branch that happens only if that matched.
-// The record after the call is then the remembered one with the branch
-// added, without reading it. It returns the requests it did not register
-// (the record changed since, is decided or full, or the write failed, e.g.
-// on a duplicate branch id), for the paths that read the record and report
-// exactly why.
-func (s *Store) registerKnown(ctx context.Context, items []knownRegistration) []*pending[tcc.AddBranchParams, *tcc.Transaction] {
-	if len(items) == 0 {
-		return nil
-	}
-	left := make([]*pending[tcc.AddBranchParams, *tcc.Transaction], len(items))
-	stmts := make([]stmt, 0, 2*len(items))
-	for i, it := range items {
-		left[i] = it.r
+	stmts := make([]stmt, 0, 2*len(known))
+	for _, it := range known {
 		p, b := it.r.p, it.r.p.Branch
 		stmts = append(stmts,
 			stmt{`UPDATE transaction_record` + s.pk() + ` SET branch_count = branch_count + 1, version = version + 1, updated_us = ?
@@ -219,21 +310,38 @@ func (s *Store) registerKnown(ctx context.Context, items []knownRegistration) []
 				[]any{b.GID, b.BranchID, b.Participant, nonNil(b.Payload), b.PayloadDigest, string(tcc.BranchRegistered),
 					micros(p.Now), micros(p.Now)}})
 	}
-	affected, err := s.write(ctx, stmts...)
-	if err != nil {
-		return left
-	}
-	left = left[:0]
-	for i, it := range items {
-		if affected[2*i] != 1 || affected[2*i+1] != 1 {
-			left = append(left, it.r)
-			continue
+	return share{stmts: stmts, settle: func(affected []int64, err error, _ bool) func(context.Context) {
+		for i, it := range known {
+			if err != nil || affected[2*i] != 1 || affected[2*i+1] != 1 {
+				unknown = append(unknown, it.r)
+				continue
+			}
+			tx := registered(it.known, it.r.p)
+			s.known.put(tx, it.r.p.Now)
+			it.r.res = tx
+			close(it.r.done)
 		}
-		tx := registered(it.known, it.r.p)
-		s.known.put(tx, it.r.p.Now)
-		it.r.res = tx
-	}
-	return left
+		if len(unknown)+len(rest) == 0 {
+			return nil
+		}
+		return func(ctx context.Context) {
+			if len(unknown) > 1 && s.registerBatch(ctx, unknown) {
+				finish(unknown)
+				unknown = nil
+			}
+			for _, r := range append(unknown, rest...) {
+				r.res, r.err = s.registerBranch(ctx, r.p)
+				close(r.done)
+			}
+		}
+	}}
+}
+
+// knownRegistration is a registration with the record this store
+// remembers for its gid (see known.go).
+type knownRegistration struct {
+	r     *pending[tcc.AddBranchParams, *tcc.Transaction]
+	known *tcc.Transaction
 }
 
 // registerBatch registers every branch of batch (distinct gids) in one
@@ -317,11 +425,23 @@ type decision struct {
 	won bool
 }
 
-// minDecideBatch: a batched decision costs five round trips whatever its
-// size, a single one two; below this size the single path is cheaper.
+// minDecideBatch: a batched decision of records this store does not
+// remember costs five round trips whatever its size, a single one two;
+// below this size the single path is cheaper.
 const minDecideBatch = 3
 
-func (s *Store) flushDecides(ctx context.Context, batch []*pending[tcc.DecideParams, decision]) {
+// decideShare decides the requests whose records are remembered, each by a
+// compare-and-set on state and version, and answers them with the
+// remembered records, decided. The others (the record is not remembered,
+// or the compare-and-set matched nothing because another instance
+// registered a branch or decided it meanwhile) go to the paths that read
+// the record. Deciding again after a failed write is safe: a decision that
+// did commit is then reported as not won, with the record, and the lease
+// expiry hands its delivery to the recovery loop.
+func (s *Store) decideShare(batch []*pending[tcc.DecideParams, decision]) share {
+	if len(batch) == 0 {
+		return share{}
+	}
 	first, rest := splitByGID(batch, func(p tcc.DecideParams) string { return p.GID })
 	var known []knownDecision
 	var unknown []*pending[tcc.DecideParams, decision]
@@ -332,13 +452,34 @@ func (s *Store) flushDecides(ctx context.Context, batch []*pending[tcc.DecidePar
 			unknown = append(unknown, r)
 		}
 	}
-	unknown = append(unknown, s.decideKnown(ctx, known)...)
-	if len(unknown) >= minDecideBatch && s.decideBatch(ctx, unknown) {
-		unknown = nil
+	stmts := make([]stmt, len(known))
+	for i, it := range known {
+		query, args := decideStatement(s.pk(), []tcc.DecideParams{it.r.p}, []int64{it.known.Version})
+		stmts[i] = stmt{query, args}
 	}
-	for _, r := range append(unknown, rest...) {
-		r.res.tx, r.res.won, r.err = s.decide(ctx, r.p)
-	}
+	return share{stmts: stmts, settle: func(affected []int64, err error, _ bool) func(context.Context) {
+		for i, it := range known {
+			if err != nil || affected[i] != 1 {
+				unknown = append(unknown, it.r)
+				continue
+			}
+			it.r.res = decision{tx: decided(it.known, it.r.p), won: true}
+			close(it.r.done)
+		}
+		if len(unknown)+len(rest) == 0 {
+			return nil
+		}
+		return func(ctx context.Context) {
+			if len(unknown) >= minDecideBatch && s.decideBatch(ctx, unknown) {
+				finish(unknown)
+				unknown = nil
+			}
+			for _, r := range append(unknown, rest...) {
+				r.res.tx, r.res.won, r.err = s.decide(ctx, r.p)
+				close(r.done)
+			}
+		}
+	}}
 }
 
 // knownDecision is a decision request with the record this store
@@ -346,48 +487,6 @@ func (s *Store) flushDecides(ctx context.Context, batch []*pending[tcc.DecidePar
 type knownDecision struct {
 	r     *pending[tcc.DecideParams, decision]
 	known *tcc.Transaction
-}
-
-// decideKnown decides the requests whose records are remembered, each by
-// a compare-and-set on state and version, in one write (one autocommit
-// statement alone; one transaction, one round trip on MySQL, for several)
-// that is durable when it returns, and answers them with the remembered
-// records, decided. It returns the requests whose compare-and-set matched
-// nothing (the record changed since: another instance registered a branch
-// or decided it), for the other paths, which read the record.
-func (s *Store) decideKnown(ctx context.Context, items []knownDecision) []*pending[tcc.DecideParams, decision] {
-	if len(items) == 0 {
-		return nil
-	}
-	stmts := make([]stmt, len(items))
-	left := make([]*pending[tcc.DecideParams, decision], len(items))
-	for i, it := range items {
-		query, args := decideStatement(s.pk(), []tcc.DecideParams{it.r.p}, []int64{it.known.Version})
-		stmts[i], left[i] = stmt{query, args}, it.r
-	}
-	var affected []int64
-	var err error
-	if len(stmts) == 1 {
-		var n int64
-		n, err = s.exec(ctx, s.sql, stmts[0].query, stmts[0].args...)
-		affected = []int64{n}
-	} else {
-		affected, err = s.write(ctx, stmts...)
-	}
-	if err != nil {
-		// Unknown outcome: the other paths decide again, which is safe (see
-		// decideBatch).
-		return left
-	}
-	left = left[:0]
-	for i, it := range items {
-		if affected[i] == 1 {
-			it.r.res = decision{tx: decided(it.known, it.r.p), won: true}
-		} else {
-			left = append(left, it.r)
-		}
-	}
-	return left
 }
 
 // decideStatement builds the compare-and-set TRYING -> decided of several
@@ -499,51 +598,88 @@ func (s *Store) decideBatch(ctx context.Context, batch []*pending[tcc.DecidePara
 
 // ---- RecordRound ---------------------------------------------------------
 
-func (s *Store) flushRounds(ctx context.Context, batch []*pending[tcc.RoundParams, unit]) {
+// minRoundBatch: finishing rounds (every called branch done) of this many
+// transactions with the same outcome share one statement for their
+// branches.
+const minRoundBatch = 2
+
+// roundShare records the batch's rounds: the finishing rounds of several
+// transactions with the same outcome as one statement for all their done
+// branches and each record's compare-and-set, every other round as its own
+// statements (roundStatements). Each record's compare-and-set count tells
+// its round its exact result, as for a single round. After a failed write
+// the rounds are recorded one by one, which is idempotent.
+func (s *Store) roundShare(batch []*pending[tcc.RoundParams, unit]) share {
+	if len(batch) == 0 {
+		return share{}
+	}
 	first, rest := splitByGID(batch, func(p tcc.RoundParams) string { return p.GID })
-	var simple []*pending[tcc.RoundParams, unit]
+	var groups [2][]*pending[tcc.RoundParams, unit]
+	var single []*pending[tcc.RoundParams, unit]
 	for _, r := range first {
 		p := r.p
 		if p.Finish && len(p.Failed) == 0 && len(p.Conflicts) == 0 && len(p.Done) > 0 {
-			simple = append(simple, r)
+			i := 0
+			if p.Outcome == tcc.Abort {
+				i = 1
+			}
+			groups[i] = append(groups[i], r)
 		} else {
-			rest = append(rest, r)
+			single = append(single, r)
 		}
 	}
-	if len(simple) >= minRoundBatch {
-		for _, o := range []tcc.Outcome{tcc.Commit, tcc.Abort} {
-			var group []*pending[tcc.RoundParams, unit]
-			for _, r := range simple {
-				if r.p.Outcome == o {
-					group = append(group, r)
+	var stmts []stmt
+	// cas[i] is the index in stmts of the compare-and-set of ordered[i].
+	var ordered []*pending[tcc.RoundParams, unit]
+	var cas []int
+	for _, g := range groups {
+		if len(g) < minRoundBatch {
+			single = append(single, g...)
+			continue
+		}
+		stmts = append(stmts, finishBranches(g))
+		for _, r := range g {
+			stmts = append(stmts, recordFinish(s.pk(), r.p))
+			ordered, cas = append(ordered, r), append(cas, len(stmts)-1)
+		}
+	}
+	for _, r := range single {
+		stmts = append(stmts, roundStatements(s.pk(), r.p)...)
+		ordered, cas = append(ordered, r), append(cas, len(stmts)-1)
+	}
+	return share{stmts: stmts, settle: func(affected []int64, err error, _ bool) func(context.Context) {
+		if err != nil {
+			rest = append(ordered, rest...)
+		} else {
+			for i, r := range ordered {
+				if affected[cas[i]] == 0 {
+					r.err = fmt.Errorf("record round of %s at version %d: %w", r.p.GID, r.p.Version, tcc.ErrConflict)
 				}
-			}
-			if len(group) < minRoundBatch {
-				rest = append(rest, group...)
-			} else if !s.finishBatch(ctx, o, group) {
-				rest = append(rest, group...)
+				close(r.done)
 			}
 		}
-	} else {
-		rest = append(rest, simple...)
-	}
-	for _, r := range rest {
-		r.err = s.recordRound(ctx, r.p)
-	}
+		if len(rest) == 0 {
+			return nil
+		}
+		return func(ctx context.Context) {
+			for _, r := range rest {
+				r.err = s.recordRound(ctx, r.p)
+				close(r.done)
+			}
+		}
+	}}
 }
 
-// minRoundBatch: a batch of finishing rounds costs one write transaction
-// (one round trip on MySQL) whatever its size, as a single round does.
-const minRoundBatch = 2
-
-// finishBatch records finishing rounds (every called branch done) of
-// several transactions with the same outcome in one write transaction (one
-// round trip on MySQL): the done branches of all of them in one statement,
-// then each record's compare-and-set, whose count tells each round its
-// exact result, as a single round would. It returns false if the write
-// failed; the rounds are then recorded one by one, which is idempotent.
-func (s *Store) finishBatch(ctx context.Context, o tcc.Outcome, group []*pending[tcc.RoundParams, unit]) bool {
-	branchDone := o.BranchDone()
+// finishBranches is the statement that marks the done branches of
+// finishing rounds (group, same outcome) done.
+//
+// A finishing round's Done is every branch still REGISTERED in its record
+// (registration ends with the decision), so "REGISTERED branches of these
+// gids" is exactly the union of the Done lists; the branch id list is a
+// guard. The branch facts are stored whatever the compare-and-set of the
+// record says, as in a single round.
+func finishBranches(group []*pending[tcc.RoundParams, unit]) stmt {
+	branchDone := group[0].p.Outcome.BranchDone()
 	gids := make([]any, 0, len(group))
 	var nowCase strings.Builder
 	var nowArgs, ids []any
@@ -559,29 +695,11 @@ func (s *Store) finishBatch(ctx context.Context, o tcc.Outcome, group []*pending
 			}
 		}
 	}
-	// A finishing round's Done is every branch still REGISTERED in its
-	// record (registration ends with the decision), so "REGISTERED
-	// branches of these gids" is exactly the union of the Done lists; the
-	// branch id list is a guard. The branch facts are stored whatever the
-	// compare-and-set of the record says, as in a single round.
 	args := append([]any{string(branchDone)}, nowArgs...)
 	args = append(args, string(tcc.BranchRegistered))
 	args = append(args, gids...)
 	args = append(args, ids...)
-	stmts := []stmt{{`UPDATE branch_record SET state = ?, attempts = attempts + 1, last_error = '',
+	return stmt{`UPDATE branch_record SET state = ?, attempts = attempts + 1, last_error = '',
 			updated_us = CASE gid` + nowCase.String() + ` END
-			WHERE state = ? AND gid IN (` + placeholders(len(gids)) + `) AND branch_id IN (` + placeholders(len(ids)) + `)`, args}}
-	for _, r := range group {
-		stmts = append(stmts, recordFinish(s.pk(), r.p))
-	}
-	affected, err := s.write(ctx, stmts...)
-	if err != nil {
-		return false
-	}
-	for i, r := range group {
-		if affected[1+i] == 0 {
-			r.err = fmt.Errorf("record round of %s at version %d: %w", r.p.GID, r.p.Version, tcc.ErrConflict)
-		}
-	}
-	return true
+			WHERE state = ? AND gid IN (` + placeholders(len(gids)) + `) AND branch_id IN (` + placeholders(len(ids)) + `)`, args}
 }

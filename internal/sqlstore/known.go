@@ -147,7 +147,7 @@ func sortBranches(bs []tcc.Branch) {
 	slices.SortFunc(bs, func(a, b tcc.Branch) int { return strings.Compare(a.BranchID, b.BranchID) })
 }
 
-// registered returns known with the branch of p added as registerKnown's
+// registered returns known with the branch of p added as registerShare's
 // statements write it.
 func registered(known *tcc.Transaction, p tcc.AddBranchParams) *tcc.Transaction {
 	tx := known

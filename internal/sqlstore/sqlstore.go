@@ -40,10 +40,7 @@ type Store struct {
 
 	roundTrips atomic.Int64
 
-	inserts   combiner[*tcc.Transaction, unit]
-	registers combiner[tcc.AddBranchParams, *tcc.Transaction]
-	decides   combiner[tcc.DecideParams, decision]
-	rounds    combiner[tcc.RoundParams, unit]
+	writes writer
 
 	known knownRecords
 }
@@ -79,10 +76,7 @@ func newStore(db *gorm.DB, dialect database.Dialect, owned bool) (*Store, error)
 		return nil, fmt.Errorf("sqlstore: %w", err)
 	}
 	s := &Store{db: db, sql: sqlDB, dialect: dialect, owned: owned}
-	s.inserts.flush = s.flushInserts
-	s.registers.flush = s.flushRegisters
-	s.decides.flush = s.flushDecides
-	s.rounds.flush = s.flushRounds
+	s.writes.flush = s.flushWrites
 	return s, nil
 }
 
@@ -129,11 +123,11 @@ const branchColumns = `gid, branch_id, participant, payload, payload_digest, sta
 //
 // so a two-branch transaction registered at Begin costs 1 + 1 + 1 = 3 round
 // trips on MySQL when it runs alone, and 1 + 2*1 + 1 + 1 = 5 with one
-// RegisterBranch per branch through the instance that began it. Under concurrency the requests of each kind are
-// grouped (batch.go), and a batch costs about as much as one request: 1
-// round trip for any number of Begins, registrations and decisions of
-// known records and finishing rounds, 5 for other registrations and
-// decisions.
+// RegisterBranch per branch through the instance that began it. Under
+// concurrency the writes are grouped (batch.go): the Begins, registrations
+// and decisions of known records and delivery rounds queued while a write
+// runs share the next one, 1 round trip on MySQL for all of them; other
+// registrations and decisions cost 5 per batch.
 
 // querier is what *sql.DB and *sql.Tx have in common.
 type querier interface {
@@ -168,7 +162,7 @@ func (s *Store) commit(tx *sql.Tx) error {
 // InsertTransaction implements tcc.Store. Concurrent inserts are grouped
 // into multi-row INSERTs (see batch.go).
 func (s *Store) InsertTransaction(ctx context.Context, tx *tcc.Transaction) error {
-	_, err := s.inserts.do(ctx, tx)
+	_, err := submit(ctx, &s.writes, &s.writes.inserts, tx)
 	return err
 }
 
@@ -178,17 +172,29 @@ func (s *Store) InsertTransaction(ctx context.Context, tx *tcc.Transaction) erro
 // script.go). A duplicate gid fails it whole (ErrDuplicate, nothing
 // written).
 func (s *Store) insertAll(ctx context.Context, txs []*tcc.Transaction) error {
-	records, err := recordsInsert(txs)
+	stmts, err := insertStatements(txs)
 	if err != nil {
 		return err
 	}
-	branches := branchesOf(txs...)
-	if len(branches) == 0 {
-		_, err := s.exec(ctx, s.sql, records.query, records.args...)
+	if len(stmts) == 1 {
+		_, err := s.exec(ctx, s.sql, stmts[0].query, stmts[0].args...)
 		return s.interpret("insert transaction", err)
 	}
-	_, err = s.write(ctx, records, branchesInsert(branches))
+	_, err = s.write(ctx, stmts...)
 	return s.interpret("insert transaction", err)
+}
+
+// insertStatements builds the INSERT of records and, when some have
+// branches, the INSERT of those.
+func insertStatements(txs []*tcc.Transaction) ([]stmt, error) {
+	records, err := recordsInsert(txs)
+	if err != nil {
+		return nil, err
+	}
+	if branches := branchesOf(txs...); len(branches) > 0 {
+		return []stmt{records, branchesInsert(branches)}, nil
+	}
+	return []stmt{records}, nil
 }
 
 // recordsInsert builds the multi-row INSERT of records (their branch_count
@@ -378,7 +384,7 @@ func (s *Store) AddBranch(ctx context.Context, p tcc.AddBranchParams) error {
 //
 // model: register
 func (s *Store) RegisterBranch(ctx context.Context, p tcc.AddBranchParams) (*tcc.Transaction, error) {
-	return s.registers.do(ctx, p)
+	return submit(ctx, &s.writes, &s.writes.registers, p)
 }
 
 func (s *Store) registerBranch(ctx context.Context, p tcc.AddBranchParams) (*tcc.Transaction, error) {
@@ -450,7 +456,7 @@ func (s *Store) registerBranch(ctx context.Context, p tcc.AddBranchParams) (*tcc
 //
 // model: decide
 func (s *Store) Decide(ctx context.Context, p tcc.DecideParams) (*tcc.Transaction, bool, error) {
-	d, err := s.decides.do(ctx, p)
+	d, err := submit(ctx, &s.writes, &s.writes.decides, p)
 	return d.tx, d.won, err
 }
 
@@ -477,7 +483,7 @@ func (s *Store) decide(ctx context.Context, p tcc.DecideParams) (*tcc.Transactio
 //
 // model: record_round, finish
 func (s *Store) RecordRound(ctx context.Context, p tcc.RoundParams) error {
-	_, err := s.rounds.do(ctx, p)
+	_, err := submit(ctx, &s.writes, &s.writes.rounds, p)
 	return err
 }
 

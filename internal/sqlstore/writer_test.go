@@ -1,0 +1,150 @@
+package sqlstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/settle-tcc/settle/internal/dbtest"
+	"github.com/settle-tcc/settle/internal/tcc"
+)
+
+// TestSharedWrite: Begins, registrations, decisions and delivery rounds
+// queued while a write runs are written together, in one round trip on
+// MySQL, and each request gets exactly its own result; when one of them
+// fails the shared write (a duplicate gid), the others are still written
+// and only that one fails.
+func TestSharedWrite(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, spec string) {
+		for _, withDuplicate := range []bool{false, true} {
+			t.Run(fmt.Sprintf("duplicate=%v", withDuplicate), func(t *testing.T) {
+				testSharedWrite(t, spec, withDuplicate)
+			})
+		}
+	})
+}
+
+func testSharedWrite(t *testing.T, spec string, withDuplicate bool) {
+	ctx := context.Background()
+	s, other := openTwo(t, spec)
+	prefix := fmt.Sprintf("dup%v-", withDuplicate)
+	gid := func(kind string, i int) string { return fmt.Sprintf("%s%s-%d", prefix, kind, i) }
+	const n = 4
+
+	// Records to register on, to decide and to finish, all written by s.
+	var finishing []*tcc.Transaction
+	for i := 0; i < n; i++ {
+		for _, g := range []string{gid("reg", i), gid("dec", i)} {
+			if err := s.InsertTransaction(ctx, knownTx(g, "a")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.InsertTransaction(ctx, knownTx(gid("fin", i), "a", "b")); err != nil {
+			t.Fatal(err)
+		}
+		outcome := tcc.Commit
+		if i%2 == 1 {
+			outcome = tcc.Abort
+		}
+		tx, won, err := decideAs(s, "S", gid("fin", i), outcome, time.Second)
+		if err != nil || !won {
+			t.Fatalf("decide %s: won=%v err=%v", gid("fin", i), won, err)
+		}
+		finishing = append(finishing, tx)
+	}
+
+	queued, flush := s.HoldWrites()
+	var wg sync.WaitGroup
+	errs := map[string]error{}
+	var mu sync.Mutex
+	run := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := f()
+			mu.Lock()
+			errs[name] = err
+			mu.Unlock()
+		}()
+	}
+	for i := 0; i < n; i++ {
+		run(gid("new", i), func() error { return s.InsertTransaction(ctx, knownTx(gid("new", i), "x", "y")) })
+		run(gid("reg", i), func() error {
+			_, err := s.RegisterBranch(ctx, tcc.AddBranchParams{Branch: knownBranch(gid("reg", i), "b"), MaxBranches: 8, Now: k0})
+			return err
+		})
+		run(gid("dec", i), func() error {
+			_, won, err := decideAs(s, "S", gid("dec", i), tcc.Commit, time.Second)
+			if err == nil && !won {
+				err = errors.New("not won")
+			}
+			return err
+		})
+		tx := finishing[i]
+		outcome := tcc.Commit
+		if i%2 == 1 {
+			outcome = tcc.Abort
+		}
+		run(gid("fin", i), func() error {
+			return s.RecordRound(ctx, tcc.RoundParams{GID: tx.GID, Outcome: outcome, Version: tx.Version,
+				Done: []string{"a", "b"}, Finish: true, Now: k0.Add(2 * time.Second)})
+		})
+	}
+	want := 4 * n
+	if withDuplicate {
+		// A Begin of a gid that exists: it fails the shared write.
+		run("duplicate", func() error { return s.InsertTransaction(ctx, knownTx(gid("dec", 0), "z")) })
+		want++
+	}
+	for deadline := time.Now().Add(10 * time.Second); queued() < want; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests queued, want %d", queued(), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	before := s.RoundTrips()
+	flush()
+	wg.Wait()
+
+	if !withDuplicate && strings.HasPrefix(spec, "mysql:") {
+		if trips := s.RoundTrips() - before; trips != 1 {
+			t.Fatalf("%d requests of four kinds took %d round trips, want 1", want, trips)
+		}
+	}
+	for name, err := range errs {
+		if name == "duplicate" {
+			if !errors.Is(err, tcc.ErrDuplicate) {
+				t.Fatalf("Begin of an existing gid: %v, want ErrDuplicate", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	// What the other instance reads is what each request asked for.
+	for i := 0; i < n; i++ {
+		check := func(g string, state tcc.State, branches int) {
+			t.Helper()
+			tx, err := other.GetTransaction(ctx, g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tx.State != state || len(tx.Branches) != branches {
+				t.Fatalf("%s: %s with %d branches, want %s with %d", g, tx.State, len(tx.Branches), state, branches)
+			}
+		}
+		check(gid("new", i), tcc.StateTrying, 2)
+		check(gid("reg", i), tcc.StateTrying, 2)
+		check(gid("dec", i), tcc.StateCommitting, 1)
+		final := tcc.StateCommitted
+		if i%2 == 1 {
+			final = tcc.StateAborted
+		}
+		check(gid("fin", i), final, 2)
+	}
+}
