@@ -172,7 +172,11 @@ func (s *Store) flushWrites(ctx context.Context, b *writeBatch) {
 		s.decideShare(b.decides),
 		s.roundShare(b.rounds),
 	}
-	var all []stmt
+	n := 0
+	for _, sh := range shares {
+		n += len(sh.stmts)
+	}
+	all := make([]stmt, 0, n)
 	for _, sh := range shares {
 		all = append(all, sh.stmts...)
 	}

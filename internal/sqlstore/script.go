@@ -56,9 +56,15 @@ type stmt struct {
 // script runs stmts in one transaction in one round trip and returns the
 // rows each statement affected.
 func (s *Store) script(ctx context.Context, stmts ...stmt) ([]int64, error) {
+	size, nargs := len("BEGIN;\nCOMMIT"), 0
+	for _, st := range stmts {
+		size += len(";\n") + len(st.query)
+		nargs += len(st.args)
+	}
 	var sb strings.Builder
+	sb.Grow(size)
 	sb.WriteString("BEGIN")
-	var args []driver.NamedValue
+	args := make([]driver.NamedValue, 0, nargs)
 	for _, st := range stmts {
 		sb.WriteString(";\n")
 		sb.WriteString(st.query)
