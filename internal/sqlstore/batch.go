@@ -458,8 +458,7 @@ func (s *Store) decideShare(batch []*pending[tcc.DecideParams, decision]) share 
 	}
 	stmts := make([]stmt, len(known))
 	for i, it := range known {
-		query, args := decideStatement(s.pk(), []tcc.DecideParams{it.r.p}, []int64{it.known.Version})
-		stmts[i] = stmt{query, args}
+		stmts[i] = decideRecord(s.pk(), it.r.p, it.known.Version)
 	}
 	return share{stmts: stmts, settle: func(affected []int64, err error, _ bool) func(context.Context) {
 		for i, it := range known {
@@ -493,13 +492,27 @@ type knownDecision struct {
 	known *tcc.Transaction
 }
 
+// decideRecord is the compare-and-set TRYING -> decided of one record;
+// with a version (above 0) it also requires the record's version.
+func decideRecord(pk string, p tcc.DecideParams, version int64) stmt {
+	query := `UPDATE transaction_record` + pk + `
+		SET state = ?, version = version + 1, lease_owner = ?, next_attempt_us = ?, abort_reason = ?, decided_us = ?, updated_us = ?
+		WHERE gid = ? AND state = ?`
+	args := []any{string(p.Outcome.DecidedState()), p.Owner, micros(p.LeaseUntil), abortReason(p), micros(p.Now), micros(p.Now),
+		p.GID, string(tcc.StateTrying)}
+	if version > 0 {
+		query += ` AND version = ?`
+		args = append(args, version)
+	}
+	return stmt{query, args}
+}
+
 // decideStatement builds the compare-and-set TRYING -> decided of several
-// records, each with its own decision, lease and time; with versions it
-// also requires each record's version.
-func decideStatement(pk string, params []tcc.DecideParams, versions []int64) (string, []any) {
-	var state, owner, next, reason, decided, version strings.Builder
-	var sArgs, oArgs, nArgs, rArgs, dArgs, vArgs, in []any
-	for i, p := range params {
+// records, each with its own decision, lease and time.
+func decideStatement(pk string, params []tcc.DecideParams) (string, []any) {
+	var state, owner, next, reason, decided strings.Builder
+	var sArgs, oArgs, nArgs, rArgs, dArgs, in []any
+	for _, p := range params {
 		for _, b := range []*strings.Builder{&state, &owner, &next, &reason, &decided} {
 			b.WriteString(" WHEN ? THEN ?")
 		}
@@ -509,12 +522,8 @@ func decideStatement(pk string, params []tcc.DecideParams, versions []int64) (st
 		rArgs = append(rArgs, p.GID, abortReason(p))
 		dArgs = append(dArgs, p.GID, micros(p.Now))
 		in = append(in, p.GID)
-		if versions != nil {
-			version.WriteString(" WHEN ? THEN ?")
-			vArgs = append(vArgs, p.GID, versions[i])
-		}
 	}
-	args := make([]any, 0, 14*len(params)+1)
+	args := make([]any, 0, 13*len(params)+1)
 	args = append(args, sArgs...)
 	args = append(args, oArgs...)
 	args = append(args, nArgs...)
@@ -523,16 +532,11 @@ func decideStatement(pk string, params []tcc.DecideParams, versions []int64) (st
 	args = append(args, dArgs...)
 	args = append(args, string(tcc.StateTrying))
 	args = append(args, in...)
-	query := `UPDATE transaction_record` + pk + `
+	return `UPDATE transaction_record` + pk + `
 		SET state = CASE gid` + state.String() + ` END, version = version + 1, lease_owner = CASE gid` + owner.String() + ` END,
 		    next_attempt_us = CASE gid` + next.String() + ` END, abort_reason = CASE gid` + reason.String() + ` END,
 		    decided_us = CASE gid` + decided.String() + ` END, updated_us = CASE gid` + decided.String() + ` END
-		WHERE state = ? AND gid IN (` + placeholders(len(in)) + `)`
-	if versions != nil {
-		query += ` AND version = CASE gid` + version.String() + ` END`
-		args = append(args, vArgs...)
-	}
-	return query, args
+		WHERE state = ? AND gid IN (` + placeholders(len(in)) + `)`, args
 }
 
 // decideBatch decides every request of batch (distinct gids) in one
@@ -573,7 +577,7 @@ func (s *Store) decideBatch(ctx context.Context, batch []*pending[tcc.DecidePara
 				params = append(params, r.p)
 			}
 		}
-		query, args := decideStatement(s.pk(), params, nil)
+		query, args := decideStatement(s.pk(), params)
 		n, err := s.exec(ctx, dbtx, query, args...)
 		if err != nil || n != int64(len(params)) {
 			return false

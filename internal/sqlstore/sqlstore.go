@@ -461,11 +461,8 @@ func (s *Store) Decide(ctx context.Context, p tcc.DecideParams) (*tcc.Transactio
 }
 
 func (s *Store) decide(ctx context.Context, p tcc.DecideParams) (*tcc.Transaction, bool, error) {
-	state, reason := p.Outcome.DecidedState(), abortReason(p)
-	n, err := s.exec(ctx, s.sql, `UPDATE transaction_record`+s.pk()+`
-		SET state = ?, version = version + 1, lease_owner = ?, next_attempt_us = ?, abort_reason = ?, decided_us = ?, updated_us = ?
-		WHERE gid = ? AND state = ?`,
-		string(state), p.Owner, micros(p.LeaseUntil), reason, micros(p.Now), micros(p.Now), p.GID, string(tcc.StateTrying))
+	cas := decideRecord(s.pk(), p, 0)
+	n, err := s.exec(ctx, s.sql, cas.query, cas.args...)
 	if err != nil {
 		return nil, false, s.interpret("decide", err)
 	}
