@@ -155,9 +155,9 @@ func finish[P, T any](rs []*pending[P, T]) {
 // share is one kind's part of a shared write: its statements, and settle,
 // called after the write with the rows each of them affected or with the
 // write's error (then nothing was written; alone tells that the write held
-// only this share's statements, so the error is theirs). settle answers the requests
-// the write settled and returns the single-request work left for the
-// others (nil when none is left), which answers them in turn.
+// only this share's statements, so the error is theirs). settle answers
+// the requests the write settled and returns the single-request work left
+// for the others (nil when none is left), which answers them in turn.
 type share struct {
 	stmts  []stmt
 	settle func(affected []int64, err error, alone bool) (rest func(ctx context.Context))
@@ -172,11 +172,11 @@ func (s *Store) flushWrites(ctx context.Context, b *writeBatch) {
 		s.decideShare(b.decides),
 		s.roundShare(b.rounds),
 	}
-	n := 0
+	size := 0
 	for _, sh := range shares {
-		n += len(sh.stmts)
+		size += len(sh.stmts)
 	}
-	all := make([]stmt, 0, n)
+	all := make([]stmt, 0, size)
 	for _, sh := range shares {
 		all = append(all, sh.stmts...)
 	}
