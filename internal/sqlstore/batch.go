@@ -18,9 +18,9 @@ import (
 // holding the multi-row INSERTs of the Begins and their branches, the
 // compare-and-sets of the registrations and decisions of records this
 // store remembers (known.go) and the delivery rounds. A request arriving
-// when no write is running is written at once, alone, so batching adds no
-// latency at low load and saves round trips, commits (fsyncs) and
-// statements as load grows. Durability is unchanged: every caller returns
+// when no write is running is written at once, alone, so at low load a
+// request waits at most for the one write already running, and as load
+// grows batching saves round trips, commits (fsyncs) and statements. Durability is unchanged: every caller returns
 // only after the statement or transaction holding its write has committed.
 //
 // What the shared write cannot settle runs afterwards through the
