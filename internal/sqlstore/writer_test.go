@@ -35,7 +35,9 @@ func testSharedWrite(t *testing.T, spec string, withDuplicate bool) {
 	gid := func(kind string, i int) string { return fmt.Sprintf("%s%s-%d", prefix, kind, i) }
 	const n = 4
 
-	// Records to register on, to decide and to finish, all written by s.
+	// Records to register on, to decide and to finish (even ones
+	// committed, odd ones aborted), all written by s.
+	outcomeOf := func(i int) tcc.Outcome { return [2]tcc.Outcome{tcc.Commit, tcc.Abort}[i%2] }
 	var finishing []*tcc.Transaction
 	for i := 0; i < n; i++ {
 		for _, g := range []string{gid("reg", i), gid("dec", i)} {
@@ -46,11 +48,7 @@ func testSharedWrite(t *testing.T, spec string, withDuplicate bool) {
 		if err := s.InsertTransaction(ctx, knownTx(gid("fin", i), "a", "b")); err != nil {
 			t.Fatal(err)
 		}
-		outcome := tcc.Commit
-		if i%2 == 1 {
-			outcome = tcc.Abort
-		}
-		tx, won, err := decideAs(s, "S", gid("fin", i), outcome, time.Second)
+		tx, won, err := decideAs(s, "S", gid("fin", i), outcomeOf(i), time.Second)
 		if err != nil || !won {
 			t.Fatalf("decide %s: won=%v err=%v", gid("fin", i), won, err)
 		}
@@ -85,12 +83,8 @@ func testSharedWrite(t *testing.T, spec string, withDuplicate bool) {
 			return err
 		})
 		tx := finishing[i]
-		outcome := tcc.Commit
-		if i%2 == 1 {
-			outcome = tcc.Abort
-		}
 		run(gid("fin", i), func() error {
-			return s.RecordRound(ctx, tcc.RoundParams{GID: tx.GID, Outcome: outcome, Version: tx.Version,
+			return s.RecordRound(ctx, tcc.RoundParams{GID: tx.GID, Outcome: outcomeOf(i), Version: tx.Version,
 				Done: []string{"a", "b"}, Finish: true, Now: k0.Add(2 * time.Second)})
 		})
 	}
@@ -141,10 +135,6 @@ func testSharedWrite(t *testing.T, spec string, withDuplicate bool) {
 		check(gid("new", i), tcc.StateTrying, 2)
 		check(gid("reg", i), tcc.StateTrying, 2)
 		check(gid("dec", i), tcc.StateCommitting, 1)
-		final := tcc.StateCommitted
-		if i%2 == 1 {
-			final = tcc.StateAborted
-		}
-		check(gid("fin", i), final, 2)
+		check(gid("fin", i), outcomeOf(i).FinalState(), 2)
 	}
 }
