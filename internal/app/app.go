@@ -132,6 +132,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		_ = store.Close()
 		return nil, err
 	}
+	a.mets.StoreRoundTrips(store.RoundTrips)
 	cfg.Recovery.Observer = a.mets
 	loop, err := recovery.New(store, a.coord, cfg.Recovery, log, cfg.Clock)
 	if err != nil {

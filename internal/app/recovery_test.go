@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -432,6 +433,39 @@ func TestParticipantRetryRate(t *testing.T) {
 		metrics := httpGet(t, "http://"+e.app.HTTPAddr()+"/metrics")
 		if !strings.Contains(metrics, `settle_branch_calls_total{call="confirm",result="rate_limited"} 4`) {
 			t.Fatalf("rate-limited calls not counted:\n%s", grepLines(metrics, "settle_branch_calls"))
+		}
+	})
+}
+
+// TestStoreRoundTripsMetric: /metrics counts the store's database round
+// trips, and a transaction alone costs what the store documents: Begin,
+// one write per registration, the decision and the finishing round (5 on
+// MySQL, where a write transaction is one script; 14 on SQLite, where
+// each statement, BEGIN and COMMIT count), plus the read of the final
+// record that a waiting Commit answers with.
+func TestStoreRoundTripsMetric(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, spec string) {
+		e := setup(t, spec, func(c *app.Config) { c.HTTPListen = "127.0.0.1:0" })
+		read := func() int {
+			t.Helper()
+			m := grepLines(httpGet(t, "http://"+e.app.HTTPAddr()+"/metrics"), "settle_store_round_trips_total ")
+			n, err := strconv.Atoi(strings.TrimPrefix(m, "settle_store_round_trips_total "))
+			if err != nil {
+				t.Fatalf("settle_store_round_trips_total: %q: %v", m, err)
+			}
+			return n
+		}
+		before := read()
+		e.begin(t, "counted", "a", "b")
+		if _, err := e.coord.Commit(ctxT(t), &tccv1.CommitRequest{Gid: "counted", Wait: true}); err != nil {
+			t.Fatal(err)
+		}
+		want := 14 + 1
+		if strings.HasPrefix(spec, "mysql:") {
+			want = 5 + 1
+		}
+		if n := read() - before; n != want {
+			t.Fatalf("a two-branch transaction alone took %d round trips, want %d", n, want)
 		}
 	})
 }

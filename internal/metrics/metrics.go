@@ -117,6 +117,15 @@ func (m *Metrics) UnaryInterceptor() grpc.UnaryServerInterceptor {
 	}
 }
 
+// StoreRoundTrips exposes count, the store's running count of database
+// round trips made by the hot-path calls, as settle_store_round_trips_total.
+func (m *Metrics) StoreRoundTrips(count func() int64) {
+	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "settle_store_round_trips_total",
+		Help: "Database round trips of the store's hot-path calls (Begin, register, decide, delivery round, claim, get): statements, BEGIN and COMMIT each count; a multi-statement write on MySQL counts once.",
+	}, func() float64 { return float64(count()) }))
+}
+
 // Pass implements recovery.Observer.
 func (m *Metrics) Pass(due int) {
 	m.RecoveryPasses.Inc()
