@@ -52,16 +52,14 @@ type pending[P, T any] struct {
 // writer queues the requests of the four kinds and writes them in shared
 // batches, one batch at a time.
 type writer struct {
-	mu        sync.Mutex
-	running   bool
-	inserts   []*pending[*tcc.Transaction, unit]
-	registers []*pending[tcc.AddBranchParams, *tcc.Transaction]
-	decides   []*pending[tcc.DecideParams, decision]
-	rounds    []*pending[tcc.RoundParams, unit]
-	flush     func(ctx context.Context, b *writeBatch)
+	mu      sync.Mutex
+	running bool
+	queued  writeBatch
+	flush   func(ctx context.Context, b *writeBatch)
 }
 
-// writeBatch is what one shared write takes from the queues.
+// writeBatch holds requests of the four kinds: those queued, or those one
+// shared write takes.
 type writeBatch struct {
 	inserts   []*pending[*tcc.Transaction, unit]
 	registers []*pending[tcc.AddBranchParams, *tcc.Transaction]
@@ -69,10 +67,14 @@ type writeBatch struct {
 	rounds    []*pending[tcc.RoundParams, unit]
 }
 
-// submit queues p on q (one of w's queues) and returns its result once it
-// has been written. If no write is running the caller writes batches
-// itself until its own request is done, then hands what is left to a new
-// goroutine.
+func (b *writeBatch) size() int {
+	return len(b.inserts) + len(b.registers) + len(b.decides) + len(b.rounds)
+}
+
+// submit queues p on q (one of w.queued's lists) and returns its result
+// once it has been written. If no write is running the caller writes
+// batches itself until its own request is done, then hands what is left to
+// a new goroutine.
 func submit[P, T any](ctx context.Context, w *writer, q *[]*pending[P, T], p P) (T, error) {
 	r := &pending[P, T]{p: p, done: make(chan struct{})}
 	w.mu.Lock()
@@ -101,7 +103,7 @@ func submit[P, T any](ctx context.Context, w *writer, q *[]*pending[P, T], p P) 
 func (w *writer) drain(own chan struct{}) {
 	for {
 		w.mu.Lock()
-		if len(w.inserts)+len(w.registers)+len(w.decides)+len(w.rounds) == 0 {
+		if w.queued.size() == 0 {
 			w.running = false
 			w.mu.Unlock()
 			return
@@ -111,11 +113,12 @@ func (w *writer) drain(own chan struct{}) {
 			go w.drain(nil)
 			return
 		}
+		q := &w.queued
 		b := writeBatch{
-			inserts:   take(&w.inserts),
-			registers: take(&w.registers),
-			decides:   take(&w.decides),
-			rounds:    take(&w.rounds),
+			inserts:   take(&q.inserts),
+			registers: take(&q.registers),
+			decides:   take(&q.decides),
+			rounds:    take(&q.rounds),
 		}
 		w.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
@@ -213,6 +216,29 @@ func (s *Store) flushWrites(ctx context.Context, b *writeBatch) {
 	}
 }
 
+// withKnown is a request with the record this store remembers for its gid
+// (see known.go).
+type withKnown[P, T any] struct {
+	r     *pending[P, T]
+	known *tcc.Transaction
+}
+
+// splitKnown splits batch (requests of one kind) into the first request of
+// each gid whose record this store remembers (taking it from the memory),
+// the first of each gid whose record it does not, and the later requests
+// for a gid already seen.
+func splitKnown[P, T any](k *knownRecords, batch []*pending[P, T], gid func(P) string) (known []withKnown[P, T], unknown, rest []*pending[P, T]) {
+	first, rest := splitByGID(batch, gid)
+	for _, r := range first {
+		if rec := k.take(gid(r.p)); rec != nil {
+			known = append(known, withKnown[P, T]{r, rec})
+		} else {
+			unknown = append(unknown, r)
+		}
+	}
+	return known, unknown, rest
+}
+
 // splitByGID returns the requests whose gid is the first of its kind in the
 // batch, and the rest.
 func splitByGID[P, T any](batch []*pending[P, T], gid func(P) string) (first, rest []*pending[P, T]) {
@@ -248,7 +274,7 @@ func (s *Store) insertShare(batch []*pending[*tcc.Transaction, unit]) share {
 	for i, r := range batch {
 		txs[i] = r.p
 	}
-	alone := func(ctx context.Context) {
+	oneByOne := func(ctx context.Context) {
 		for _, r := range batch {
 			if r.err = s.insertAll(ctx, []*tcc.Transaction{r.p}); r.err == nil {
 				s.known.put(r.p, r.p.CreatedAt)
@@ -260,18 +286,18 @@ func (s *Store) insertShare(batch []*pending[*tcc.Transaction, unit]) share {
 	if err != nil {
 		// A record that cannot be written (its labels): each alone, for
 		// its own error.
-		return share{settle: func([]int64, error, bool) func(context.Context) { return alone }}
+		return share{settle: func([]int64, error, bool) func(context.Context) { return oneByOne }}
 	}
-	return share{stmts: stmts, settle: func(_ []int64, err error, own bool) func(context.Context) {
+	return share{stmts: stmts, settle: func(_ []int64, err error, alone bool) func(context.Context) {
 		switch {
 		case err == nil:
 			for _, tx := range txs {
 				s.known.put(tx, tx.CreatedAt)
 			}
-		case own && len(batch) == 1:
+		case alone && len(batch) == 1:
 			batch[0].err = s.interpret("insert transaction", err)
 		default:
-			return alone
+			return oneByOne
 		}
 		finish(batch)
 		return nil
@@ -292,16 +318,7 @@ func (s *Store) registerShare(batch []*pending[tcc.AddBranchParams, *tcc.Transac
 	if len(batch) == 0 {
 		return share{}
 	}
-	first, rest := splitByGID(batch, func(p tcc.AddBranchParams) string { return p.Branch.GID })
-	var known []knownRegistration
-	var unknown []*pending[tcc.AddBranchParams, *tcc.Transaction]
-	for _, r := range first {
-		if k := s.known.take(r.p.Branch.GID); k != nil {
-			known = append(known, knownRegistration{r, k})
-		} else {
-			unknown = append(unknown, r)
-		}
-	}
+	known, unknown, rest := splitKnown(&s.known, batch, func(p tcc.AddBranchParams) string { return p.Branch.GID })
 	stmts := make([]stmt, 0, 2*len(known))
 	for _, it := range known {
 		p, b := it.r.p, it.r.p.Branch
@@ -339,13 +356,6 @@ func (s *Store) registerShare(batch []*pending[tcc.AddBranchParams, *tcc.Transac
 			}
 		}
 	}}
-}
-
-// knownRegistration is a registration with the record this store
-// remembers for its gid (see known.go).
-type knownRegistration struct {
-	r     *pending[tcc.AddBranchParams, *tcc.Transaction]
-	known *tcc.Transaction
 }
 
 // registerBatch registers every branch of batch (distinct gids) in one
@@ -446,16 +456,7 @@ func (s *Store) decideShare(batch []*pending[tcc.DecideParams, decision]) share 
 	if len(batch) == 0 {
 		return share{}
 	}
-	first, rest := splitByGID(batch, func(p tcc.DecideParams) string { return p.GID })
-	var known []knownDecision
-	var unknown []*pending[tcc.DecideParams, decision]
-	for _, r := range first {
-		if k := s.known.take(r.p.GID); k != nil {
-			known = append(known, knownDecision{r, k})
-		} else {
-			unknown = append(unknown, r)
-		}
-	}
+	known, unknown, rest := splitKnown(&s.known, batch, func(p tcc.DecideParams) string { return p.GID })
 	stmts := make([]stmt, len(known))
 	for i, it := range known {
 		stmts[i] = decideRecord(s.pk(), it.r.p, it.known.Version)
@@ -483,13 +484,6 @@ func (s *Store) decideShare(batch []*pending[tcc.DecideParams, decision]) share 
 			}
 		}
 	}}
-}
-
-// knownDecision is a decision request with the record this store
-// remembers for its gid (see known.go).
-type knownDecision struct {
-	r     *pending[tcc.DecideParams, decision]
-	known *tcc.Transaction
 }
 
 // decideRecord is the compare-and-set TRYING -> decided of one record;

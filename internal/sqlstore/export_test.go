@@ -21,7 +21,7 @@ func (s *Store) HoldWrites() (queued func() int, flush func()) {
 	queued = func() int {
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		return len(w.inserts) + len(w.registers) + len(w.decides) + len(w.rounds)
+		return w.queued.size()
 	}
 	return queued, func() { w.drain(nil) }
 }

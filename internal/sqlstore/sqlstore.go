@@ -162,7 +162,7 @@ func (s *Store) commit(tx *sql.Tx) error {
 // InsertTransaction implements tcc.Store. Concurrent inserts are grouped
 // into multi-row INSERTs (see batch.go).
 func (s *Store) InsertTransaction(ctx context.Context, tx *tcc.Transaction) error {
-	_, err := submit(ctx, &s.writes, &s.writes.inserts, tx)
+	_, err := submit(ctx, &s.writes, &s.writes.queued.inserts, tx)
 	return err
 }
 
@@ -384,7 +384,7 @@ func (s *Store) AddBranch(ctx context.Context, p tcc.AddBranchParams) error {
 //
 // model: register
 func (s *Store) RegisterBranch(ctx context.Context, p tcc.AddBranchParams) (*tcc.Transaction, error) {
-	return submit(ctx, &s.writes, &s.writes.registers, p)
+	return submit(ctx, &s.writes, &s.writes.queued.registers, p)
 }
 
 func (s *Store) registerBranch(ctx context.Context, p tcc.AddBranchParams) (*tcc.Transaction, error) {
@@ -456,7 +456,7 @@ func (s *Store) registerBranch(ctx context.Context, p tcc.AddBranchParams) (*tcc
 //
 // model: decide
 func (s *Store) Decide(ctx context.Context, p tcc.DecideParams) (*tcc.Transaction, bool, error) {
-	d, err := submit(ctx, &s.writes, &s.writes.decides, p)
+	d, err := submit(ctx, &s.writes, &s.writes.queued.decides, p)
 	return d.tx, d.won, err
 }
 
@@ -480,7 +480,7 @@ func (s *Store) decide(ctx context.Context, p tcc.DecideParams) (*tcc.Transactio
 //
 // model: record_round, finish
 func (s *Store) RecordRound(ctx context.Context, p tcc.RoundParams) error {
-	_, err := submit(ctx, &s.writes, &s.writes.rounds, p)
+	_, err := submit(ctx, &s.writes, &s.writes.queued.rounds, p)
 	return err
 }
 
