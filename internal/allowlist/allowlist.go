@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"net"
 	"path"
+	"strconv"
 	"strings"
 )
 
@@ -91,6 +92,10 @@ func (l *List) Check(target string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil || host == "" || port == "" {
 		return fmt.Errorf("%w: %q is not host:port", ErrDenied, target)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 || strings.TrimLeft(port, "0123456789") != "" {
+		// A "*" port pattern must not let "127.0.0.1:80@10.0.0.1" through.
+		return fmt.Errorf("%w: %q: port %q is not a number in 1..65535", ErrDenied, target, port)
 	}
 	host = strings.ToLower(host)
 	for _, p := range l.patterns {

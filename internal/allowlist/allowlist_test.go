@@ -27,6 +27,12 @@ func TestCheck(t *testing.T) {
 		{"dns://8.8.8.8/accounts.svc.local:7501", false},
 		{"127.0.0.1", false},
 		{"", false},
+		// A "*" port must not admit what is not a port.
+		{"127.0.0.1:80@10.0.0.1", false},
+		{"127.0.0.1:notaport", false},
+		{"127.0.0.1:0", false},
+		{"127.0.0.1:65536", false},
+		{"127.0.0.1:65535", true},
 	}
 	for _, tc := range tests {
 		err := l.Check(tc.target)

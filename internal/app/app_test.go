@@ -256,6 +256,22 @@ func TestErrors(t *testing.T) {
 				_, err := e.coord.RegisterBranch(ctx, &tccv1.RegisterBranchRequest{Gid: "open", BranchId: "evil", Participant: "unix:///var/run/docker.sock"})
 				return err
 			}, codes.PermissionDenied, nil},
+			{"register participant port not a number", func() error {
+				_, err := e.coord.RegisterBranch(ctx, &tccv1.RegisterBranchRequest{Gid: "open", BranchId: "evil", Participant: "127.0.0.1:80@10.0.0.1"})
+				return err
+			}, codes.InvalidArgument, []string{"127.0.0.1:80@10.0.0.1", "1..65535"}},
+			{"register participant port text", func() error {
+				_, err := e.coord.RegisterBranch(ctx, &tccv1.RegisterBranchRequest{Gid: "open", BranchId: "evil", Participant: "127.0.0.1:notaport"})
+				return err
+			}, codes.InvalidArgument, []string{"notaport"}},
+			{"begin with branch whose port is not a number", func() error {
+				_, err := e.coord.Begin(ctx, &tccv1.BeginRequest{Gid: "badport", Branches: []*tccv1.BranchRegistration{{BranchId: "a", Participant: "localhost:7501x"}}})
+				return err
+			}, codes.InvalidArgument, []string{"7501x"}},
+			{"begin gid multi-byte character named whole", func() error {
+				_, err := e.coord.Begin(ctx, &tccv1.BeginRequest{Gid: "zahlung-ü-€"})
+				return err
+			}, codes.InvalidArgument, []string{"'ü'"}},
 			{"register participant empty", func() error {
 				_, err := e.coord.RegisterBranch(ctx, &tccv1.RegisterBranchRequest{Gid: "open", BranchId: "x"})
 				return err
@@ -284,6 +300,9 @@ func TestErrors(t *testing.T) {
 		tx := e.get(t, "open")
 		if tx.GetState() != tccv1.TransactionState_TRANSACTION_STATE_TRYING || len(tx.GetBranches()) != 1 || string(tx.GetBranches()[0].GetPayload()) != "pay-a" {
 			t.Fatalf("refused calls changed 'open': %v", tx)
+		}
+		if _, err := e.coord.GetTransaction(ctx, &tccv1.GetTransactionRequest{Gid: "badport"}); status.Code(err) != codes.NotFound {
+			t.Fatalf("a Begin refused for its branch's target was stored: %v", err)
 		}
 		if tx := e.get(t, "committed"); len(tx.GetBranches()) != 1 {
 			t.Fatalf("refused registration was written: %v", tx)

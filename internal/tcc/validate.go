@@ -2,6 +2,9 @@ package tcc
 
 import (
 	"fmt"
+	"net"
+	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -39,12 +42,23 @@ func validateID(field, id string, max int) error {
 	if len(id) > max {
 		return invalidf("%s is %d bytes, longer than %d", field, len(id), max)
 	}
-	for i := 0; i < len(id); i++ {
-		if !idChar(id[i]) {
-			return invalidf("%s %q has character %q at byte %d; allowed are A-Z a-z 0-9 . _ : -", field, id, id[i], i)
+	for i, r := range id {
+		if r >= utf8.RuneSelf || !idChar(byte(r)) {
+			return invalidf("%s %q has %s at byte %d; allowed are A-Z a-z 0-9 . _ : -", field, id, describeChar(id[i:]), i)
 		}
 	}
 	return nil
+}
+
+// describeChar names the character s starts with: the whole rune ("ü",
+// not the first byte of its encoding), or the byte when s starts with
+// invalid UTF-8.
+func describeChar(s string) string {
+	r, size := utf8.DecodeRuneInString(s)
+	if r == utf8.RuneError && size <= 1 {
+		return fmt.Sprintf("invalid UTF-8 byte 0x%02x", s[0])
+	}
+	return fmt.Sprintf("character %q", r)
 }
 
 func idChar(c byte) bool {
@@ -99,10 +113,41 @@ func validateParticipant(target string) error {
 	if len(target) > MaxParticipantLen {
 		return invalidf("participant is %d bytes, longer than %d", len(target), MaxParticipantLen)
 	}
-	for i := 0; i < len(target); i++ {
-		if c := target[i]; c <= ' ' || c >= 0x7f {
-			return invalidf("participant %q has a control, space or non-ASCII byte at %d", target, i)
+	for i, r := range target {
+		if r <= ' ' || r >= 0x7f {
+			return invalidf("participant %q has %s at byte %d; allowed are printable ASCII characters", target, describeChar(target[i:]), i)
 		}
+	}
+	return validateTargetAddress(target)
+}
+
+// validateTargetAddress checks that a gRPC target written as host:port,
+// dns:///host:port or passthrough:///host:port has a host and a decimal
+// port in 1..65535. A target like "127.0.0.1:80@10.0.0.1" or
+// "127.0.0.1:notaport" could never be dialled, and would be retried until
+// the retry horizon. Other schemes (unix:, custom resolvers) are left to
+// the allow-list, which refuses them unless it allows everything.
+func validateTargetAddress(target string) error {
+	addr := target
+	for _, scheme := range []string{"dns:///", "passthrough:///"} {
+		if rest, ok := strings.CutPrefix(target, scheme); ok {
+			addr = rest
+			break
+		}
+	}
+	if addr == target && strings.Contains(target, "://") {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return invalidf("participant %q is not host:port", target)
+	}
+	if host == "" {
+		return invalidf("participant %q has no host", target)
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 || strings.TrimLeft(port, "0123456789") != "" {
+		return invalidf("participant %q: port %q is not a number in 1..65535", target, port)
 	}
 	return nil
 }

@@ -134,3 +134,57 @@ func TestOutcomes(t *testing.T) {
 		t.Error("bogus state valid")
 	}
 }
+
+// TestValidateReportsRunes: a multi-byte character in an id is reported as
+// the character, not as the first byte of its encoding ('Ã' for 'ü').
+func TestValidateReportsRunes(t *testing.T) {
+	for _, tc := range []struct{ id, want string }{
+		{"zahlung-ü-€", `character 'ü' at byte 8`},
+		{"pay€", `character '€' at byte 3`},
+		{"a b", `character ' ' at byte 1`},
+		{"a\xffb", `invalid UTF-8 byte 0xff at byte 1`},
+	} {
+		err := ValidateGID(tc.id)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ValidateGID(%q) = %v, want it to say %s", tc.id, err, tc.want)
+		}
+	}
+	err := validateParticipant("zahlung-ü:7501")
+	if err == nil || !strings.Contains(err.Error(), `character 'ü' at byte 8`) {
+		t.Errorf("validateParticipant: %v, want the character ü named", err)
+	}
+}
+
+// TestValidateParticipantAddress: a target whose port is not a number in
+// 1..65535 is refused at registration with ErrInvalid, not accepted and
+// retried until the horizon.
+func TestValidateParticipantAddress(t *testing.T) {
+	for _, tc := range []struct {
+		target string
+		ok     bool
+	}{
+		{"127.0.0.1:7501", true},
+		{"localhost:1", true},
+		{"[::1]:65535", true},
+		{"dns:///payments.svc:443", true},
+		{"passthrough:///10.0.0.1:80", true},
+		{"unix:///tmp/participant.sock", true}, // left to the allow-list
+		{"127.0.0.1:80@10.0.0.1", false},
+		{"127.0.0.1:notaport", false},
+		{"127.0.0.1:0", false},
+		{"127.0.0.1:65536", false},
+		{"127.0.0.1:+80", false},
+		{"127.0.0.1:", false},
+		{":7501", false},
+		{"127.0.0.1", false},
+		{"dns:///127.0.0.1:x", false},
+	} {
+		err := validateParticipant(tc.target)
+		if (err == nil) != tc.ok {
+			t.Errorf("validateParticipant(%q) = %v, want ok=%v", tc.target, err, tc.ok)
+		}
+		if err != nil && !errors.Is(err, ErrInvalid) {
+			t.Errorf("validateParticipant(%q): %v does not wrap ErrInvalid", tc.target, err)
+		}
+	}
+}
