@@ -18,26 +18,57 @@ import (
 	"github.com/settle-tcc/settle/internal/app"
 )
 
-const adminUsage = `usage: coordinator admin [-addr host:port] [-tls-ca F [-tls-cert F -tls-key F]] <command> [flags]
+const adminUsage = `usage: coordinator admin <command> [flags]
 
 commands:
-  list    [-state S] [-needs-attention] [-min-age 1h] [-limit N] [-page TOKEN]
-  show    -gid G
-  retry   -gid G
-  resolve -gid G -branch B -state confirmed|cancelled -reason "why, who"
+  list      list transactions: [-state S] [-needs-attention] [-min-age 1h] [-limit N] [-page TOKEN]
+  show      one transaction with its branches: -gid G
+  retry     make a decided, unfinished transaction due now: -gid G
+  resolve   resolve a branch by hand: -gid G -branch B -state confirmed|cancelled -reason "why, who"
+
+Every command takes the connection flags -addr host:port (default 127.0.0.1:7400),
+-timeout, -tls-ca, -tls-cert and -tls-key, before or after the command name
+(environment: SETTLE_ADMIN_ADDR, ...). "coordinator admin <command> -h" lists
+the flags of one command.
 `
 
+// adminConn is how the admin CLI reaches a coordinator.
+type adminConn struct {
+	addr, tlsCA, tlsCert, tlsKey string
+	timeout                      time.Duration
+}
+
+// register defines the connection flags on fs, with c's values as defaults.
+func (c *adminConn) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.addr, "addr", c.addr, "coordinator gRPC address")
+	fs.DurationVar(&c.timeout, "timeout", c.timeout, "call timeout")
+	fs.StringVar(&c.tlsCA, "tls-ca", c.tlsCA, "PEM CA bundle: connect over TLS and verify the coordinator against it")
+	fs.StringVar(&c.tlsCert, "tls-cert", c.tlsCert, "PEM client certificate (coordinator with mutual TLS)")
+	fs.StringVar(&c.tlsKey, "tls-key", c.tlsKey, "PEM private key of -tls-cert")
+}
+
+// adminCommand is one subcommand of coordinator admin: its own flags, and
+// what it does with a connected client.
+type adminCommand struct {
+	name  string
+	flags func(fs *flag.FlagSet) func(ctx context.Context, client adminv1.AdminServiceClient, stdout io.Writer) error
+}
+
+var adminCommands = []adminCommand{
+	{"list", adminList},
+	{"show", adminShow},
+	{"retry", adminRetry},
+	{"resolve", adminResolve},
+}
+
 // admin runs `coordinator admin ...` against a running coordinator's
-// AdminService.
+// AdminService. Connection flags may come before or after the command.
 func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	conn := &adminConn{addr: "127.0.0.1:7400", timeout: 10 * time.Second}
 	fs := flag.NewFlagSet("coordinator admin", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, adminUsage) }
-	addr := fs.String("addr", "127.0.0.1:7400", "coordinator gRPC address")
-	timeout := fs.Duration("timeout", 10*time.Second, "call timeout")
-	tlsCA := fs.String("tls-ca", "", "PEM CA bundle: connect over TLS and verify the coordinator against it")
-	tlsCert := fs.String("tls-cert", "", "PEM client certificate (coordinator with mutual TLS)")
-	tlsKey := fs.String("tls-key", "", "PEM private key of -tls-cert")
+	conn.register(fs)
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("SETTLE_ADMIN")); err != nil {
 		return err
 	}
@@ -45,45 +76,68 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return errors.New("admin: missing command")
 	}
-	cmd, rest := fs.Arg(0), fs.Args()[1:]
-	dialOpts, err := app.ClientDialOptions(*tlsCA, *tlsCert, *tlsKey)
+	name, rest := fs.Arg(0), fs.Args()[1:]
+	var cmd *adminCommand
+	for i := range adminCommands {
+		if adminCommands[i].name == name {
+			cmd = &adminCommands[i]
+		}
+	}
+	if cmd == nil {
+		fs.Usage()
+		return fmt.Errorf("admin: unknown command %q", name)
+	}
+	sub := flag.NewFlagSet("coordinator admin "+name, flag.ContinueOnError)
+	sub.SetOutput(stderr)
+	sub.Usage = func() {
+		fmt.Fprintf(stderr, "usage: coordinator admin %s [flags]\n\nflags:\n", name)
+		sub.PrintDefaults()
+	}
+	do := cmd.flags(sub)
+	conn.register(sub)
+	if err := sub.Parse(rest); err != nil {
+		return err
+	}
+	if sub.NArg() > 0 {
+		sub.Usage()
+		return fmt.Errorf("admin %s: unexpected arguments %v", name, sub.Args())
+	}
+	dialOpts, err := app.ClientDialOptions(conn.tlsCA, conn.tlsCert, conn.tlsKey)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}
-	cc, err := grpc.NewClient(*addr, dialOpts...)
+	cc, err := grpc.NewClient(conn.addr, dialOpts...)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}
 	defer cc.Close()
-	client := adminv1.NewAdminServiceClient(cc)
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, conn.timeout)
 	defer cancel()
+	if err := do(ctx, adminv1.NewAdminServiceClient(cc), stdout); err != nil {
+		return fmt.Errorf("admin %s: %w", name, err)
+	}
+	return nil
+}
 
-	sub := flag.NewFlagSet("coordinator admin "+cmd, flag.ContinueOnError)
-	sub.SetOutput(stderr)
-	gid := sub.String("gid", "", "global transaction id")
-	switch cmd {
-	case "list":
-		state := sub.String("state", "", "TRYING, COMMITTING, COMMITTED, ABORTING or ABORTED")
-		attention := sub.Bool("needs-attention", false, "only transactions flagged as needing attention")
-		minAge := sub.Duration("min-age", 0, "only transactions at least this old")
-		limit := sub.Int("limit", 100, "page size (1..1000)")
-		page := sub.String("page", "", "page token printed by the previous page")
-		if err := sub.Parse(rest); err != nil {
-			return err
-		}
+func adminList(fs *flag.FlagSet) func(context.Context, adminv1.AdminServiceClient, io.Writer) error {
+	state := fs.String("state", "", "TRYING, COMMITTING, COMMITTED, ABORTING or ABORTED")
+	attention := fs.Bool("needs-attention", false, "only transactions flagged as needing attention")
+	minAge := fs.Duration("min-age", 0, "only transactions at least this old")
+	limit := fs.Int("limit", 100, "page size (1..1000)")
+	page := fs.String("page", "", "page token printed by the previous page")
+	return func(ctx context.Context, client adminv1.AdminServiceClient, stdout io.Writer) error {
 		req := &adminv1.ListTransactionsRequest{NeedsAttention: *attention, MinAgeSeconds: int64(minAge.Seconds()),
 			PageSize: int32(*limit), PageToken: *page}
 		if *state != "" {
 			v, ok := tccv1.TransactionState_value["TRANSACTION_STATE_"+strings.ToUpper(*state)]
 			if !ok {
-				return fmt.Errorf("admin list: unknown state %q", *state)
+				return fmt.Errorf("unknown state %q", *state)
 			}
 			req.State = tccv1.TransactionState(v)
 		}
 		resp, err := client.ListTransactions(ctx, req)
 		if err != nil {
-			return fmt.Errorf("admin list: %w", err)
+			return err
 		}
 		w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(w, "GID\tSTATE\tATTEMPTS\tATTENTION\tCREATED\tLAST ERROR")
@@ -98,48 +152,52 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "next page: -page %s\n", t)
 		}
 		return nil
-	case "show":
-		if err := sub.Parse(rest); err != nil {
-			return err
-		}
+	}
+}
+
+func adminShow(fs *flag.FlagSet) func(context.Context, adminv1.AdminServiceClient, io.Writer) error {
+	gid := fs.String("gid", "", "global transaction id")
+	return func(ctx context.Context, client adminv1.AdminServiceClient, stdout io.Writer) error {
 		resp, err := client.GetTransaction(ctx, &adminv1.GetTransactionRequest{Gid: *gid})
 		if err != nil {
-			return fmt.Errorf("admin show: %w", err)
+			return err
 		}
 		printTransaction(stdout, resp.GetTransaction(), resp.GetBranchDetails(), resp.GetLeaseOwner())
 		return nil
-	case "retry":
-		if err := sub.Parse(rest); err != nil {
-			return err
-		}
+	}
+}
+
+func adminRetry(fs *flag.FlagSet) func(context.Context, adminv1.AdminServiceClient, io.Writer) error {
+	gid := fs.String("gid", "", "global transaction id")
+	return func(ctx context.Context, client adminv1.AdminServiceClient, stdout io.Writer) error {
 		resp, err := client.RetryNow(ctx, &adminv1.RetryNowRequest{Gid: *gid})
 		if err != nil {
-			return fmt.Errorf("admin retry: %w", err)
+			return err
 		}
 		fmt.Fprintf(stdout, "%s is due now (%s)\n", *gid, stateName(resp.GetTransaction().GetState()))
 		return nil
-	case "resolve":
-		branch := sub.String("branch", "", "branch id")
-		state := sub.String("state", "", "confirmed or cancelled: what the participant's data now reflects")
-		reason := sub.String("reason", "", "why, and who decided (required)")
-		if err := sub.Parse(rest); err != nil {
-			return err
-		}
+	}
+}
+
+func adminResolve(fs *flag.FlagSet) func(context.Context, adminv1.AdminServiceClient, io.Writer) error {
+	gid := fs.String("gid", "", "global transaction id")
+	branch := fs.String("branch", "", "branch id")
+	state := fs.String("state", "", "confirmed or cancelled: what the participant's data now reflects")
+	reason := fs.String("reason", "", "why, and who decided (required)")
+	return func(ctx context.Context, client adminv1.AdminServiceClient, stdout io.Writer) error {
 		v, ok := tccv1.BranchState_value["BRANCH_STATE_"+strings.ToUpper(*state)]
 		if !ok {
-			return fmt.Errorf("admin resolve: -state must be confirmed or cancelled, not %q", *state)
+			return fmt.Errorf("-state must be confirmed or cancelled, not %q", *state)
 		}
 		resp, err := client.ResolveBranch(ctx, &adminv1.ResolveBranchRequest{Gid: *gid, BranchId: *branch,
 			State: tccv1.BranchState(v), Reason: *reason})
 		if err != nil {
-			return fmt.Errorf("admin resolve: %w", err)
+			return err
 		}
 		fmt.Fprintf(stdout, "branch %s of %s resolved as %s; transaction is %s\n", *branch, *gid, strings.ToUpper(*state),
 			stateName(resp.GetTransaction().GetState()))
 		return nil
 	}
-	fs.Usage()
-	return fmt.Errorf("admin: unknown command %q", cmd)
 }
 
 func stateName(s tccv1.TransactionState) string {

@@ -16,9 +16,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -34,9 +36,10 @@ import (
 
 func main() {
 	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "coordinator:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0) // -h: the usage was printed
 		}
+		fmt.Fprintln(os.Stderr, "coordinator:", err)
 		os.Exit(1)
 	}
 }
@@ -68,9 +71,13 @@ func parseFlags(name string, args []string, stderr io.Writer) (*flags, *flag.Fla
 	f := &flags{}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, serveUsage)
+		fs.PrintDefaults()
+	}
 	c := &f.cfg
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:7400", "gRPC listen address")
-	fs.StringVar(&c.HTTPListen, "http-listen", "127.0.0.1:7401", "HTTP listen address for /metrics, /healthz and the JSON status/check-back endpoints (empty: off)")
+	fs.StringVar(&c.HTTPListen, "http-listen", "", "HTTP listen address for /metrics, /healthz and the JSON status/check-back endpoints (default: -listen's port + 1; empty or \"off\" turns it off)")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go profiling endpoints under /debug/pprof/ on -http-listen")
 	fs.StringVar(&c.DB, "db", "sqlite:settle.db", "database: sqlite:<path> or mysql:<go-sql-driver DSN>")
 	fs.StringVar(&c.AllowParticipants, "allow-participants", allowlist.Default, "comma-separated host:port patterns of participants the coordinator may call (* wildcards; \"*\" allows all)")
@@ -114,8 +121,50 @@ func parseFlags(name string, args []string, stderr io.Writer) (*flags, *flag.Fla
 	if fs.NArg() > 0 {
 		return nil, nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	httpGiven := false
+	fs.Visit(func(fl *flag.Flag) { httpGiven = httpGiven || fl.Name == "http-listen" })
+	if c.HTTPListen, err = httpListen(c.Listen, c.HTTPListen, httpGiven); err != nil {
+		return nil, nil, err
+	}
 	return f, fs, nil
 }
+
+// httpListen is the HTTP address: given as "" or "off", HTTP is off; not
+// given, it is -listen's host with the next port, so that a second
+// coordinator started with only -listen changed does not collide on the
+// first one's HTTP port.
+func httpListen(listen, value string, given bool) (string, error) {
+	switch {
+	case given && (value == "" || value == "off"):
+		return "", nil
+	case !given:
+		host, port, err := net.SplitHostPort(listen)
+		if err != nil {
+			return "", fmt.Errorf("-listen %q: %w", listen, err)
+		}
+		n, err := strconv.ParseUint(port, 10, 16)
+		if err != nil {
+			return "", fmt.Errorf("-listen %q: port is not a number", listen)
+		}
+		if n == 0 {
+			return net.JoinHostPort(host, "0"), nil
+		}
+		if n == 65535 {
+			return "", fmt.Errorf("-listen %q: cannot derive -http-listen from port 65535; give -http-listen", listen)
+		}
+		return net.JoinHostPort(host, strconv.FormatUint(n+1, 10)), nil
+	}
+	return value, nil
+}
+
+const serveUsage = `usage:
+  coordinator [flags]                     serve (the default command)
+  coordinator migrate [-db D] [-print D]  apply (or print) the schema migrations and exit
+  coordinator admin <command> [flags]     list, show, retry or resolve transactions
+                                          ("coordinator admin -h" lists the commands)
+
+flags of serve (each also as an environment variable: -db is SETTLE_DB, ...):
+`
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var lv slog.Level

@@ -31,7 +31,7 @@ func (s *Store) RetryNow(ctx context.Context, gid string, now time.Time) (*tcc.T
 	if tx.State != tcc.StateCommitting && tx.State != tcc.StateAborting {
 		return nil, &tcc.StateError{GID: gid, Actual: tx.State, Op: "retry now", Detail: "only a decided, unfinished transaction can be retried"}
 	}
-	return nil, fmt.Errorf("retry now %s: being driven by %s until %s: %w", gid, tx.LeaseOwner, tx.NextAttemptAt.Format(time.RFC3339), tcc.ErrConflict)
+	return nil, fmt.Errorf("being driven by %s until %s: %w", tx.LeaseOwner, tx.NextAttemptAt.Format(time.RFC3339), tcc.ErrConflict)
 }
 
 // ResolveBranch implements tcc.Store.

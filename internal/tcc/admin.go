@@ -2,6 +2,7 @@ package tcc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -45,7 +46,7 @@ func (c *Coordinator) RetryNow(ctx context.Context, gid string) (*Transaction, e
 	}
 	tx, err := c.store.RetryNow(ctx, gid, c.now())
 	if err != nil {
-		return nil, fmt.Errorf("retry now %s: %w", gid, err)
+		return nil, opError("retry now "+gid, err)
 	}
 	c.log.Warn("operator: retry now", "gid", gid, "state", string(tx.State))
 	return tx, nil
@@ -75,8 +76,18 @@ func (c *Coordinator) ResolveBranch(ctx context.Context, gid, branchID string, s
 	}
 	tx, err := c.store.ResolveBranch(ctx, ResolveParams{GID: gid, BranchID: branchID, State: state, Reason: reason, Now: c.now()})
 	if err != nil {
-		return nil, fmt.Errorf("resolve branch %s of %s: %w", branchID, gid, err)
+		return nil, opError("resolve branch "+branchID+" of "+gid, err)
 	}
 	c.log.Warn("operator: branch resolved by hand", "gid", gid, "branch_id", branchID, "state", string(state), "reason", reason)
 	return tx, nil
+}
+
+// opError prefixes err with the operation, unless err is a *StateError,
+// whose text already names the operation and the gid ("retry now G:
+// transaction is COMMITTED"); prefixing it again would repeat them.
+func opError(op string, err error) error {
+	if se := (*StateError)(nil); errors.As(err, &se) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", op, err)
 }
