@@ -22,6 +22,11 @@ func newLoop(tb testing.TB, s *sqlstore.Store, concurrency int) *recovery.Loop {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	tb.Cleanup(func() {
+		if err := coord.Close(context.Background()); err != nil {
+			tb.Errorf("close coordinator: %v", err)
+		}
+	})
 	loop, err := recovery.New(s, coord, recovery.Config{Interval: time.Millisecond, BatchSize: 1000, Concurrency: concurrency, Rate: 1e6},
 		slog.New(slog.DiscardHandler), nil)
 	if err != nil {

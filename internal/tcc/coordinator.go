@@ -937,11 +937,13 @@ func (c *Coordinator) presumeAbort(ctx context.Context, gid string) (*Transactio
 
 // Close stops accepting decisions and waits for this instance's delivery
 // rounds to end, or ctx to end (whatever is left is resumed by a recovery
-// loop after the lease expires).
+// loop after the lease expires). The workers of the rounds exit as soon as
+// they are idle, instead of waiting out workerIdle.
 func (c *Coordinator) Close(ctx context.Context) error {
 	c.mu.Lock()
 	c.closed = true
 	c.mu.Unlock()
+	c.work.stop()
 	done := make(chan struct{})
 	go func() {
 		c.rounds.Wait()

@@ -30,6 +30,8 @@ func TestWorkersRunWithoutWaiting(t *testing.T) {
 	if got := w.live.Load(); got != n {
 		t.Fatalf("live workers = %d, want %d (each blocked task needed its own)", got, n)
 	}
+	w.stop()
+	waitLive(t, w, 0, "workers after stop")
 }
 
 // Idle workers take later tasks instead of new goroutines starting, and
@@ -54,13 +56,7 @@ func TestWorkersReuseAndExit(t *testing.T) {
 	if got := w.live.Load(); got < 1 || got > 5 {
 		t.Fatalf("live workers after 100 sequential tasks = %d, want 1 (reused)", got)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for w.live.Load() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("live workers = %d after the idle time, want 0", w.live.Load())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitLive(t, w, 0, "workers after the idle time")
 }
 
 func waitOrFail(t *testing.T, wg *sync.WaitGroup, msg string) {
@@ -71,5 +67,37 @@ func waitOrFail(t *testing.T, wg *sync.WaitGroup, msg string) {
 	case <-ch:
 	case <-time.After(10 * time.Second):
 		t.Fatal(msg)
+	}
+}
+
+// Stopped workers exit as soon as they are idle instead of waiting out the
+// idle time, and a task given after stop still runs, on a worker that
+// exits when it is done (a goroutine outliving Coordinator.Close is a leak).
+func TestWorkersStop(t *testing.T) {
+	w := newWorkers(time.Hour)
+	var done sync.WaitGroup
+	done.Add(3)
+	for range 3 {
+		w.run(done.Done)
+	}
+	waitOrFail(t, &done, "tasks did not finish")
+	w.stop()
+	waitLive(t, w, 0, "idle workers after stop")
+	done.Add(1)
+	w.run(done.Done)
+	waitOrFail(t, &done, "task given after stop did not run")
+	waitLive(t, w, 0, "the worker of a task given after stop")
+	w.stop() // idempotent
+}
+
+// waitLive waits (bounded) until w has want live workers.
+func waitLive(t *testing.T, w *workers, want int64, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for w.live.Load() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d live workers after 10s, want %d", what, w.live.Load(), want)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
