@@ -49,6 +49,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+	"gorm.io/gorm"
 
 	"github.com/settle-tcc/settle/client"
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
@@ -374,9 +375,30 @@ func order(ctx context.Context, cfg orderConfig, stdout, stderr io.Writer) (int,
 	return code, nil
 }
 
+// openServed opens, for a read-only command, the database that
+// `participant-demo serve` created: it refuses a missing SQLite file (run
+// from another directory, it would otherwise create an empty one) and a
+// database without the demo's tables, saying what to do.
+func openServed(ctx context.Context, spec string) (*gorm.DB, error) {
+	db, _, err := database.OpenExisting(spec)
+	if errors.Is(err, database.ErrNotExist) {
+		return nil, fmt.Errorf("%w (the demo's database is created by `participant-demo serve`; pass its -db, e.g. -db sqlite:/path/to/demo.db)", err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, table := range []string{"demo_account", "demo_stock", participant.DefaultTable} {
+		if err := db.WithContext(ctx).Exec("SELECT 1 FROM " + table + " WHERE 1 = 0").Error; err != nil {
+			_ = database.Close(db)
+			return nil, fmt.Errorf("the database has no %s table: it is not a demo participant's database (start `participant-demo serve` on it once, or pass the -db that serve uses)", table)
+		}
+	}
+	return db, nil
+}
+
 // balances prints the accounts and the stock held in spec.
 func balances(ctx context.Context, spec string, w io.Writer) error {
-	db, _, err := database.Open(spec)
+	db, err := openServed(ctx, spec)
 	if err != nil {
 		return err
 	}
@@ -453,7 +475,7 @@ func parseFences(args []string, stderr io.Writer) (fencesConfig, error) {
 // coordinator, how each compares with the coordinator's record. It exits
 // with exitRefused (2) when some record is a MISMATCH.
 func fences(ctx context.Context, cfg fencesConfig, w io.Writer) (int, error) {
-	db, _, err := database.Open(cfg.DB)
+	db, err := openServed(ctx, cfg.DB)
 	if err != nil {
 		return exitError, err
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -221,4 +222,36 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestReadCommandsElsewhere: balances and fences run from a directory with
+// no demo database refuse with a message saying what to do, and leave no
+// empty database behind; a database without the demo's tables is named as
+// such instead of "no such table".
+func TestReadCommandsElsewhere(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, args := range [][]string{{"balances"}, {"fences"}} {
+		var out, errw bytes.Buffer
+		if code := run(context.Background(), args, &out, &errw); code != exitError {
+			t.Fatalf("%v in an empty directory: exit %d", args, code)
+		}
+		if msg := errw.String(); !strings.Contains(msg, "does not exist") || !strings.Contains(msg, "participant-demo serve") {
+			t.Errorf("%v: unclear message: %s", args, msg)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("read-only commands created %v", entries)
+	}
+	other := filepath.Join(dir, "other.db")
+	db, _, err := database.Open("sqlite:" + other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = database.Close(db)
+	var out, errw bytes.Buffer
+	if code := run(context.Background(), []string{"balances", "-db", "sqlite:" + other}, &out, &errw); code != exitError ||
+		!strings.Contains(errw.String(), "has no demo_account table") {
+		t.Fatalf("balances on a foreign database: exit %d: %s", code, errw.String())
+	}
 }

@@ -10,6 +10,8 @@ package database
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -38,7 +40,7 @@ var ErrBadSpec = errors.New("database: spec must be sqlite:<path> or mysql:<dsn>
 func Open(spec string) (*gorm.DB, Dialect, error) {
 	kind, rest, ok := strings.Cut(spec, ":")
 	if !ok || rest == "" {
-		return nil, "", fmt.Errorf("%w: %q", ErrBadSpec, spec)
+		return nil, "", badSpec(kind, ok)
 	}
 	cfg := &gorm.Config{
 		Logger:                 logger.Discard,
@@ -53,9 +55,41 @@ func Open(spec string) (*gorm.DB, Dialect, error) {
 		db, err := openMySQL(rest, cfg)
 		return db, MySQL, err
 	default:
-		return nil, "", fmt.Errorf("%w: %q", ErrBadSpec, spec)
+		return nil, "", badSpec(kind, ok)
 	}
 }
+
+// badSpec describes a spec that names no known database without repeating
+// it: what follows the kind may hold a password ("mysq:root:hunter2@...").
+func badSpec(kind string, hasColon bool) error {
+	if !hasColon {
+		return fmt.Errorf("%w (the spec has no \":\")", ErrBadSpec)
+	}
+	if len(kind) > 16 || strings.ContainsAny(kind, "@/()") {
+		return fmt.Errorf("%w (the spec does not start with sqlite: or mysql:)", ErrBadSpec)
+	}
+	return fmt.Errorf("%w (got %q)", ErrBadSpec, kind+":...")
+}
+
+// OpenExisting is Open for a database that must exist already: for SQLite
+// it refuses a missing file instead of creating an empty one (a read-only
+// command run from the wrong directory would otherwise leave an empty
+// database behind and fail with "no such table").
+func OpenExisting(spec string) (*gorm.DB, Dialect, error) {
+	if path, ok := strings.CutPrefix(spec, "sqlite:"); ok {
+		path, _, _ = strings.Cut(strings.TrimPrefix(path, "file:"), "?")
+		if path != "" && path != ":memory:" {
+			if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+				abs, _ := filepath.Abs(path)
+				return nil, "", fmt.Errorf("database: sqlite file %s does not exist: %w", abs, ErrNotExist)
+			}
+		}
+	}
+	return Open(spec)
+}
+
+// ErrNotExist is returned by OpenExisting for a missing SQLite file.
+var ErrNotExist = errors.New("no such database")
 
 func openSQLite(path string, cfg *gorm.Config) (*gorm.DB, error) {
 	// One writer at a time is SQLite's model; WAL lets readers run beside it
