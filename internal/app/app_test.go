@@ -317,6 +317,26 @@ func TestErrors(t *testing.T) {
 	})
 }
 
+// TestMalformedRequest: bytes that are not a valid request message get
+// InvalidArgument from the coordinator (grpc-go alone answers Internal),
+// and nothing is stored.
+func TestMalformedRequest(t *testing.T) {
+	e := setup(t, dbtest.NewSQLite(t), withoutRecovery)
+	cc := grpctest.Dial(t, e.app.Addr())
+	ctx := ctxT(t)
+	// BeginRequest field 1 (gid, a string) whose length runs past the end.
+	for _, method := range []string{
+		"/settle.tcc.v1.CoordinatorService/Begin",
+		"/settle.tcc.v1.CoordinatorService/Commit",
+		"/settle.admin.v1.AdminService/ResolveBranch",
+	} {
+		grpctest.WantCode(t, grpctest.InvokeRaw(ctx, cc, method, []byte{0x0a, 0x7f, 'g'}), codes.InvalidArgument, "not a valid protobuf message")
+	}
+	if _, err := e.coord.GetTransaction(ctx, &tccv1.GetTransactionRequest{Gid: "g"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("a malformed Begin stored something: %v", err)
+	}
+}
+
 func TestBranchLimit(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
 		e := setup(t, spec, withoutRecovery, func(c *app.Config) { c.Coordinator.MaxBranches = 3 })

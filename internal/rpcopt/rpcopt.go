@@ -17,11 +17,18 @@ import "google.golang.org/grpc"
 const Window = 1 << 20
 
 // ServerOptions returns the options every Settle gRPC server is built
-// with, followed by the caller's own (which can override them).
+// with, followed by the caller's own (which can override them). A request
+// whose bytes do not decode is refused with InvalidArgument (grpc-go
+// answers Internal); the interceptors doing that run first, before the
+// caller's.
 func ServerOptions(opts ...grpc.ServerOption) []grpc.ServerOption {
+	m := newMalformed()
 	return append([]grpc.ServerOption{
 		grpc.InitialWindowSize(Window),
 		grpc.InitialConnWindowSize(Window),
+		grpc.ForceServerCodecV2(m),
+		grpc.ChainUnaryInterceptor(m.unary),
+		grpc.ChainStreamInterceptor(m.stream),
 	}, opts...)
 }
 
