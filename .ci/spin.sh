@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Model-check model/settle.pml with spin (see model/README.md).
-#   1. safety: assertions (I1, I2, I3, I5) and invalid end states, MAXFAULTS=1
+#   1. safety: assertions (I1, I2, I3, I5, L1 lease fence, B1 branch rows)
+#      and invalid end states, MAXFAULTS=1
 #   2. liveness: the LTL claim `live` under weak fairness (pan -a -f), fault-free
-#   3. each broken variant must produce a counterexample
+#   3. each broken variant must produce a counterexample, of the property
+#      named with it (a violation of some other assertion does not count)
 # Runs in a temporary directory; nothing is left behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,14 +54,29 @@ if [[ "$(errors live.out)" != "0" ]] || ! grep -q 'Full statespace search' live.
   echo "FAIL: liveness verification found an error (or did not complete)"; cat live.out; fail=1
 fi
 
-for bug in BUG_CHECKBACK_NO_RECORD BUG_FENCE_NO_ANTIHANGING; do
+# Each broken variant with the assertion its counterexample must violate
+# (an extended regular expression on pan's "assertion violated" line; see
+# model/README.md).  A violation of some other assertion does not count.
+I1='fence\[0\]==|\|\|\(decision=='   # I1: a mix, or a confirm without a commit
+variants=(
+  "BUG_CHECKBACK_NO_RECORD|$I1"
+  "BUG_FENCE_NO_ANTIHANGING|res_reserved\[i\]==res_released\[i\]"   # I5
+  "BUG_ROUND_NO_VERSION|rec_owner==c"                                  # L1
+  "BUG_CLAIM_NO_VERSION_BUMP|rec_owner==c"                             # L1
+  "BUG_BATCH_TOTAL_COUNT|$I1"
+  "BUG_BATCH_GROUP_FAILED|br_state\[i\]!="                             # B1
+)
+for v in "${variants[@]}"; do
+  bug=${v%%|*} want=${v#*|}
   echo "--- broken variant $bug (a counterexample is expected)"
-  build pan_bug "-D$bug" "-DNOCLAIM" -O0   # a tiny search: compile fast
+  build pan_bug "-D$bug" "-DNOCLAIM" -O0   # a small search: compile fast
   ./pan_bug -m100000 >bug.out 2>&1 || true
-  grep -E 'assertion violated|errors:' bug.out | sed 's/^/    /'
+  grep -E 'assertion violated|errors:|states, stored' bug.out | sed 's/^/    /'
   n=$(errors bug.out)
   if [[ -z "$n" || "$n" == "0" ]]; then
     echo "FAIL: spin found no counterexample for $bug"; cat bug.out; fail=1
+  elif ! grep 'assertion violated' bug.out | grep -qE -- "$want"; then
+    echo "FAIL: $bug violated another property than the expected ($want)"; cat bug.out; fail=1
   fi
 done
 

@@ -1,6 +1,9 @@
 /*
  * settle.pml -- a Promela model of one Settle global transaction (one gid)
  * with two branches, checked with spin.  See README.md beside this file.
+ * Other transactions appear only where the store's shared writer
+ * (sqlstore/batch.go) puts their writes into the same statement or script
+ * as this one's: as an arbitrary partner (see "The shared writer" below).
  *
  * Processes (each names the Go code it models):
  *   Initiator         client.Client.Run: Begin, then per branch
@@ -46,6 +49,19 @@
  *                               transaction past its deadline without
  *                               recording the abort (no Decide CAS)
  *   -DBUG_FENCE_NO_ANTIHANGING  the fence lets a Try through after a Cancel
+ *   -DBUG_ROUND_NO_VERSION      RecordRound's record update without
+ *                               "version = ?": a stale lease owner's write
+ *                               is accepted (property L1)
+ *   -DBUG_CLAIM_NO_VERSION_BUMP Claim takes the lease without incrementing
+ *                               the version (property L1)
+ *   -DBUG_BATCH_TOTAL_COUNT     a shared write reports a decision won from
+ *                               the statement's total row count, not from
+ *                               the transaction's own compare-and-set (I1)
+ *   -DBUG_BATCH_GROUP_FAILED    a shared write groups a round that has a
+ *                               failed branch with other transactions'
+ *                               finishing rounds, whose one branch UPDATE
+ *                               (union of branch ids) then marks the failed
+ *                               branch done (property B1)
  * -DLIVENESS adds the Environment's "calm" move (no faults from then on),
  * needed only when checking the liveness claim under weak fairness.
  */
@@ -119,6 +135,7 @@ mtype r_verdict[2] = V_NONE;          /* CheckBack answer -> checker i         *
 
 hidden mtype h_res;         /* scratch, used inside one atomic block only */
 hidden byte  h_k;
+hidden byte  h_pd;          /* the partner round's done branch ids, bits 0 and 1 */
 
 #define FAULT_OK (faults < MAXFAULTS && !calm)
 #define NET_OK   (faults < MAXNETFAULTS && !calm)
@@ -156,6 +173,16 @@ inline set_state(s) {
   :: s == ABORTING   || s == ABORTED   -> assert(decision != D_COMMIT); decision = D_ABORT
   :: else -> assert(decision == D_NONE)
   fi
+}
+
+/* Checked after every write of a branch_record row by a delivery round.
+ * B1 a branch row is final only if the participant's fence row is final
+ * the same way: the coordinator records a branch done only on that
+ * branch's own acknowledgement (the ack is sent after the fence commits,
+ * and the fence row never changes after that). */
+inline check_branch_row(i) {
+  assert(br_state[i] != B_CONF || fence[i] == F_CONF);
+  assert(br_state[i] != B_CANC || fence[i] == F_CANC)
 }
 
 /* Checked after every fence operation (the only place participant rows change). */
@@ -320,16 +347,33 @@ gone:
 /* tcc.Store.Decide: UPDATE transaction_record SET state = o, version + 1,
  * lease_owner = c, next_attempt_us = now + LeaseTTL WHERE state = 'TRYING'.
  * The winner runs a delivery round (startRound); a loser does nothing (a
- * repeat is answered OK, a conflicting request is refused). */
-#define SNAPSHOT(i) st[i] = (br_state[i] == B_REG && !br_conflict[i] -> R_WAIT : R_SKIP)
+ * repeat is answered OK, a conflicting request is refused).
+ * The round's snapshot (tx.Branches): a REGISTERED branch is called unless
+ * it already carries the conflict flag, which counts as conflicted (the
+ * round cannot finish, deliver's `conflicted`). */
+#define SNAPSHOT(i) st[i] = (br_state[i] == B_REG -> (br_conflict[i] -> R_CONFLICT : R_WAIT) : R_SKIP)
 inline decide(o) {
-  /* model: decide */
+  /* model: decide.  The shared writer (decideShare, decideBatch) may
+   * carry other transactions' decisions in the same write; each caller is
+   * told won from its own record's compare-and-set only, whatever the
+   * others' did, which is the guard below. */
   if
   :: rec_state == TRYING ->
        set_state(o); bump_version(c);
        rec_owner = c; rec_leased = true; busy[c] = true;
        dec = o; SNAPSHOT(0); SNAPSHOT(1);
        goto drive
+#ifdef BUG_BATCH_TOTAL_COUNT
+  :: rec_state != TRYING ->
+       /* BUG: this CAS matched nothing, but the shared statement also
+        * decided another transaction (its CAS matched), and the batch
+        * reports "won" to every request when the statement's total row
+        * count is not 0.  The caller gets the record as it would be after
+        * its own decision (known.go's `decided`) and delivers o: no write
+        * was made, so it holds neither the lease nor the version. */
+       busy[c] = true; dec = o; SNAPSHOT(0); SNAPSHOT(1);
+       goto drive
+#endif
   :: else
   fi
 }
@@ -399,7 +443,14 @@ end_idle:
      * next_attempt_us <= now ---- */
     :: atomic { !rec_leased && (rec_state == COMMITTING || rec_state == ABORTING) ->
          /* model: claim */
-         bump_version(c); rec_owner = c; rec_leased = true; busy[c] = true;
+#ifdef BUG_CLAIM_NO_VERSION_BUMP
+         /* BUG: the claim sets the lease but not version = version + 1:
+          * the version the previous owner read is still the current one. */
+         ver_mine[c] = true;
+#else
+         bump_version(c);
+#endif
+         rec_owner = c; rec_leased = true; busy[c] = true;
          dec = rec_state; SNAPSHOT(0); SNAPSHOT(1);
          goto drive }
     od;
@@ -432,29 +483,69 @@ drive:
     atomic {
       /* model: record_round -- sqlstore.Store.RecordRound.  First the
        * branch rows: the UPDATEs check only the branch state (REGISTERED),
-       * not the lease: an acknowledged call is a fact whoever holds it. */
+       * not the lease: an acknowledged call is a fact whoever holds it.
+       *
+       * The shared writer (roundShare) may write this round together with
+       * other transactions' rounds.  Finishing rounds (every called branch
+       * acknowledged: no failure, no conflict) of the same outcome share
+       * one UPDATE of their branches: WHERE state = REGISTERED AND gid IN
+       * (the group's gids) AND branch_id IN (the union of their Done
+       * lists) (finishBranches).  Branch ids repeat across transactions
+       * (e.g. "payment"), so a branch of this transaction is also matched
+       * by an id only the partner acknowledged: h_pd, any non-empty set,
+       * is the partner's Done list over this transaction's ids.  Any other
+       * round is written with its own per-gid statements. */
+      h_pd = 0;
+#ifdef BUG_BATCH_GROUP_FAILED
+      /* BUG: every round with an acknowledged branch is grouped, also one
+       * with a failed branch (the group's condition lost "no Failed"). */
+      if
+      :: (st[0] == R_OK || st[1] == R_OK) && st[0] != R_CONFLICT && st[1] != R_CONFLICT ->
+#else
+      if
+      :: (st[0] == R_OK || st[1] == R_OK) && st[0] != R_FAIL && st[1] != R_FAIL &&
+         st[0] != R_CONFLICT && st[1] != R_CONFLICT ->
+#endif
+           if :: h_pd = 1 :: h_pd = 2 :: h_pd = 3 :: skip /* written alone */ fi
+      :: else
+      fi;
       i = 0;
       do
       :: i == 2 -> break
       :: else ->
          if
-         :: st[i] == R_OK && br_state[i] == B_REG ->
+         :: (st[i] == R_OK || ((h_pd >> i) & 1)) && br_state[i] == B_REG ->
               br_state[i] = (dec == COMMITTING -> B_CONF : B_CANC)
          :: st[i] == R_CONFLICT && br_state[i] == B_REG -> br_conflict[i] = true
          :: else
          fi;
+         check_branch_row(i);
          i++
       od;
-      i = 0 };
+      i = 0; h_pd = 0 };
     atomic {
       /* Then the record, fenced on version and state.  The store writes
        * both in one transaction (one round trip on MySQL); modelling them
        * as two steps allows a superset of its interleavings, so what
-       * holds here holds for it. */
+       * holds here holds for it.  In a shared write each transaction's
+       * record has its own compare-and-set (WHERE gid = ? AND version = ?
+       * AND state = ?) and its own row count (cas[i] in roundShare). */
       if
+#ifdef BUG_ROUND_NO_VERSION
+      /* BUG: the record update lost "AND version = ?": only the state is
+       * checked, so the write of an owner whose lease was taken over is
+       * accepted while the record is still decided. */
+      :: rec_state == dec ->
+#else
       :: ver_mine[c] && rec_state == dec ->
+#endif
+           /* L1 lease fence (S15, S16): a round's write to the record is
+            * accepted only while this instance is still the record's lease
+            * owner: no other instance has claimed it since this round's
+            * lease was taken. */
+           assert(rec_owner == c);
            if
-           :: st[0] != R_FAIL && st[1] != R_FAIL && !br_conflict[0] && !br_conflict[1] ->
+           :: st[0] != R_FAIL && st[1] != R_FAIL && st[0] != R_CONFLICT && st[1] != R_CONFLICT ->
                 /* model: finish -- ... AND NOT EXISTS a REGISTERED branch */
                 if
                 :: br_state[0] != B_REG && br_state[1] != B_REG ->
