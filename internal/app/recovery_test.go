@@ -267,17 +267,41 @@ func TestHTTPEndpoints(t *testing.T) {
 	e := setup(t, dbtest.NewSQLite(t), withoutRecovery, func(c *app.Config) { c.HTTPListen = "127.0.0.1:0" })
 	e.begin(t, "web-1", "a")
 	base := "http://" + e.app.HTTPAddr()
-	if got := httpGet(t, base+"/v1/checkback?gid=web-1&branch_id=a"); !strings.Contains(got, `"verdict":"VERDICT_PENDING"`) {
+	if got := httpPost(t, base+"/v1/checkback", `{"gid":"web-1","branchId":"a"}`, 200); !strings.Contains(got, `"verdict":"VERDICT_PENDING"`) {
 		t.Fatalf("pending check-back: %s", got)
 	}
-	if _, err := e.coord.Commit(ctxT(t), &tccv1.CommitRequest{Gid: "web-1", Wait: true}); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.Post(base+"/v1/checkback", "application/json", strings.NewReader(`{"gid":"web-1","branchId":"a"}`))
+	// A GET must be safe: the check-back of an unknown gid records a
+	// tombstone, so GET is refused and records nothing.
+	resp, err := http.Get(base + "/v1/checkback?gid=never-begun")
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "POST" || !strings.Contains(string(body), "POST only") {
+		t.Fatalf("GET check-back: %d %s", resp.StatusCode, body)
+	}
+	if _, err := e.coord.Begin(ctxT(t), &tccv1.BeginRequest{Gid: "never-begun"}); err != nil {
+		t.Fatalf("a GET of the check-back recorded a tombstone: %v", err)
+	}
+	// Trailing data after the JSON object is refused, and so are unknown
+	// fields; neither is answered (so nothing is recorded).
+	for _, bad := range []string{`{"gid":"tomb-1"} {"gid":"x"}`, `{"gid":"tomb-1"}x`, `{"gid":"tomb-1","extra":1}`, `{"gid":`, ``} {
+		if got := httpPost(t, base+"/v1/checkback", bad, 400); !strings.Contains(got, `"code":"INVALID_ARGUMENT"`) {
+			t.Fatalf("POST %q: %s", bad, got)
+		}
+	}
+	if _, err := e.coord.Begin(ctxT(t), &tccv1.BeginRequest{Gid: "tomb-1"}); err != nil {
+		t.Fatalf("a refused check-back recorded a tombstone: %v", err)
+	}
+	if _, err := e.coord.Commit(ctxT(t), &tccv1.CommitRequest{Gid: "web-1", Wait: true}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = http.Post(base+"/v1/checkback", "application/json", strings.NewReader(`{"gid":"web-1","branchId":"a"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"verdict":"VERDICT_CONFIRM"`) {
 		t.Fatalf("POST check-back: %d %s", resp.StatusCode, body)
@@ -294,14 +318,21 @@ func TestHTTPEndpoints(t *testing.T) {
 	if resp.StatusCode != 404 || !strings.Contains(string(body), `"code":"NOT_FOUND"`) {
 		t.Fatalf("missing: %d %s", resp.StatusCode, body)
 	}
-	resp, err = http.Post(base+"/v1/checkback", "application/json", strings.NewReader(`{"gid":`))
+}
+
+// httpPost posts body as JSON, checks the status and returns the reply.
+func httpPost(t *testing.T, url, body string, wantStatus int) string {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 400 {
-		t.Fatalf("bad JSON: %d", resp.StatusCode)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != wantStatus {
+		t.Fatalf("POST %s %q: status %d, want %d: %s", url, body, resp.StatusCode, wantStatus, b)
 	}
+	return string(b)
 }
 
 // TestLoopLeavesOwnRunningRound: when a delivery round outlives its lease

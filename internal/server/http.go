@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 
@@ -17,11 +18,14 @@ import (
 
 // HTTPHandler serves, for participants and tools that do not speak gRPC:
 //
-//	GET  /v1/transactions/{gid}                     GetTransaction as JSON
-//	GET  /v1/checkback?gid=G&branch_id=B            CheckBack as JSON
-//	POST /v1/checkback  {"gid":"G","branchId":"B"}  the same
+//	GET  /v1/transactions/{gid}                     GetTransaction as JSON (read-only)
+//	POST /v1/checkback  {"gid":"G","branchId":"B"}  CheckBack as JSON
 //	GET  /metrics                                   Prometheus metrics
 //	GET  /healthz                                   200 while serving
+//
+// Check-back is POST only: it may record a decision (the abort of a
+// transaction past its deadline, the tombstone of an unknown gid), which a
+// GET must not do. GET /v1/checkback answers 405 and says so.
 //
 // JSON uses the protobuf JSON mapping of settle.tcc.v1 (camelCase fields,
 // enum names as strings). Errors are {"code": "NOT_FOUND", "message": ...}
@@ -30,7 +34,7 @@ func HTTPHandler(svc *Coordinator, reg *prometheus.Registry, log *slog.Logger) h
 	mux := http.NewServeMux()
 	h := &httpAPI{svc: svc, log: log}
 	mux.HandleFunc("GET /v1/transactions/{gid}", h.getTransaction)
-	mux.HandleFunc("GET /v1/checkback", h.checkBack)
+	mux.HandleFunc("GET /v1/checkback", checkBackGet)
 	mux.HandleFunc("POST /v1/checkback", h.checkBack)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	if reg != nil {
@@ -51,23 +55,31 @@ func (h *httpAPI) getTransaction(w http.ResponseWriter, r *http.Request) {
 
 func (h *httpAPI) checkBack(w http.ResponseWriter, r *http.Request) {
 	req := &tccv1.CheckBackRequest{}
-	if r.Method == http.MethodPost {
-		body := http.MaxBytesReader(w, r.Body, 64<<10)
-		var raw json.RawMessage
-		if err := json.NewDecoder(body).Decode(&raw); err != nil {
-			h.reply(w, nil, status.Errorf(codes.InvalidArgument, "body is not JSON: %v", err))
-			return
-		}
-		if err := protojson.Unmarshal(raw, req); err != nil {
-			h.reply(w, nil, status.Errorf(codes.InvalidArgument, "body is not a CheckBackRequest: %v", err))
-			return
-		}
-	} else {
-		req.Gid = r.URL.Query().Get("gid")
-		req.BranchId = r.URL.Query().Get("branch_id")
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		h.reply(w, nil, status.Errorf(codes.InvalidArgument, "body is not JSON: %v", err))
+		return
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		h.reply(w, nil, status.Error(codes.InvalidArgument, "body has data after its JSON object"))
+		return
+	}
+	if err := protojson.Unmarshal(raw, req); err != nil {
+		h.reply(w, nil, status.Errorf(codes.InvalidArgument, "body is not a CheckBackRequest: %v", err))
+		return
 	}
 	resp, err := h.svc.CheckBack(r.Context(), req)
 	h.reply(w, resp, err)
+}
+
+// checkBackGet refuses a GET of the check-back: it would record decisions.
+func checkBackGet(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Allow", http.MethodPost)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusMethodNotAllowed)
+	_ = json.NewEncoder(w).Encode(map[string]string{"code": "METHOD_NOT_ALLOWED",
+		"message": `check-back may record a decision, so it is POST only: POST /v1/checkback {"gid":"G","branchId":"B"}; GET /v1/transactions/{gid} reads a transaction without changing it`})
 }
 
 func (h *httpAPI) reply(w http.ResponseWriter, m proto.Message, err error) {
