@@ -2,10 +2,12 @@ package app_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/settle-tcc/settle/internal/app"
 	"github.com/settle-tcc/settle/internal/dbtest"
 	"github.com/settle-tcc/settle/internal/grpctest"
+	"github.com/settle-tcc/settle/internal/tcc"
 	"github.com/settle-tcc/settle/internal/testparticipant"
 )
 
@@ -23,6 +26,7 @@ const (
 	trying     = tccv1.TransactionState_TRANSACTION_STATE_TRYING
 	committing = tccv1.TransactionState_TRANSACTION_STATE_COMMITTING
 	committed  = tccv1.TransactionState_TRANSACTION_STATE_COMMITTED
+	aborting   = tccv1.TransactionState_TRANSACTION_STATE_ABORTING
 	aborted    = tccv1.TransactionState_TRANSACTION_STATE_ABORTED
 )
 
@@ -93,6 +97,156 @@ func TestParticipantDownBackoff(t *testing.T) {
 			t.Fatalf("confirms applied a=%d b=%d, want 1 each", a, b)
 		}
 	})
+}
+
+// TestCancelRetriedWithBackoff (S10): the abort side of
+// TestParticipantDownBackoff. A transaction rolled back by its initiator,
+// or aborted by the loop at its deadline, whose participant answers Cancel
+// with UNAVAILABLE four times: each retry is scheduled by the configured
+// backoff (2s, 6s, 18s, then capped at 30s, each minus up to 20% jitter),
+// the loop sends no Cancel before that time and sends one at it, and the
+// fifth Cancel succeeds: both branches CANCELLED, the transaction ABORTED,
+// each branch's Cancel applied once, and nothing is sent afterwards.
+func TestCancelRetriedWithBackoff(t *testing.T) {
+	const failures = 4
+	backoff := tcc.Backoff{Initial: 2 * time.Second, Multiplier: 3, Max: 30 * time.Second, Jitter: 0.2}
+	wantDelay := [failures]time.Duration{2 * time.Second, 6 * time.Second, 18 * time.Second, 30 * time.Second}
+	aborts := []struct {
+		name   string
+		reason string
+		abort  func(t *testing.T, e *env, gid string)
+	}{
+		{"rollback", "payment refused", func(t *testing.T, e *env, gid string) {
+			if _, err := e.coord.Rollback(ctxT(t), &tccv1.RollbackRequest{Gid: gid, Wait: true, Reason: "payment refused"}); err != nil {
+				t.Fatalf("rollback: %v", err)
+			}
+		}},
+		{"deadline", "deadline", func(t *testing.T, e *env, gid string) {
+			e.clock.Advance(e.get(t, gid).GetDeadline().AsTime().Sub(e.clock.Now()) + time.Second)
+			eventually(t, "the loop's abort and first Cancel round", func() bool { return e.get(t, gid).GetAttempts() == 1 })
+		}},
+	}
+	for _, ab := range aborts {
+		t.Run(ab.name, func(t *testing.T) {
+			dbtest.ForEach(t, func(t *testing.T, spec string) {
+				e := setup(t, spec, withHTTP, func(c *app.Config) { c.Coordinator.Backoff = backoff })
+				gid := "cancel-" + ab.name
+				e.begin(t, gid, "a", "b")
+				var mu sync.Mutex
+				var at []time.Time // the coordinator's clock at each Cancel of b
+				e.part.SetBehaviour(func(_ context.Context, method, _, branch string) error {
+					if method != "Cancel" || branch != "b" {
+						return nil
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					at = append(at, e.clock.Now())
+					if len(at) <= failures {
+						return testparticipant.Unavailable("stock db")
+					}
+					return nil
+				})
+				ab.abort(t, e, gid)
+				tx := e.get(t, gid)
+				if tx.GetState() != aborting || tx.GetAttempts() != 1 || !strings.Contains(tx.GetLastError(), "unavailable") ||
+					!strings.Contains(tx.GetAbortReason(), ab.reason) {
+					t.Fatalf("after the first round: %v attempts %d last error %q abort reason %q",
+						tx.GetState(), tx.GetAttempts(), tx.GetLastError(), tx.GetAbortReason())
+				}
+				for round := 1; round <= failures; round++ {
+					tx := e.get(t, gid)
+					next := tx.GetNextAttemptTime().AsTime()
+					want := wantDelay[round-1]
+					if delay := next.Sub(tx.GetUpdateTime().AsTime()); delay > want || delay < want*8/10-time.Millisecond {
+						t.Fatalf("round %d: retry delay %s, want within [%s, %s]", round, delay, want*8/10, want)
+					}
+					// Not before its time: a whole loop pass with the clock
+					// 1ms short of it sends nothing.
+					e.clock.Advance(next.Sub(e.clock.Now()) - time.Millisecond)
+					e.loopCaughtUp(t, func() bool { return e.part.Attempts("Cancel", gid, "b") > round })
+					if n := e.part.Attempts("Cancel", gid, "b"); n != round || e.get(t, gid).GetAttempts() != int32(round) {
+						t.Fatalf("round %d: Cancel sent %d times 1ms before the retry time, want %d", round, n, round)
+					}
+					// At its time it is sent.
+					e.clock.Advance(time.Millisecond)
+					eventually(t, fmt.Sprintf("round %d", round+1), func() bool {
+						return e.part.Attempts("Cancel", gid, "b") == round+1 && e.get(t, gid).GetAttempts() == int32(round+1)
+					})
+				}
+				mu.Lock()
+				for i := 1; i < len(at); i++ {
+					want := wantDelay[i-1]
+					if gap := at[i].Sub(at[i-1]); gap > want || gap < want*8/10-time.Millisecond {
+						t.Errorf("Cancel %d came %s after Cancel %d, want within [%s, %s]", i+1, gap, i, want*8/10, want)
+					}
+				}
+				mu.Unlock()
+				tx = e.get(t, gid)
+				if tx.GetState() != aborted || tx.GetAttempts() != failures+1 {
+					t.Fatalf("after the Cancel succeeded: %v after %d rounds, want ABORTED after %d", tx.GetState(), tx.GetAttempts(), failures+1)
+				}
+				for _, b := range tx.GetBranches() {
+					if b.GetState() != tccv1.BranchState_BRANCH_STATE_CANCELLED {
+						t.Fatalf("branch %s: %v, want CANCELLED", b.GetBranchId(), b.GetState())
+					}
+				}
+				// Nothing more is sent, however long the loop runs.
+				e.clock.Advance(time.Hour)
+				e.loopCaughtUp(t, nil)
+				for b, wantAttempts := range map[string]int{"a": 1, "b": failures + 1} {
+					if n, sent := e.part.Count("Cancel", gid, b), e.part.Attempts("Cancel", gid, b); n != 1 || sent != wantAttempts {
+						t.Errorf("branch %s: Cancel applied %d times in %d calls, want once in %d", b, n, sent, wantAttempts)
+					}
+					if n := e.part.Attempts("Confirm", gid, b); n != 0 {
+						t.Errorf("branch %s: %d Confirms sent to an aborted transaction", b, n)
+					}
+				}
+			})
+		})
+	}
+}
+
+// withHTTP serves /metrics, which loopCaughtUp reads.
+func withHTTP(c *app.Config) { c.HTTPListen = "127.0.0.1:0" }
+
+// recoveryPasses returns settle_recovery_passes_total (the setup needs
+// withHTTP).
+func (e *env) recoveryPasses(t *testing.T) int {
+	t.Helper()
+	if e.app.HTTPAddr() == "" {
+		t.Fatal("recoveryPasses needs withHTTP (/metrics)")
+	}
+	m := grepLines(httpGet(t, "http://"+e.app.HTTPAddr()+"/metrics"), "settle_recovery_passes_total ")
+	n, err := strconv.ParseFloat(strings.TrimPrefix(m, "settle_recovery_passes_total "), 64)
+	if err != nil {
+		t.Fatalf("settle_recovery_passes_total: %q: %v", m, err)
+	}
+	return int(n)
+}
+
+// loopCaughtUp returns once the recovery loop has run a whole pass that
+// began after the call: one that read the clock as it is now and finished
+// driving everything that was due then. This is what a negative check
+// ("nothing is sent before its time") waits for instead of a sleep.
+// Passes run one after another and each is counted after it has read the
+// clock and listed what is due, before it drives it; so the second pass
+// counted after the call began after it, and it has finished when a third
+// is counted. stop, if not nil, ends the wait early when it returns true:
+// the thing the caller checks did not happen has happened already.
+func (e *env) loopCaughtUp(t *testing.T, stop func() bool) {
+	t.Helper()
+	from := e.recoveryPasses(t)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		n := e.recoveryPasses(t)
+		if n >= from+3 || (stop != nil && stop()) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the recovery loop counted %d passes in 15s, want 3 (is a pass stuck?)", n-from)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // TestRetryHorizonAndAdmin (S12): a transaction that keeps failing is
