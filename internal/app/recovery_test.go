@@ -35,13 +35,18 @@ const (
 // its branches are cancelled, and a late Commit is refused.
 func TestStalePreExecution(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
-		e := setup(t, spec)
+		e := setup(t, spec, withHTTP)
 		e.begin(t, "abandoned", "a", "b")
-		time.Sleep(100 * time.Millisecond) // several loop passes: nothing is due yet
+		// A whole loop pass 1ms before the deadline: nothing is due yet.
+		e.clock.Advance(e.get(t, "abandoned").GetDeadline().AsTime().Sub(e.clock.Now()) - time.Millisecond)
+		e.loopCaughtUp(t, func() bool { return e.get(t, "abandoned").GetState() != trying })
 		if got := e.get(t, "abandoned").GetState(); got != trying {
 			t.Fatalf("aborted before its deadline: %v", got)
 		}
-		e.clock.Advance(11 * time.Second)
+		if n := e.part.Attempts("Cancel", "abandoned", "a") + e.part.Attempts("Cancel", "abandoned", "b"); n != 0 {
+			t.Fatalf("%d Cancels sent before the deadline", n)
+		}
+		e.clock.Advance(time.Second)
 		eventually(t, "stale transaction aborted", func() bool { return e.get(t, "abandoned").GetState() == aborted })
 		for _, b := range []string{"a", "b"} {
 			if n := e.part.Count("Cancel", "abandoned", b); n != 1 {
@@ -323,8 +328,11 @@ func TestConflictNeedsOperator(t *testing.T) {
 		if !tx.GetNeedsAttention() || tx.GetState() != committing || !strings.Contains(tx.GetLastError(), "conflict") {
 			t.Fatalf("after conflict: %v", tx)
 		}
+		// The loop's next round (due after the capped backoff) must not
+		// send the conflicting branch's Confirm again: wait for that round
+		// to be recorded, then count.
 		e.clock.Advance(10 * time.Minute)
-		time.Sleep(100 * time.Millisecond)
+		eventually(t, "the loop's round after the conflict", func() bool { return e.get(t, "split").GetAttempts() >= 2 })
 		if n := e.part.Attempts("Confirm", "split", "b"); n != 1 {
 			t.Fatalf("conflicting branch retried: %d attempts", n)
 		}
@@ -496,7 +504,7 @@ func httpPost(t *testing.T, url, body string, wantStatus int) string {
 // once, instead of idling until a second lease expires.
 func TestLoopLeavesOwnRunningRound(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
-		e := setup(t, spec)
+		e := setup(t, spec, withHTTP)
 		e.begin(t, "slow-round", "a", "b")
 		release := make(chan struct{})
 		e.part.SetBehaviour(func(ctx context.Context, method, _, _ string) error {
@@ -513,9 +521,15 @@ func TestLoopLeavesOwnRunningRound(t *testing.T) {
 		if _, err := e.coord.Commit(ctxT(t), &tccv1.CommitRequest{Gid: "slow-round"}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "both Confirms in flight", func() bool { return len(e.part.Calls()) >= 2 || e.part.MaxConcurrent() >= 1 })
-		e.clock.Advance(time.Minute)       // the lease (30s) has run out
-		time.Sleep(200 * time.Millisecond) // several recovery passes (every 20ms)
+		sent := func(b string) int { return e.part.Attempts("Confirm", "slow-round", b) }
+		eventually(t, "both Confirms in flight", func() bool { return sent("a") == 1 && sent("b") == 1 })
+		// The lease (30s) has run out and the transaction is due: a whole
+		// loop pass must leave it to the running round, sending nothing.
+		e.clock.Advance(time.Minute)
+		e.loopCaughtUp(t, func() bool { return sent("a") > 1 || sent("b") > 1 })
+		if a, b := sent("a"), sent("b"); a != 1 || b != 1 {
+			t.Fatalf("the loop sent Confirms while this instance's own round was running: a=%d b=%d calls, want 1 each", a, b)
+		}
 		close(release)
 		eventually(t, "transaction committed by its own round", func() bool { return e.get(t, "slow-round").GetState() == committed })
 		for _, b := range []string{"a", "b"} {
