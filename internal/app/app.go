@@ -28,6 +28,7 @@ import (
 	adminv1 "github.com/settle-tcc/settle/gen/settle/admin/v1"
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 	"github.com/settle-tcc/settle/internal/allowlist"
+	"github.com/settle-tcc/settle/internal/auth"
 	"github.com/settle-tcc/settle/internal/faults"
 	"github.com/settle-tcc/settle/internal/metrics"
 	"github.com/settle-tcc/settle/internal/recovery"
@@ -57,6 +58,15 @@ type Config struct {
 	// Pprof serves Go's profiling endpoints (/debug/pprof/) on HTTPListen.
 	// Off by default: profiles expose internals and cost CPU while taken.
 	Pprof bool
+	// Auth says where identities come from (bearer tokens, mutual-TLS
+	// certificates). Zero: authentication off, which is allowed only on
+	// loopback addresses unless InsecureNoAuth is set.
+	Auth auth.Config
+	// InsecureNoAuth lets a coordinator without authentication listen on
+	// addresses other than loopback (behind a trusted proxy or mesh).
+	InsecureNoAuth bool
+	// DisableReflection turns gRPC server reflection off.
+	DisableReflection bool
 	// DisableRecovery turns the recovery loop off (tests of the core only).
 	DisableRecovery bool
 	// Clock overrides the system clock (tests).
@@ -78,6 +88,7 @@ type App struct {
 	http   *http.Server
 	hlis   net.Listener
 	mets   *metrics.Metrics
+	auth   *auth.Authenticator
 
 	stopLoop context.CancelFunc
 	bg       sync.WaitGroup
@@ -113,9 +124,24 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 
+	authn, err := auth.New(cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	if authn == nil && !cfg.InsecureNoAuth {
+		for _, addr := range []string{cfg.Listen, cfg.HTTPListen} {
+			if addr != "" && !isLoopback(addr) {
+				return nil, fmt.Errorf("refusing to listen on %s without authentication: give -auth-token-file or -auth-mtls-identities, "+
+					"or -insecure-no-auth if something in front of the coordinator authenticates its callers", addr)
+			}
+		}
+	}
 	serverTLS, err := cfg.TLS.serverTLS()
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Auth.MTLSIdentities != "" && cfg.TLS.ClientCAFile == "" {
+		return nil, errors.New("auth: mTLS identities need mutual TLS (a client CA, -tls-client-ca)")
 	}
 	dialOpts, err := cfg.TLS.participantDialOptions()
 	if err != nil {
@@ -126,7 +152,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{log: log, cfg: cfg, store: store, parts: server.NewParticipants(rpcopt.DialOptions(dialOpts...)...), serveErr: make(chan error, 2), mets: metrics.New()}
+	a := &App{log: log, cfg: cfg, store: store, parts: server.NewParticipants(rpcopt.DialOptions(dialOpts...)...), serveErr: make(chan error, 2), mets: metrics.New(), auth: authn}
 	a.coord, err = tcc.NewCoordinator(store, a.parts, cfg.Coordinator, log, cfg.Clock, a.mets.Hooks(fault.Hit))
 	if err != nil {
 		_ = store.Close()
@@ -154,8 +180,15 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		}
 	}
 
+	unary := []grpc.UnaryServerInterceptor{recoverPanics(log), a.mets.UnaryInterceptor()}
+	var stream []grpc.StreamServerInterceptor
+	if authn != nil {
+		unary = append(unary, authn.UnaryInterceptor())
+		stream = append(stream, authn.StreamInterceptor())
+	}
 	srvOpts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(recoverPanics(log), a.mets.UnaryInterceptor()),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
 		// Handle calls on long-lived worker goroutines whose stacks have
 		// already grown, instead of a fresh goroutine per call (growing
 		// a new stack was 6-9% of the CPU profile under load). Calls
@@ -175,7 +208,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	a.health = health.NewServer()
 	healthpb.RegisterHealthServer(a.grpc, a.health)
 	a.health.SetServingStatus(tccv1.CoordinatorService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	reflection.Register(a.grpc)
+	if !cfg.DisableReflection {
+		reflection.Register(a.grpc)
+	}
 
 	loopCtx, stop := context.WithCancel(context.Background())
 	a.stopLoop = stop
@@ -188,9 +223,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	}
 	go func() { a.serveErr <- a.grpc.Serve(a.lis) }()
 	if a.hlis != nil {
-		h := server.HTTPHandler(svc, a.mets.Registry, log)
+		guard := func(_ string, h http.Handler) http.Handler { return h }
+		if authn != nil {
+			guard = authn.HTTP
+		}
+		h := server.HTTPHandler(svc, a.mets.Registry, log, guard)
 		if cfg.Pprof {
-			h = withPprof(h)
+			h = withPprof(h, guard)
 		}
 		a.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
@@ -201,8 +240,37 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	}
 	log.Info("coordinator started", "listen", a.lis.Addr().String(), "http_listen", a.HTTPAddr(), "db", string(store.Dialect()),
 		"instance", a.coord.Config().InstanceID, "allow_participants", allow.String(), "recovery", !cfg.DisableRecovery,
-		"tls", serverTLS != nil, "mtls", cfg.TLS.ClientCAFile != "")
+		"tls", serverTLS != nil, "mtls", cfg.TLS.ClientCAFile != "", "auth_tokens", authn.Tokens(), "auth_mtls_identities", cfg.Auth.MTLSIdentities != "")
+	if authn == nil {
+		log.Warn("authentication is off: any caller that reaches the listeners may call every method, AdminService included",
+			"insecure_no_auth", cfg.InsecureNoAuth)
+	}
 	return a, nil
+}
+
+// Reload re-reads what can change without a restart: the token file. A
+// failed reload keeps what was in force and returns the error.
+func (a *App) Reload() error {
+	if err := a.auth.Reload(); err != nil {
+		return err
+	}
+	a.log.Info("reloaded", "auth_tokens", a.auth.Tokens())
+	return nil
+}
+
+// isLoopback reports whether a listen address accepts connections from
+// this machine only: "localhost" or a loopback IP (an empty host listens
+// on every interface).
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Addr returns the address the gRPC server listens on.
@@ -283,16 +351,16 @@ func SetGCPercent() bool {
 // one instance has in flight under load (most wait on a database batch).
 const streamWorkers = 64
 
-// withPprof serves net/http/pprof's handlers under /debug/pprof/ and
-// everything else through h.
-func withPprof(h http.Handler) http.Handler {
+// withPprof serves net/http/pprof's handlers under /debug/pprof/ (for the
+// operator role when authentication is on) and everything else through h.
+func withPprof(h http.Handler, guard func(string, http.Handler) http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", h)
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/debug/pprof/", guard("http:pprof", http.HandlerFunc(pprof.Index)))
+	mux.Handle("/debug/pprof/cmdline", guard("http:pprof", http.HandlerFunc(pprof.Cmdline)))
+	mux.Handle("/debug/pprof/profile", guard("http:pprof", http.HandlerFunc(pprof.Profile)))
+	mux.Handle("/debug/pprof/symbol", guard("http:pprof", http.HandlerFunc(pprof.Symbol)))
+	mux.Handle("/debug/pprof/trace", guard("http:pprof", http.HandlerFunc(pprof.Trace)))
 	return mux
 }
 

@@ -2,16 +2,8 @@ package app_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -24,97 +16,20 @@ import (
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 	"github.com/settle-tcc/settle/internal/app"
 	"github.com/settle-tcc/settle/internal/dbtest"
+	"github.com/settle-tcc/settle/internal/pkitest"
 	"github.com/settle-tcc/settle/internal/testparticipant"
 )
-
-// pki is a throw-away CA with leaf certificates for 127.0.0.1, written as
-// PEM files in a temporary directory.
-type pki struct {
-	t    *testing.T
-	dir  string
-	ca   *x509.Certificate
-	key  *ecdsa.PrivateKey
-	next int64
-}
-
-func newPKI(t *testing.T, name string) *pki {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pki{t: t, dir: t.TempDir(), ca: ca, key: key, next: 2}
-	p.write(name+"-ca.pem", "CERTIFICATE", der)
-	return p
-}
-
-func (p *pki) caFile() string { return filepath.Join(p.dir, p.ca.Subject.CommonName+"-ca.pem") }
-
-func (p *pki) write(name, typ string, der []byte) string {
-	p.t.Helper()
-	path := filepath.Join(p.dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		p.t.Fatal(err)
-	}
-	return path
-}
-
-// leaf issues a certificate for 127.0.0.1 usable by servers and clients and
-// returns its certificate and key files.
-func (p *pki) leaf(name string) (certFile, keyFile string) {
-	p.t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.next++
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(p.next),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.key)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	return p.write(name+".pem", "CERTIFICATE", der), p.write(name+"-key.pem", "EC PRIVATE KEY", kder)
-}
 
 // TestMutualTLS: with a server certificate and a client CA the coordinator
 // serves only clients presenting a certificate from that CA, and it calls a
 // participant that requires mutual TLS with its own client certificate.
 func TestMutualTLS(t *testing.T) {
-	ca := newPKI(t, "settle-test")
-	other := newPKI(t, "someone-else")
-	srvCert, srvKey := ca.leaf("coordinator")
-	cliCert, cliKey := ca.leaf("initiator")
-	partCert, partKey := ca.leaf("participant")
-	strangerCert, strangerKey := other.leaf("stranger")
+	ca := pkitest.New(t, "settle-test")
+	other := pkitest.New(t, "someone-else")
+	srvCert, srvKey := ca.Leaf("coordinator")
+	cliCert, cliKey := ca.Leaf("initiator")
+	partCert, partKey := ca.Leaf("participant")
+	strangerCert, strangerKey := other.Leaf("stranger")
 
 	// A participant that requires a client certificate from ca.
 	pc, err := tls.LoadX509KeyPair(partCert, partKey)
@@ -122,14 +37,14 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(ca.ca)
+	pool.AddCert(ca.Cert)
 	part := testparticipant.StartWith(t, grpc.Creds(credentials.NewTLS(&tls.Config{
 		Certificates: []tls.Certificate{pc}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert,
 	})))
 
 	cfg := app.Config{Listen: "127.0.0.1:0", DB: dbtest.NewSQLite(t), TLS: app.TLSConfig{
-		CertFile: srvCert, KeyFile: srvKey, ClientCAFile: ca.caFile(),
-		ParticipantCAFile: ca.caFile(), ParticipantCertFile: cliCert, ParticipantKeyFile: cliKey,
+		CertFile: srvCert, KeyFile: srvKey, ClientCAFile: ca.CAFile(),
+		ParticipantCAFile: ca.CAFile(), ParticipantCertFile: cliCert, ParticipantKeyFile: cliKey,
 	}}
 	a, err := app.Start(context.Background(), cfg, nil)
 	if err != nil {
@@ -153,8 +68,8 @@ func TestMutualTLS(t *testing.T) {
 	t.Run("refused", func(t *testing.T) {
 		for name, c := range map[string]tccv1.CoordinatorServiceClient{
 			"plaintext":        client(t, "", "", ""),
-			"no client cert":   client(t, ca.caFile(), "", ""),
-			"cert of other CA": client(t, ca.caFile(), strangerCert, strangerKey),
+			"no client cert":   client(t, ca.CAFile(), "", ""),
+			"cert of other CA": client(t, ca.CAFile(), strangerCert, strangerKey),
 		} {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_, err := c.Begin(ctx, &tccv1.BeginRequest{Gid: "tls-refused"})
@@ -166,7 +81,7 @@ func TestMutualTLS(t *testing.T) {
 	})
 
 	t.Run("commit over mutual TLS", func(t *testing.T) {
-		c := client(t, ca.caFile(), cliCert, cliKey)
+		c := client(t, ca.CAFile(), cliCert, cliKey)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if _, err := c.Begin(ctx, &tccv1.BeginRequest{Gid: "tls-1"}); err != nil {
@@ -189,7 +104,7 @@ func TestMutualTLS(t *testing.T) {
 
 	t.Run("bad config is refused at start", func(t *testing.T) {
 		for name, tc := range map[string]app.TLSConfig{
-			"client CA without cert": {ClientCAFile: ca.caFile()},
+			"client CA without cert": {ClientCAFile: ca.CAFile()},
 			"cert without key":       {CertFile: srvCert},
 			"missing file":           {CertFile: srvCert, KeyFile: filepath.Join(t.TempDir(), "nope.pem")},
 			"CA file without PEM":    {CertFile: srvCert, KeyFile: srvKey, ClientCAFile: srvKey},

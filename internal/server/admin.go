@@ -2,11 +2,14 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	adminv1 "github.com/settle-tcc/settle/gen/settle/admin/v1"
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
+	"github.com/settle-tcc/settle/internal/auth"
 	"github.com/settle-tcc/settle/internal/tcc"
 )
 
@@ -86,6 +89,7 @@ func (s *Admin) RetryNow(ctx context.Context, req *adminv1.RetryNowRequest) (*ad
 	if err != nil {
 		return nil, toStatus(s.log, "RetryNow", err)
 	}
+	s.log.Warn("admin: retry now", "gid", req.GetGid(), auth.LogAttr(ctx))
 	return &adminv1.RetryNowResponse{Transaction: TransactionToProto(tx)}, nil
 }
 
@@ -100,9 +104,24 @@ func (s *Admin) ResolveBranch(ctx context.Context, req *adminv1.ResolveBranchReq
 	default:
 		return nil, toStatus(s.log, "ResolveBranch", invalid("state must be BRANCH_STATE_CONFIRMED or BRANCH_STATE_CANCELLED, not %v", req.GetState()))
 	}
-	tx, err := s.c.ResolveBranch(ctx, req.GetGid(), req.GetBranchId(), st, req.GetReason())
+	// The stored resolution says who resolved the branch and when, after
+	// the operator's reason (an empty reason stays empty and is refused).
+	reason := strings.TrimSpace(req.GetReason())
+	if reason != "" {
+		reason = fmt.Sprintf("%s [by %s at %s]", reason, actor(ctx), s.clock.Now().UTC().Format(time.RFC3339))
+	}
+	tx, err := s.c.ResolveBranch(ctx, req.GetGid(), req.GetBranchId(), st, reason)
 	if err != nil {
 		return nil, toStatus(s.log, "ResolveBranch", err)
 	}
+	s.log.Warn("admin: branch resolved by hand", "gid", req.GetGid(), "branch_id", req.GetBranchId(), "state", string(st), auth.LogAttr(ctx))
 	return &adminv1.ResolveBranchResponse{Transaction: TransactionToProto(tx)}, nil
+}
+
+// actor names the caller of an admin action for what it stores.
+func actor(ctx context.Context) string {
+	if id, ok := auth.FromContext(ctx); ok {
+		return id.Name + " (" + string(id.Role) + ")"
+	}
+	return "an unauthenticated caller"
 }

@@ -30,15 +30,22 @@ import (
 // JSON uses the protobuf JSON mapping of settle.tcc.v1 (camelCase fields,
 // enum names as strings). Errors are {"code": "NOT_FOUND", "message": ...}
 // with the HTTP status grpc-gateway uses for that code.
-func HTTPHandler(svc *Coordinator, reg *prometheus.Registry, log *slog.Logger) http.Handler {
+//
+// guard wraps each endpoint's handler with the authorization of the gRPC
+// method it serves (or an "http:..." name for HTTP-only endpoints); nil
+// serves them unguarded.
+func HTTPHandler(svc *Coordinator, reg *prometheus.Registry, log *slog.Logger, guard func(method string, h http.Handler) http.Handler) http.Handler {
+	if guard == nil {
+		guard = func(_ string, h http.Handler) http.Handler { return h }
+	}
 	mux := http.NewServeMux()
 	h := &httpAPI{svc: svc, log: log}
-	mux.HandleFunc("GET /v1/transactions/{gid}", h.getTransaction)
+	mux.Handle("GET /v1/transactions/{gid}", guard(tccv1.CoordinatorService_GetTransaction_FullMethodName, http.HandlerFunc(h.getTransaction)))
 	mux.HandleFunc("GET /v1/checkback", checkBackGet)
-	mux.HandleFunc("POST /v1/checkback", h.checkBack)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.Handle("POST /v1/checkback", guard(tccv1.CoordinatorService_CheckBack_FullMethodName, http.HandlerFunc(h.checkBack)))
+	mux.Handle("GET /healthz", guard("http:healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })))
 	if reg != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.Handle("GET /metrics", guard("http:metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	}
 	return mux
 }
