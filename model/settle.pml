@@ -64,6 +64,9 @@
  *                               branch done (property B1)
  * -DLIVENESS adds the Environment's "calm" move (no faults from then on),
  * needed only when checking the liveness claim under weak fairness.
+ * -DLOAD_AFTER_CAS reads the record back after Claim's and the single
+ * Decide's compare-and-set with a separate statement, as the Go code does
+ * today: L1 then fails (README.md, "A gap in the Go code").
  */
 
 #ifndef MAXFAULTS
@@ -361,6 +364,12 @@ inline decide(o) {
   :: rec_state == TRYING ->
        set_state(o); bump_version(c);
        rec_owner = c; rec_leased = true; busy[c] = true;
+#ifdef LOAD_AFTER_CAS
+       if
+       :: true          /* a remembered record (known.go) or decideBatch */
+       :: ver_mine[c] = false; goto load   /* sqlstore.Store.decide: read after */
+       fi;
+#endif
        dec = o; SNAPSHOT(0); SNAPSHOT(1);
        goto drive
 #ifdef BUG_BATCH_TOTAL_COUNT
@@ -451,9 +460,28 @@ end_idle:
          bump_version(c);
 #endif
          rec_owner = c; rec_leased = true; busy[c] = true;
+#ifdef LOAD_AFTER_CAS
+         ver_mine[c] = false; goto load
+#else
          dec = rec_state; SNAPSHOT(0); SNAPSHOT(1);
-         goto drive }
+         goto drive
+#endif
+       }
     od;
+#ifdef LOAD_AFTER_CAS
+load:
+    /* -DLOAD_AFTER_CAS: the Go code as it is.  sqlstore.Store.Claim and
+     * the single-request Store.decide run the compare-and-set as one
+     * autocommit statement and read the record back with another (load).
+     * The round then uses the version it read, whoever wrote it. */
+    atomic {
+      if
+      :: rec_state == COMMITTING || rec_state == ABORTING ->
+           ver_mine[c] = true; dec = rec_state; SNAPSHOT(0); SNAPSHOT(1)
+      :: else -> busy[c] = false      /* final: deliver refuses to run */
+      fi }
+    if :: dec == NOREC -> goto end_idle :: else fi;
+#endif
 
 drive:
     /* ---- tcc.Coordinator.deliver: Confirm (Cancel) every branch that was
