@@ -2,7 +2,10 @@ package faulttest
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +17,7 @@ import (
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 	"github.com/settle-tcc/settle/internal/database"
 	"github.com/settle-tcc/settle/internal/demo"
+	"github.com/settle-tcc/settle/internal/tcc"
 )
 
 // Fence states as the participants store them.
@@ -23,37 +27,32 @@ const (
 	fenceCancelled = "CANCELLED"
 )
 
-// fenceTables are the tables that have held the demo's fence, newest
-// first.
-var fenceTables = []string{"settle_fence", "demo_fence"}
+// fence is one fence row of a participant (one branch per gid).
+type fence struct {
+	state string
+	// tried: a Try was applied (the SDK's tried column; false for a null
+	// compensation, the row a Cancel writes when no Try came first).
+	tried bool
+}
 
-// readFences returns gid -> state of every fence row in db (one
-// participant, one branch per gid).
-func readFences(ctx context.Context, db *gorm.DB) (map[string]string, error) {
-	var lastErr error
-	for _, table := range fenceTables {
-		rows, err := db.WithContext(ctx).Raw("SELECT gid, state FROM " + table).Rows()
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		out := map[string]string{}
-		for rows.Next() {
-			var gid, st string
-			if err := rows.Scan(&gid, &st); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			out[gid] = strings.ToUpper(st)
-		}
-		if err := rows.Err(); err != nil {
-			rows.Close()
+// readFences returns gid -> fence row of every row of the participant
+// SDK's fence table (settle_fence) in db.
+func readFences(ctx context.Context, db *gorm.DB) (map[string]fence, error) {
+	rows, err := db.WithContext(ctx).Raw("SELECT gid, state, tried FROM settle_fence").Rows()
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]fence{}
+	for rows.Next() {
+		var gid, st string
+		var tried int
+		if err := rows.Scan(&gid, &st, &tried); err != nil {
 			return nil, err
 		}
-		rows.Close()
-		return out, nil
+		out[gid] = fence{state: strings.ToUpper(st), tried: tried != 0}
 	}
-	return nil, fmt.Errorf("no fence table found: %w", lastErr)
+	return out, rows.Err()
 }
 
 // Baseline is what the participants held before the workload.
@@ -87,14 +86,69 @@ type Result struct {
 	// Final counts final coordinator states (COMMITTED, ABORTED, NOT_FOUND,
 	// or an unfinished state).
 	Final map[string]int
+	// AbortCauses counts the ABORTED transactions by the coordinator's
+	// abort reason.
+	AbortCauses map[string]int
+	// Progress is what the progress rules were computed from.
+	Progress Progress
 	// Quiescence is how long after healing every transaction was final.
 	Quiescence time.Duration
 	// Quiet is false when the bound passed first.
 	Quiet bool
 	// Violations lists every violation found; each entry starts with the
-	// invariant or scenario it breaks (I1..I6, S5, S7, S8, S11).
+	// invariant or check it breaks: I1..I7, PROGRESS, CRASH, HARNESS,
+	// COVERAGE, or a scenario (S7, S8, S11).
 	Violations []string
+	// CrashTails holds the output tail of every crashed process life.
+	CrashTails []string
+	// HarnessErrors lists the harness's own errors with their
+	// classification (the unexplained ones are also violations).
+	HarnessErrors []HarnessError
 }
+
+// Progress is what the progress rules count. An order is owed a commit
+// when its kind means to commit (normal, duplicate), both its Tries
+// answered OK and its Commit was sent.
+type Progress struct {
+	Committed int // transactions COMMITTED at the coordinator
+	Owed      int // orders owed a commit
+	// OwedCommitted: owed orders that committed.
+	OwedCommitted int
+	// OwedLate: owed orders whose Commit got no definitive answer before
+	// the deadline (unknown, or answered after it): the Commit raced the
+	// deadline and may lose.
+	OwedLate int
+	// Floor is the least OwedCommitted accepted: CommitFloor of Owed.
+	Floor int
+	// MinCommitted is the least Committed accepted.
+	MinCommitted int
+}
+
+// CheckOptions are the run-level expectations of Check.
+type CheckOptions struct {
+	// Bound bounds the wait for quiescence.
+	Bound time.Duration
+	// TxTimeout is the orders' Begin timeout (their deadline).
+	TxTimeout time.Duration
+	// MinCommitted is the least number of transactions that must commit.
+	MinCommitted int
+	// CommitFloor is the least fraction of the orders owed a commit that
+	// must commit (0: DefaultCommitFloor).
+	CommitFloor float64
+}
+
+// DefaultCommitFloor is the least fraction of the orders owed a commit
+// that must commit. Owed orders that do not commit are the ones whose
+// Commit lost to the deadline (4 s) under faults: a coordinator killed,
+// restarting at a fault point or paused, a cut link. Runs commit 90-99 %
+// of them; a product that commits nothing, or rolls back half of its
+// commits, does not reach a half.
+const DefaultCommitFloor = 0.5
+
+// deadlineMargin is taken off an order's deadline estimate (BeganAt +
+// timeout, a lower bound of the coordinator's deadline) before the
+// progress rule calls a refusal premature: wall clocks of one machine.
+const deadlineMargin = 100 * time.Millisecond
 
 // finalState reads the coordinator's state of every gid until all are
 // COMMITTED, ABORTED or unknown (never begun), or until bound passes.
@@ -145,10 +199,20 @@ func finalState(ctx context.Context, coord tccv1.CoordinatorServiceClient, rec *
 }
 
 // Check heals nothing itself: call it after Cluster.Heal. It waits for
-// quiescence (at most bound), then verifies I1-I6 from the participants'
-// own tables, and I3 from the decisions observed during the run.
-func Check(ctx context.Context, c *Cluster, rec *Recorder, base Baseline, bound time.Duration) (Result, error) {
-	res := Result{Final: map[string]int{}}
+// quiescence (at most o.Bound), then verifies I1-I7 from the
+// participants' own tables, the coordinator's tombstones and the
+// check-backs seen on the wire, I3 from the decisions observed during the
+// run, progress from the orders' outcomes, and reports every crash and
+// unexplained harness error of the cluster.
+func Check(ctx context.Context, c *Cluster, rec *Recorder, base Baseline, o CheckOptions) (Result, error) {
+	res := Result{Final: map[string]int{}, AbortCauses: map[string]int{}}
+	bound := o.Bound
+	if o.TxTimeout <= 0 {
+		o.TxTimeout = DefaultTiming.TxTimeout
+	}
+	if o.CommitFloor <= 0 {
+		o.CommitFloor = DefaultCommitFloor
+	}
 	orders := rec.Orders()
 	gids := make([]string, len(orders))
 	for i, o := range orders {
@@ -167,7 +231,7 @@ func Check(ctx context.Context, c *Cluster, rec *Recorder, base Baseline, bound 
 
 	// Participants converge by themselves once the coordinator has
 	// finished; give the check-back and in-flight calls a moment.
-	fences := map[string]map[string]string{}
+	fences := map[string]map[string]fence{}
 	var after Baseline
 	sawQuiet := false // no TRIED fence at the previous read either
 	for wait := time.Now().Add(max(bound-res.Quiescence, 5*time.Second)); ; {
@@ -188,8 +252,8 @@ func Check(ctx context.Context, c *Cluster, rec *Recorder, base Baseline, bound 
 		}
 		tried := false
 		for _, b := range Branches {
-			for _, st := range fences[b] {
-				tried = tried || st == fenceTried
+			for _, f := range fences[b] {
+				tried = tried || f.state == fenceTried
 			}
 		}
 		if !tried && after.Accounts.Frozen == 0 && after.Stock.Reserved == 0 || !tried && sawQuiet || time.Now().After(wait) {
@@ -211,10 +275,14 @@ func Check(ctx context.Context, c *Cluster, rec *Recorder, base Baseline, bound 
 			res.Final["NOT_FOUND"]++
 		case found:
 			res.Final[strings.TrimPrefix(st.String(), "TRANSACTION_STATE_")]++
+			if st == tccv1.TransactionState_TRANSACTION_STATE_ABORTED {
+				res.AbortCauses[txs[o.GID].GetAbortReason()]++
+			}
 		default:
 			res.Final["UNREADABLE"]++
 		}
-		fa, fi := fences[demo.BranchAccounts][o.GID], fences[demo.BranchInventory][o.GID]
+		fenceA, fenceI := fences[demo.BranchAccounts][o.GID], fences[demo.BranchInventory][o.GID]
+		fa, fi := fenceA.state, fenceI.state
 		confirmed := 0
 		for _, f := range []string{fa, fi} {
 			if f == fenceConfirmed {
@@ -272,6 +340,25 @@ func Check(ctx context.Context, c *Cluster, rec *Recorder, base Baseline, bound 
 			sold[o.SKU] += o.Qty
 		}
 	}
+	checkRefusals(orders, fences, states, violate)
+	checkBacks := c.CheckBacks()
+	if err := checkPresumedAborts(ctx, c, orders, fences, checkBacks, violate); err != nil {
+		return res, err
+	}
+	// Check-back answers are decisions observed too (I3).
+	for gid, answers := range checkBacks {
+		for _, a := range answers {
+			switch a.Verdict {
+			case tccv1.Verdict_VERDICT_CONFIRM:
+				rec.Observe(gid, tccv1.TransactionState_TRANSACTION_STATE_COMMITTING, "check-back answer")
+			case tccv1.Verdict_VERDICT_CANCEL:
+				rec.Observe(gid, tccv1.TransactionState_TRANSACTION_STATE_ABORTING, "check-back answer")
+			}
+		}
+	}
+	res.Progress = checkProgress(orders, states, txs, o, violate)
+	checkCrashes(c, &res, violate)
+
 	// I3: the final state agrees with every decision observed.
 	rec.mu.Lock()
 	res.Violations = append(res.Violations, rec.violations...)
@@ -360,4 +447,194 @@ func stockOf(s demo.Snapshot, sku string) demo.Stock {
 		}
 	}
 	return demo.Stock{SKU: sku, Stock: -1, Sold: -1}
+}
+
+// checkRefusals checks the refused scenarios as invariants (I5): a Try
+// sent after its branch's Cancel was acknowledged never reserves, and a
+// late Try that was accepted is shown tried, then cancelled, by the fence.
+//
+// Rules, from the fence (participant/, docs/participant-protocol.md): a
+// Cancel that finds no row writes CANCELLED with tried = 0, and a Try
+// that finds any row is refused without a business change; a Try that
+// finds no row writes TRIED with tried = 1, and a later Cancel moves it
+// to CANCELLED, keeping tried = 1.
+//   - cancel_first whose Cancel answered OK before the Try was sent: the
+//     Try must be refused, and the branch's fence must end CANCELLED with
+//     tried = 0;
+//   - late_try whose Rollback reply showed the branch CANCELLED (the
+//     participant acknowledged the Cancel) before the late Try was sent:
+//     the same;
+//   - late_try accepted otherwise (it overtook the Cancel): the fence
+//     must end CANCELLED with tried = 1.
+func checkRefusals(orders []*Order, fences map[string]map[string]fence, states map[string]tccv1.TransactionState, violate func(string, ...any)) {
+	for _, o := range orders {
+		switch o.Kind {
+		case KindCancelFirst:
+			if o.Out.CancelFirst != ReplyOK {
+				continue
+			}
+			b := Branches[o.Step]
+			f, ok := fences[b][o.GID]
+			if o.Out.HangingTry == ReplyOK {
+				violate("I5 %s/%s: Try accepted after its Cancel had answered OK (a hanging reservation)", o.GID, b)
+			}
+			if !ok || f.state != fenceCancelled || f.tried {
+				violate("I5 %s/%s: the Cancel answered OK before the Try was sent, but the fence is %s, want CANCELLED with no Try applied", o.GID, b, f)
+			}
+		case KindLateTry:
+			if o.Out.LateTry == ReplyNone {
+				continue
+			}
+			b := Branches[o.Step]
+			f, ok := fences[b][o.GID]
+			switch {
+			case o.Out.LateBranchCancelled:
+				if o.Out.LateTry == ReplyOK {
+					violate("I5 %s/%s: late Try accepted after the participant had acknowledged the Cancel (coordinator: %v)", o.GID, b, states[o.GID])
+				}
+				if !ok || f.state != fenceCancelled || f.tried {
+					violate("I5 %s/%s: the Cancel was acknowledged before the late Try was sent, but the fence is %s, want CANCELLED with no Try applied", o.GID, b, f)
+				}
+			case o.Out.LateTry == ReplyOK:
+				if !ok || f.state != fenceCancelled || !f.tried {
+					violate("I5 %s/%s: late Try accepted but the fence is %s, want CANCELLED after the Try (tried, then cancelled)", o.GID, b, f)
+				}
+			}
+		}
+	}
+}
+
+func (f fence) String() string {
+	if f.state == "" {
+		return "missing"
+	}
+	return fmt.Sprintf("%s (tried %v)", f.state, f.tried)
+}
+
+// checkPresumedAborts checks I7: every gid the coordinator presumed
+// aborted at a check-back has a stored tombstone. The presumed aborts are
+// the orphan_try orders' check-backs seen on the participant ->
+// coordinator proxies: the workload never begins an orphan's gid before
+// the coordinator reports it ABORTED, so every answer for it is a
+// presumed abort. An orphan whose Try was applied must have been checked
+// back (nothing else can release it), every answer must be
+// VERDICT_CANCEL, and the coordinator's database must hold the gid as an
+// ABORTED tombstone.
+func checkPresumedAborts(ctx context.Context, c *Cluster, orders []*Order, fences map[string]map[string]fence, checkBacks map[string][]CheckBackAnswer, violate func(string, ...any)) error {
+	var db *gorm.DB
+	for _, o := range orders {
+		if o.Kind != KindOrphanTry {
+			continue
+		}
+		answers := checkBacks[o.GID]
+		f, ok := fences[demo.BranchAccounts][o.GID]
+		if (ok && f.tried || o.Out.OrphanTry == ReplyOK) && len(answers) == 0 {
+			violate("I7 %s: an orphan Try was applied (fence %s) but never checked back", o.GID, f)
+		}
+		for _, a := range answers {
+			if a.Verdict != tccv1.Verdict_VERDICT_CANCEL {
+				violate("I7 %s: check-back of a gid never begun answered %v (%v), want VERDICT_CANCEL (presumed abort)", o.GID, a.Verdict, a.State)
+			}
+		}
+		if len(answers) == 0 {
+			continue
+		}
+		if db == nil {
+			var err error
+			if db, err = c.coordinatorDB(); err != nil {
+				return fmt.Errorf("open the coordinators' database: %w", err)
+			}
+		}
+		var state string
+		var tomb bool
+		err := db.WithContext(ctx).Raw("SELECT state, tombstone FROM transaction_record WHERE gid = ?", o.GID).Row().Scan(&state, &tomb)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			violate("I7 %s: presumed aborted at check-back (%d answers) but no record is stored", o.GID, len(answers))
+		case err != nil:
+			return fmt.Errorf("read the tombstone of %s: %w", o.GID, err)
+		case !tomb || state != string(tcc.StateAborted):
+			violate("I7 %s: presumed aborted at check-back but stored as %s (tombstone %v), want an ABORTED tombstone", o.GID, state, tomb)
+		}
+	}
+	return nil
+}
+
+// checkProgress checks that the run made the progress its workload
+// planned. An order is owed a commit when its kind means to commit
+// (normal, duplicate; not late_commit, which races the deadline on
+// purpose), both its Tries answered OK and its Commit was sent. For such
+// an order nothing may decide abort before its deadline: the initiator
+// never rolls it back, check-back answers "pending" before the deadline,
+// and the recovery loop aborts only after it. So:
+//   - a Commit of an owed order refused before the deadline (BeganAt +
+//     timeout, less a margin: a lower bound of the coordinator's deadline)
+//     is a violation;
+//   - at least CommitFloor of the owed orders must commit (those that do
+//     not lost the race with the deadline under faults: their Commit got
+//     no answer in time);
+//   - at least MinCommitted transactions must commit.
+//
+// A Commit answered OK whose transaction ends aborted is an I3 violation.
+func checkProgress(orders []*Order, states map[string]tccv1.TransactionState, txs map[string]*tccv1.Transaction, o CheckOptions, violate func(string, ...any)) Progress {
+	p := Progress{MinCommitted: o.MinCommitted}
+	for _, ord := range orders {
+		committed := states[ord.GID] == tccv1.TransactionState_TRANSACTION_STATE_COMMITTED
+		if committed {
+			p.Committed++
+		}
+		if ord.Kind != KindNormal && ord.Kind != KindDuplicate || ord.Out.TriesOK < len(Branches) || ord.Out.Commit == ReplyNone {
+			continue
+		}
+		p.Owed++
+		if committed {
+			p.OwedCommitted++
+		}
+		deadline := ord.Out.BeganAt.Add(o.TxTimeout - deadlineMargin)
+		inTime := ord.Out.Commit != ReplyUnknown && ord.Out.CommitReplyAt.Before(deadline)
+		if !inTime {
+			p.OwedLate++
+		}
+		if ord.Out.Commit == ReplyRefused && inTime {
+			violate("PROGRESS %s: Commit refused %s before the deadline (final %v, abort reason %q): nothing may abort an order owed a commit before its deadline",
+				ord.GID, deadline.Add(deadlineMargin).Sub(ord.Out.CommitReplyAt).Round(time.Millisecond), states[ord.GID], txs[ord.GID].GetAbortReason())
+		}
+	}
+	p.Floor = int(math.Ceil(o.CommitFloor * float64(p.Owed)))
+	if p.OwedCommitted < p.Floor {
+		violate("PROGRESS: %d of %d orders owed a commit committed, below the floor of %d (%.0f%%; %d got no answer to Commit before their deadline)",
+			p.OwedCommitted, p.Owed, p.Floor, 100*o.CommitFloor, p.OwedLate)
+	}
+	if p.Committed < p.MinCommitted {
+		violate("PROGRESS: %d transactions committed, want at least %d", p.Committed, p.MinCommitted)
+	}
+	return p
+}
+
+// checkCrashes reports every process exit nobody caused, every panic a
+// server recovered from, and every unexplained harness error.
+func checkCrashes(c *Cluster, res *Result, violate func(string, ...any)) {
+	exits, panics := c.Crashes()
+	for _, ex := range exits {
+		violate("CRASH %s", ex)
+		res.CrashTails = append(res.CrashTails, fmt.Sprintf("--- %s\n%s", ex, lastBytes(ex.Tail, 3000)))
+	}
+	for _, line := range panics {
+		violate("CRASH recovered panic: %s", lastBytes(line, 300))
+		res.CrashTails = append(res.CrashTails, "--- recovered panic\n"+lastBytes(line, 3000))
+	}
+	res.HarnessErrors = c.HarnessErrors()
+	for _, h := range res.HarnessErrors {
+		if h.Fails() {
+			violate("HARNESS %s", h)
+		}
+	}
+}
+
+// lastBytes returns the end of s, at most n bytes.
+func lastBytes(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
 }

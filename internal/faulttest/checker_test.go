@@ -62,7 +62,7 @@ func TestCheckerCatchesViolations(t *testing.T) {
 	if committed == "" {
 		t.Fatal("no order committed without faults")
 	}
-	res, err := Check(ctx, c, rec, base, 30*time.Second)
+	res, err := Check(ctx, c, rec, base, CheckOptions{Bound: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestCheckerCatchesViolations(t *testing.T) {
 		}
 	}
 	rec.Observe(committed, tccv1.TransactionState_TRANSACTION_STATE_ABORTED, "tamper")
-	res, err = Check(ctx, c, rec, base, 30*time.Second)
+	res, err = Check(ctx, c, rec, base, CheckOptions{Bound: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 
 var (
 	seedFlag     = flag.Uint64("faulttest.seed", 0, "seed of the short fault run (0: derived from the time, printed)")
-	durationFlag = flag.Duration("faulttest.duration", 12*time.Second, "workload duration of each short fault run")
+	durationFlag = flag.Duration("faulttest.duration", 15*time.Second, "least workload duration of each short fault run (it also lasts until the coverage schedule is done)")
 )
 
 var bins *Binaries
@@ -47,9 +47,13 @@ func seed(t *testing.T) uint64 {
 
 // TestShortFaultRun runs the fault suite briefly on SQLite (one
 // coordinator) and MariaDB (two coordinators, so a paused owner is taken
-// over): network faults on every link, coordinator and participant
-// SIGKILLs, fault points, pauses past the lease, then heal and check
-// I1-I6.
+// over). The coverage schedule first fires every fault kind of
+// RequiredKinds (every per-call fault, a reset, a cut of every link kind,
+// coordinator and participant SIGKILLs, each named fault point reached, a
+// round deferred by the retry-rate cap, and on MariaDB a pause past the
+// lease with a takeover), then random faults follow; then heal and check
+// I1-I7, progress (minShortCommitted and the commit floor), crashes,
+// harness errors and coverage. Any violation fails.
 func TestShortFaultRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the fault run starts real processes for about a minute")
@@ -73,8 +77,8 @@ func TestShortFaultRun(t *testing.T) {
 				Seed: s, Duration: *durationFlag, Concurrency: 6, Backend: be.name,
 				NewDB:        func(string) (string, error) { return be.newDB(t), nil },
 				Coordinators: be.coords, Bins: bins, Odds: DefaultOdds,
-				ProcessFaultEvery: 1500 * time.Millisecond, QuiesceBound: 45 * time.Second,
-				Log: testLog{t},
+				CoverageFirst: true, ProcessFaultEvery: 1500 * time.Millisecond, QuiesceBound: 45 * time.Second,
+				MinCommitted: minShortCommitted, Log: testLog{t},
 			})
 			if err != nil {
 				t.Fatalf("run: %v", err)
@@ -82,14 +86,15 @@ func TestShortFaultRun(t *testing.T) {
 			t.Logf("\n%s", rep)
 			if rep.Violations() > 0 {
 				t.Logf("process output:\n%s", rep.Logs)
-				t.Fatalf("%d invariant violations (seed %d)", rep.Violations(), s)
-			}
-			if rep.Orders < 20 {
-				t.Fatalf("only %d orders in %s: the run tested too little", rep.Orders, *durationFlag)
+				t.Fatalf("%d violations (seed %d)", rep.Violations(), s)
 			}
 		})
 	}
 }
+
+// minShortCommitted is the least number of transactions a short run must
+// commit (it commits a few hundred).
+const minShortCommitted = 30
 
 type testLog struct{ t *testing.T }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -16,6 +17,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/settle-tcc/settle/internal/faults"
 )
 
 // Binaries are the real programs the harness runs.
@@ -100,9 +103,101 @@ func (t *tailBuffer) String() string {
 	return string(t.b)
 }
 
+// procWriter receives a process's output (stdout and stderr through one
+// writer, so os/exec copies them in one goroutine): it keeps the shared
+// tail and the current life's tail, and hands every complete line to
+// onLine.
+type procWriter struct {
+	out, life *tailBuffer
+	onLine    func(string)
+	mu        sync.Mutex
+	partial   []byte
+}
+
+// maxLine bounds a line kept for onLine; longer lines are cut.
+const maxLine = 8 << 10
+
+func (w *procWriter) Write(b []byte) (int, error) {
+	_, _ = w.out.Write(b)
+	_, _ = w.life.Write(b)
+	if w.onLine == nil {
+		return len(b), nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	rest := b
+	for len(rest) > 0 {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			if room := maxLine - len(w.partial); room > 0 {
+				w.partial = append(w.partial, rest[:min(room, len(rest))]...)
+			}
+			break
+		}
+		if room := maxLine - len(w.partial); room > 0 {
+			w.partial = append(w.partial, rest[:min(room, i)]...)
+		}
+		w.onLine(string(w.partial))
+		w.partial = w.partial[:0]
+		rest = rest[i+1:]
+	}
+	return len(b), nil
+}
+
+// flush hands a last unterminated line to onLine.
+func (w *procWriter) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.onLine != nil && len(w.partial) > 0 {
+		w.onLine(string(w.partial))
+		w.partial = nil
+	}
+}
+
 // ErrExitedEarly is returned by Proc.Start when the process exited before
 // it served (for example at an armed fault point hit during startup).
 var ErrExitedEarly = errors.New("process exited before serving")
+
+// ExitKind classifies how a process ended.
+type ExitKind string
+
+// Exit kinds.
+const (
+	// ExitHarness: the harness killed it (a scheduled SIGKILL, a restart,
+	// Close).
+	ExitHarness ExitKind = "harness"
+	// ExitFaultPoint: it printed that it reached the fault point armed at
+	// its start and died of SIGKILL (internal/faults).
+	ExitFaultPoint ExitKind = "fault_point"
+	// ExitCrash: anything else: a panic, a fatal error, a non-zero exit,
+	// or any exit the harness did not cause.
+	ExitCrash ExitKind = "crash"
+)
+
+// Exit is one ended life of a process.
+type Exit struct {
+	Proc string
+	// Life counts the starts of the process, from 1.
+	Life int
+	Kind ExitKind
+	// Armed is the fault point armed at this start ("" if none).
+	Armed string
+	// Status is the exit status as the OS reported it ("signal: killed",
+	// "exit status 2", ...).
+	Status string
+	// Ran is how long the life lasted.
+	Ran time.Duration
+	// Tail is the end of this life's output.
+	Tail string
+}
+
+func (e Exit) String() string {
+	s := fmt.Sprintf("%s (life %d, after %s): %s", e.Proc, e.Life, e.Ran.Round(time.Millisecond), e.Status)
+	if e.Armed != "" {
+		s += ", armed with fault point " + e.Armed
+	}
+	return s
+}
 
 // Proc is a restartable child process serving gRPC on a fixed address.
 type Proc struct {
@@ -112,21 +207,79 @@ type Proc struct {
 	args []string
 	out  *tailBuffer
 
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	done    chan struct{}
-	stopped bool // SIGSTOPped
-	starts  int
+	// OnExit, if set before Start, is called with every ended life, before
+	// WaitExit and Exited report the exit.
+	OnExit func(Exit)
+	// OnLine, if set before Start, is called with every complete line the
+	// process writes (stdout and stderr), from the goroutine copying its
+	// output.
+	OnLine func(line string)
+
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	done     chan struct{}
+	stopped  bool // SIGSTOPped
+	killing  bool // the harness sent SIGKILL to the current life
+	starts   int
+	lastExit Exit
 }
 
 // outputTail is how much of a process's output (stdout and stderr, across
 // restarts) is kept.
 const outputTail = 64 << 10
 
+// lifeTail is how much of one life's output is kept for its Exit.
+const lifeTail = 16 << 10
+
 // NewProc returns a process that runs bin with args and serves gRPC on
 // addr; Start runs it.
 func NewProc(name, addr, bin string, args ...string) *Proc {
 	return &Proc{Name: name, Addr: addr, bin: bin, args: args, out: &tailBuffer{max: outputTail}}
+}
+
+// armedPoint returns the fault point named in env (SETTLE_FAULT_POINT),
+// the last entry winning as in os/exec.
+func armedPoint(env []string) string {
+	point := ""
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, faults.EnvVar+"="); ok {
+			point, _, _ = strings.Cut(v, ":")
+		}
+	}
+	return point
+}
+
+// faultPointLine is what internal/faults prints before it SIGKILLs the
+// process at point.
+func faultPointLine(point string) string {
+	return "settle: fault point " + point + " reached, SIGKILL"
+}
+
+// crashLine reports whether a line of output is Go's report of a panic or
+// a fatal runtime error.
+func crashLine(line string) bool {
+	return strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "fatal error: ")
+}
+
+// classify decides how a life ended: its own output and exit status say
+// whether it reached the armed fault point; a panic report is a crash even
+// if the harness killed it meanwhile.
+func classify(killedByHarness bool, armed string, ws syscall.WaitStatus, tail string) ExitKind {
+	lines := strings.Split(tail, "\n")
+	panicked := false
+	for _, l := range lines {
+		panicked = panicked || crashLine(l)
+	}
+	switch {
+	case panicked:
+		return ExitCrash
+	case armed != "" && ws.Signaled() && ws.Signal() == syscall.SIGKILL && strings.Contains(tail, faultPointLine(armed)):
+		return ExitFaultPoint
+	case killedByHarness && ws.Signaled() && ws.Signal() == syscall.SIGKILL:
+		return ExitHarness
+	default:
+		return ExitCrash
+	}
 }
 
 // Start runs the process (with extra environment entries) and waits, at
@@ -136,17 +289,46 @@ func (p *Proc) Start(env ...string) error {
 	p.Kill()
 	cmd := exec.Command(p.bin, p.args...)
 	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = p.out, p.out
+	life := &tailBuffer{max: lifeTail}
+	w := &procWriter{out: p.out, life: life, onLine: p.OnLine}
+	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", p.Name, err)
 	}
 	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
 	p.mu.Lock()
-	p.cmd, p.done, p.stopped = cmd, done, false
+	p.cmd, p.done, p.stopped, p.killing = cmd, done, false, false
 	p.starts++
+	n := p.starts
 	p.mu.Unlock()
+	armed := armedPoint(env)
+	began := time.Now()
+	go func() {
+		_ = cmd.Wait()
+		w.flush()
+		p.mu.Lock()
+		killed := p.killing
+		p.mu.Unlock()
+		ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+		tail := life.String()
+		ex := Exit{Proc: p.Name, Life: n, Kind: classify(killed, armed, ws, tail), Armed: armed,
+			Status: cmd.ProcessState.String(), Ran: time.Since(began), Tail: tail}
+		p.mu.Lock()
+		p.lastExit = ex
+		p.mu.Unlock()
+		if p.OnExit != nil {
+			p.OnExit(ex)
+		}
+		close(done)
+	}()
 	return p.waitServing(done)
+}
+
+// LastExit returns the last ended life (zero if none ended yet).
+func (p *Proc) LastExit() Exit {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastExit
 }
 
 func (p *Proc) waitServing(done chan struct{}) error {
@@ -175,10 +357,14 @@ func (p *Proc) waitServing(done chan struct{}) error {
 	}
 }
 
-// Kill sends SIGKILL (if running) and waits for the exit.
+// Kill sends SIGKILL (if running) and waits for the exit; the exit is
+// classified as caused by the harness.
 func (p *Proc) Kill() {
 	p.mu.Lock()
 	cmd, done := p.cmd, p.done
+	if cmd != nil && !p.exitedLocked() {
+		p.killing = true
+	}
 	p.mu.Unlock()
 	if cmd == nil || cmd.Process == nil {
 		return

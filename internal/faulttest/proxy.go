@@ -68,6 +68,20 @@ func (rawCodec) Unmarshal(data []byte, v any) error {
 
 func (rawCodec) Name() string { return "proto" }
 
+// Link kinds: what a proxy sits on. A call refused while a link is down is
+// counted as net_partition_call and as net_partition_call:<link kind>.
+const (
+	LinkInitToCoord = "initiator->coordinator"
+	LinkInitToPart  = "initiator->participant"
+	LinkCoordToPart = "coordinator->participant"
+	LinkCheckBack   = "participant->coordinator(check-back)"
+)
+
+// Observer sees every call a proxy's backend answered with OK (the
+// original and a duplicated copy alike, and a reply the proxy then drops):
+// the method and the raw request and reply messages.
+type Observer func(method string, req, reply []byte)
+
 // Proxy is a gRPC-aware fault proxy for unary calls: it listens on a
 // loopback address, forwards every call to a backend address, and injects
 // per-call faults (delay, drop, duplicate delivery, reply lost after the
@@ -75,6 +89,7 @@ func (rawCodec) Name() string { return "proto" }
 // (grpc.health.v1) are forwarded untouched.
 type Proxy struct {
 	name    string
+	link    string
 	addr    string
 	lis     *trackingListener
 	srv     *grpc.Server
@@ -85,14 +100,24 @@ type Proxy struct {
 	rng  *rand.Rand
 	odds Odds
 	down bool
+	// forced are per-call faults applied, in order, to the next calls
+	// (the coverage schedule's way of firing each kind for sure).
+	forced []FaultKind
+	// slow delays every call (not counted as a fault: the pause fault uses
+	// it to keep delivery rounds, and their leases, in flight).
+	slow     time.Duration
+	observer Observer
+	refused  atomic.Int64 // calls refused while down
 
 	wg     sync.WaitGroup // duplicate deliveries in flight
 	closed atomic.Bool
 }
 
-// NewProxy starts a proxy named name in front of backend. rng decides the
-// faults (it is used under the proxy's lock); stats counts them.
-func NewProxy(name, backend string, rng *rand.Rand, stats *Stats) (*Proxy, error) {
+// NewProxy starts a proxy named name, of link kind link (LinkInitToCoord,
+// ...), in front of backend. rng decides the faults (it is used under the
+// proxy's lock); stats counts them; observe (may be nil) sees every call
+// the backend answered.
+func NewProxy(name, link, backend string, rng *rand.Rand, stats *Stats, observe Observer) (*Proxy, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -103,8 +128,8 @@ func NewProxy(name, backend string, rng *rand.Rand, stats *Stats) (*Proxy, error
 		l.Close()
 		return nil, err
 	}
-	p := &Proxy{name: name, addr: l.Addr().String(), lis: &trackingListener{Listener: l, conns: map[net.Conn]struct{}{}},
-		backend: cc, stats: stats, rng: rng}
+	p := &Proxy{name: name, link: link, addr: l.Addr().String(), lis: &trackingListener{Listener: l, conns: map[net.Conn]struct{}{}},
+		backend: cc, stats: stats, rng: rng, observer: observe}
 	p.srv = grpc.NewServer(grpc.ForceServerCodec(rawCodec{}), grpc.UnknownServiceHandler(p.handle))
 	go func() { _ = p.srv.Serve(p.lis) }()
 	return p, nil
@@ -128,10 +153,31 @@ func (p *Proxy) SetDown(down bool) {
 	p.mu.Unlock()
 }
 
+// Link is the proxy's link kind.
+func (p *Proxy) Link() string { return p.link }
+
+// Refused is how many calls the proxy refused while its link was down.
+func (p *Proxy) Refused() int64 { return p.refused.Load() }
+
+// Force applies fault k (FaultDelay, FaultDrop, FaultDropReply or
+// FaultDuplicate) to the next call that has none forced yet.
+func (p *Proxy) Force(k FaultKind) {
+	p.mu.Lock()
+	p.forced = append(p.forced, k)
+	p.mu.Unlock()
+}
+
+// SetSlow delays every call by d (0: off).
+func (p *Proxy) SetSlow(d time.Duration) {
+	p.mu.Lock()
+	p.slow = d
+	p.mu.Unlock()
+}
+
 // Heal removes every fault.
 func (p *Proxy) Heal() {
 	p.mu.Lock()
-	p.odds, p.down = Odds{}, false
+	p.odds, p.down, p.forced, p.slow = Odds{}, false, nil, 0
 	p.mu.Unlock()
 }
 
@@ -166,6 +212,7 @@ type callPlan struct {
 	dropReply bool
 	duplicate bool
 	down      bool
+	slow      time.Duration
 }
 
 func (p *Proxy) plan(method string) callPlan {
@@ -177,8 +224,24 @@ func (p *Proxy) plan(method string) callPlan {
 	if p.down {
 		return callPlan{down: true}
 	}
-	o := p.odds
 	var c callPlan
+	c.slow = p.slow
+	if len(p.forced) > 0 {
+		k := p.forced[0]
+		p.forced = p.forced[1:]
+		switch k {
+		case FaultDelay:
+			c.delay = 20*time.Millisecond + time.Duration(p.rng.Int64N(int64(100*time.Millisecond)))
+		case FaultDrop:
+			c.drop = true
+		case FaultDropReply:
+			c.dropReply = true
+		case FaultDuplicate:
+			c.duplicate = true
+		}
+		return c
+	}
+	o := p.odds
 	if o.Delay > 0 && o.MaxDelay > 0 && p.rng.Float64() < o.Delay {
 		c.delay = time.Duration(p.rng.Int64N(int64(o.MaxDelay)) + 1)
 	}
@@ -210,8 +273,13 @@ func (p *Proxy) handle(_ any, stream grpc.ServerStream) error {
 	md, _ := metadata.FromIncomingContext(ctx)
 	c := p.plan(method)
 	if c.down {
+		p.refused.Add(1)
 		p.stats.Add(FaultDown)
+		p.stats.AddName(string(FaultDown)+":"+p.link, 1)
 		return status.Error(codes.Unavailable, "faulttest proxy: link down")
+	}
+	if c.slow > 0 && !sleepCtx(ctx, c.slow) {
+		return status.FromContextError(ctx.Err()).Err()
 	}
 	if c.delay > 0 {
 		p.stats.Add(FaultDelay)
@@ -236,12 +304,18 @@ func (p *Proxy) handle(_ any, stream grpc.ServerStream) error {
 			defer p.wg.Done()
 			defer cancel()
 			time.Sleep(lag)
-			_ = p.backend.Invoke(dctx, method, in, new(rawFrame))
+			dup := new(rawFrame)
+			if p.backend.Invoke(dctx, method, in, dup) == nil && p.observer != nil {
+				p.observer(method, in.b, dup.b)
+			}
 		}()
 	}
 	out := new(rawFrame)
 	var header, trailer metadata.MD
 	err := p.backend.Invoke(fwd, method, in, out, grpc.Header(&header), grpc.Trailer(&trailer))
+	if err == nil && p.observer != nil {
+		p.observer(method, in.b, out.b)
+	}
 	if c.dropReply {
 		p.stats.Add(FaultDropReply)
 		sleepCtx(ctx, dropWait)

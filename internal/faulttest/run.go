@@ -12,7 +12,6 @@ import (
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 	"github.com/settle-tcc/settle/internal/database"
 	"github.com/settle-tcc/settle/internal/demo"
-	"github.com/settle-tcc/settle/internal/tcc"
 )
 
 // Config configures one run of the suite.
@@ -43,33 +42,50 @@ type Config struct {
 	// ProcessFaultEvery is the mean pause between process and link faults
 	// (0: none).
 	ProcessFaultEvery time.Duration
+	// CoverageFirst runs the coverage schedule before the random one: it
+	// fires every kind of RequiredKinds in turn. The workload then lasts
+	// at least until the schedule is done (bounded by coverageBound).
+	CoverageFirst bool
 	// QuiesceBound bounds the wait for quiescence after healing.
 	QuiesceBound time.Duration
+	// MinCommitted is the least number of transactions that must commit
+	// (0: none required).
+	MinCommitted int
+	// CommitFloor is the least fraction of the orders owed a commit that
+	// must commit (0: DefaultCommitFloor).
+	CommitFloor float64
+	// CoordEnv is added to every coordinator's environment, unknown to the
+	// fault schedule (tests: a product that panics).
+	CoordEnv []string
 	// Log receives progress lines (may be nil).
 	Log io.Writer
 }
+
+// coverageBound is how much longer than Duration the workload may run
+// while the coverage schedule is not done.
+const coverageBound = 2 * time.Minute
 
 // DefaultOdds are the per-call network faults of a run.
 var DefaultOdds = Odds{Delay: 0.05, MaxDelay: 150 * time.Millisecond, Drop: 0.02, DropReply: 0.02, Duplicate: 0.03}
 
 // Report is the outcome of a run.
 type Report struct {
-	Config      Config
-	Result      Result
-	Faults      map[string]int64
-	Txns        map[string]int64
-	Orders      int
-	Elapsed     time.Duration
-	CheckBack   bool
-	Logs        string // process output tails when there were violations
-	ClusterErrs []string
-	// RateLimitedRounds counts the coordinators' "delivery round failed"
-	// log lines caused by -participant-retry-rate that their output tails
-	// still hold: a lower bound, showing the cap was reached in the run.
-	RateLimitedRounds int
+	Config    Config
+	Result    Result
+	Faults    map[string]int64
+	Txns      map[string]int64
+	Orders    int
+	Elapsed   time.Duration
+	Workload  time.Duration // how long the workload ran
+	CheckBack bool
+	Logs      string // process output tails when there were violations
+	// Required are the fault kinds the run had to fire; Missing those it
+	// did not (each is a COVERAGE violation).
+	Required, Missing []string
 }
 
-// Violations is the number of invariant violations.
+// Violations is the number of violations: invariants, progress, crashes,
+// unexplained harness errors and coverage. Any fails the run.
 func (r *Report) Violations() int { return len(r.Result.Violations) }
 
 // String is the printed summary.
@@ -77,7 +93,7 @@ func (r *Report) String() string {
 	var b strings.Builder
 	c := r.Config
 	fmt.Fprintf(&b, "settle fault run: seed=%d backend=%s coordinators=%d concurrency=%d workload=%s total=%s\n",
-		c.Seed, c.Backend, c.Coordinators, c.Concurrency, c.Duration, r.Elapsed.Round(time.Second))
+		c.Seed, c.Backend, c.Coordinators, c.Concurrency, r.Workload.Round(time.Second), r.Elapsed.Round(time.Second))
 	if c.Bins != nil && c.Bins.Revision != "" {
 		fmt.Fprintf(&b, "code: %s\n", c.Bins.Revision)
 	}
@@ -87,28 +103,58 @@ func (r *Report) String() string {
 			fmt.Fprintf(&b, " %s %d", k, n)
 		}
 	}
-	b.WriteString("\norder kinds and initiator outcomes:\n")
+	b.WriteString("\n")
+	p := r.Result.Progress
+	fmt.Fprintf(&b, "progress: %d committed (at least %d required); orders owed a commit %d, committed %d (floor %d = %.0f%%), no answer to Commit before the deadline %d\n",
+		p.Committed, p.MinCommitted, p.Owed, p.OwedCommitted, p.Floor, 100*commitFloor(c.CommitFloor), p.OwedLate)
+	causes := map[string]int64{}
+	for k, v := range r.Result.AbortCauses {
+		causes[k] = int64(v)
+	}
+	b.WriteString("aborts by cause (the coordinator's abort reason):\n")
+	b.WriteString(formatCounts(causes, "", "  "))
+	b.WriteString("order kinds and initiator outcomes:\n")
 	b.WriteString(formatCounts(r.Txns, "", "  "))
 	var total int64
-	for _, v := range r.Faults {
-		total += v
+	for k, v := range r.Faults {
+		if !strings.Contains(k, "_hit:") && k != string(FaultTakeover) && k != string(FaultRetryCap) && !strings.HasPrefix(k, string(FaultDown)+":") {
+			total += v
+		}
 	}
-	fmt.Fprintf(&b, "faults injected (%d):\n", total)
+	fmt.Fprintf(&b, "faults injected (%d; with what they caused: fault points reached, takeovers, rounds deferred by -participant-retry-rate %g, calls refused per cut link):\n",
+		total, c.Timing.ParticipantRetryRate)
 	b.WriteString(formatCounts(r.Faults, "", "  "))
 	if !r.CheckBack {
 		b.WriteString("participant -> coordinator link: not proxied (participant-demo serve has no -coordinator flag)\n")
 	}
-	fmt.Fprintf(&b, "rounds with calls deferred by -participant-retry-rate %g (seen in the coordinators' last 64 KiB of log): %d\n",
-		c.Timing.ParticipantRetryRate, r.RateLimitedRounds)
+	if len(r.Missing) == 0 {
+		fmt.Fprintf(&b, "coverage: all %d required fault kinds fired\n", len(r.Required))
+	} else {
+		fmt.Fprintf(&b, "coverage: %d of %d required fault kinds did not fire:\n%s", len(r.Missing), len(r.Required), formatKinds(r.Missing, "  "))
+	}
+	if n := len(r.Result.HarnessErrors); n > 0 {
+		fmt.Fprintf(&b, "harness errors (%d):\n", n)
+		for _, h := range r.Result.HarnessErrors {
+			fmt.Fprintf(&b, "  %s\n", h)
+		}
+	}
 	fmt.Fprintf(&b, "quiescence after healing: %s (reached: %v)\n", r.Result.Quiescence.Round(time.Millisecond), r.Result.Quiet)
 	counts := map[string]int{}
 	for _, v := range r.Result.Violations {
 		inv, _, _ := strings.Cut(v, " ")
-		counts[inv]++
+		counts[strings.TrimSuffix(inv, ":")]++
 	}
-	fmt.Fprintf(&b, "invariants: I1 %d, I2 %d, I3 %d, I4 %d, I5 %d, I6 %d, other %d violations\n",
-		counts["I1"], counts["I2"], counts["I3"], counts["I4"], counts["I5"], counts["I6"],
-		len(r.Result.Violations)-counts["I1"]-counts["I2"]-counts["I3"]-counts["I4"]-counts["I5"]-counts["I6"])
+	other := len(r.Result.Violations)
+	var parts []string
+	for _, k := range []string{"I1", "I2", "I3", "I4", "I5", "I6", "I7", "PROGRESS", "CRASH", "HARNESS", "COVERAGE"} {
+		label := k
+		if len(k) > 2 {
+			label = strings.ToLower(k)
+		}
+		parts = append(parts, fmt.Sprintf("%s %d", label, counts[k]))
+		other -= counts[k]
+	}
+	fmt.Fprintf(&b, "invariants: %s, other %d violations\n", strings.Join(parts, ", "), other)
 	for i, v := range r.Result.Violations {
 		if i == 50 {
 			fmt.Fprintf(&b, "  ... %d more\n", len(r.Result.Violations)-50)
@@ -116,8 +162,18 @@ func (r *Report) String() string {
 		}
 		fmt.Fprintf(&b, "  VIOLATION %s\n", v)
 	}
+	for _, t := range r.Result.CrashTails {
+		fmt.Fprintf(&b, "crash output:\n%s\n", t)
+	}
 	fmt.Fprintf(&b, "violations: %d\n", len(r.Result.Violations))
 	return b.String()
+}
+
+func commitFloor(f float64) float64 {
+	if f <= 0 {
+		return DefaultCommitFloor
+	}
+	return f
 }
 
 // setupShop gives the participants the shop's users and stock.
@@ -193,7 +249,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	faults := NewStats()
 	c, err := StartCluster(ClusterConfig{Bins: cfg.Bins, Timing: cfg.Timing, Coordinators: cfg.Coordinators,
-		CoordDB: coordDB, PartDB: partDB, Seed: cfg.Seed, Faults: faults})
+		CoordDB: coordDB, PartDB: partDB, Seed: cfg.Seed, Faults: faults, CoordEnv: cfg.CoordEnv})
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +268,27 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rec := NewRecorder()
 	in := &Initiator{C: c, Rec: rec, Timing: cfg.Timing}
 	c.SetOdds(cfg.Odds)
-	wctx, stop := context.WithTimeout(ctx, cfg.Duration)
+	// The workload lasts cfg.Duration, and at least until the coverage
+	// schedule is done (bounded).
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	workStart := time.Now()
+	coverageDone := make(chan struct{})
+	if !cfg.CoverageFirst {
+		close(coverageDone)
+	}
+	go func() {
+		if !sleepCtx(wctx, cfg.Duration) {
+			return
+		}
+		select {
+		case <-coverageDone:
+		case <-wctx.Done():
+		case <-time.After(coverageBound):
+			logf("the coverage schedule is not done %s after the workload's duration: ending the workload", coverageBound)
+		}
+		stop()
+	}()
 	var wg sync.WaitGroup
 	for w := 0; w < cfg.Concurrency; w++ {
 		wg.Add(1)
@@ -248,26 +324,26 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 		}
 	}()
-	var clusterErrs []string
-	var errMu sync.Mutex
-	if cfg.ProcessFaultEvery > 0 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sched := rand.New(rand.NewPCG(cfg.Seed, 999))
-			for {
-				d := time.Duration(float64(cfg.ProcessFaultEvery) * (0.5 + sched.Float64()))
-				if !sleepCtx(wctx, d) {
-					return
-				}
-				if err := injectProcessFault(wctx, c, sched, cfg.Timing, logf); err != nil {
-					errMu.Lock()
-					clusterErrs = append(clusterErrs, err.Error())
-					errMu.Unlock()
-				}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sched := rand.New(rand.NewPCG(cfg.Seed, 999))
+		if cfg.CoverageFirst {
+			coverage(wctx, c, cfg.Timing, sched, logf)
+			close(coverageDone)
+		}
+		if cfg.ProcessFaultEvery <= 0 {
+			return
+		}
+		for {
+			d := time.Duration(float64(cfg.ProcessFaultEvery) * (0.5 + sched.Float64()))
+			if !sleepCtx(wctx, d) {
+				return
 			}
-		}()
-	}
+			// Its errors are recorded, classified, by the cluster.
+			_ = injectProcessFault(wctx, c, sched, cfg.Timing, logf)
+		}
+	}()
 	progress := time.NewTicker(30 * time.Second)
 	func() {
 		defer progress.Stop()
@@ -282,21 +358,31 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}()
 	wg.Wait()
 	stop()
-	logf("workload done: %d orders; healing", len(rec.Orders()))
+	workload := time.Since(workStart)
+	logf("workload done: %d orders in %s; healing", len(rec.Orders()), workload.Round(time.Millisecond))
 	// An interrupted run (ctx cancelled) still heals and checks what it
 	// did, bounded by QuiesceBound.
 	ctx, cancelCheck := context.WithTimeout(context.WithoutCancel(ctx), cfg.QuiesceBound+time.Minute)
 	defer cancelCheck()
 	if err := c.Heal(); err != nil {
-		return nil, fmt.Errorf("heal: %w", err)
+		logf("heal: %v", err) // recorded, classified, by the cluster
 	}
-	res, err := Check(ctx, c, rec, base, cfg.QuiesceBound)
+	res, err := Check(ctx, c, rec, base, CheckOptions{Bound: cfg.QuiesceBound, TxTimeout: cfg.Timing.TxTimeout,
+		MinCommitted: cfg.MinCommitted, CommitFloor: cfg.CommitFloor})
 	if err != nil {
 		return nil, err
 	}
 	rep := &Report{Config: cfg, Result: res, Faults: faults.Snapshot(), Txns: rec.Txns.Snapshot(), Orders: len(rec.Orders()),
-		Elapsed: time.Since(began), CheckBack: c.CheckBackProxied(), ClusterErrs: clusterErrs,
-		RateLimitedRounds: c.CoordinatorLogLines(tcc.ErrRateLimited.Error())}
+		Elapsed: time.Since(began), Workload: workload, CheckBack: c.CheckBackProxied(),
+		Required: RequiredKinds(cfg.Coordinators, c.CheckBackProxied(), cfg.Timing.ParticipantRetryRate)}
+	// A run with faults must fire every kind (the coverage schedule makes
+	// sure of it; without it, the random schedule must have).
+	if cfg.CoverageFirst || cfg.ProcessFaultEvery > 0 {
+		rep.Missing = MissingKinds(rep.Required, rep.Faults)
+		for _, k := range rep.Missing {
+			rep.Result.Violations = append(rep.Result.Violations, "COVERAGE "+k+": did not fire")
+		}
+	}
 	if rep.Violations() > 0 {
 		rep.Logs = c.Logs(6000)
 	}
@@ -309,43 +395,4 @@ func sum(m map[string]int64) int64 {
 		n += v
 	}
 	return n
-}
-
-// injectProcessFault draws one process or link fault and applies it.
-func injectProcessFault(ctx context.Context, c *Cluster, rng *rand.Rand, t Timing, logf func(string, ...any)) error {
-	ci := rng.IntN(c.Coordinators())
-	b := Branches[rng.IntN(len(Branches))]
-	switch r := rng.IntN(100); {
-	case r < 20:
-		pause := time.Duration(rng.IntN(500)) * time.Millisecond
-		logf("fault: SIGKILL coordinator-%d, restart after %s", ci, pause)
-		return c.KillCoordinator(ci, pause)
-	case r < 40:
-		point := FaultPoints[rng.IntN(len(FaultPoints))]
-		n := 1 + rng.IntN(5)
-		logf("fault: coordinator-%d armed to SIGKILL itself at %s:%d", ci, point, n)
-		return c.ArmFaultPoint(ci, point, n)
-	case r < 55:
-		pause := time.Duration(rng.IntN(800)) * time.Millisecond
-		logf("fault: SIGKILL participant-%s, restart after %s", b, pause)
-		return c.KillParticipant(b, pause)
-	case r < 67 && c.Coordinators() > 1:
-		d := t.LeaseTTL + t.LeaseTTL/2 + time.Duration(rng.Int64N(int64(t.LeaseTTL)))
-		logf("fault: SIGSTOP coordinator-%d for %s (lease %s), then SIGCONT", ci, d, t.LeaseTTL)
-		c.PauseCoordinator(ctx, ci, d)
-	case r < 80:
-		d := time.Duration(500+rng.IntN(2500)) * time.Millisecond
-		logf("fault: coordinator -> participant-%s link down for %s", b, d)
-		c.Partition(ctx, b, d)
-	case r < 88 && c.CheckBackProxied():
-		d := time.Duration(1000+rng.IntN(3000)) * time.Millisecond
-		logf("fault: participant-%s -> coordinator (check-back) link down for %s", b, d)
-		c.CutCheckBack(ctx, b, d)
-	default:
-		n := 1 + rng.IntN(4)
-		for i := 0; i < n; i++ {
-			c.ResetRandomConnection(rng)
-		}
-	}
-	return nil
 }

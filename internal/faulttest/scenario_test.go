@@ -68,8 +68,8 @@ func TestS7RepeatedTryAfterTriedBranchCancelled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fences[gid] != fenceCancelled {
-		t.Fatalf("fence is %q, want CANCELLED", fences[gid])
+	if f := fences[gid]; f.state != fenceCancelled || !f.tried {
+		t.Fatalf("fence is %s, want CANCELLED after the Try (tried, then cancelled)", f)
 	}
 	after, err := readSnapshots(ctx, c.partDB)
 	if err != nil {

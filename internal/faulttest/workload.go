@@ -63,6 +63,62 @@ type Order struct {
 	// KindLateCommit, milliseconds added to (deadline - 300 ms) before
 	// Commit.
 	Step int
+	// WaitRollback: for KindLateTry, the Rollback waits for the Cancel
+	// round (every other late_try order), so the late Try is usually sent
+	// after the participant processed the Cancel and must be refused.
+	WaitRollback bool
+	// Out is what the initiator saw; the checker's per-order rules are
+	// derived from it.
+	Out Outcome
+}
+
+// Reply is how a call ended, as the initiator saw it.
+type Reply string
+
+// Replies.
+const (
+	ReplyNone    Reply = ""        // not sent
+	ReplyOK      Reply = "ok"      // OK
+	ReplyRefused Reply = "refused" // a definitive error (FAILED_PRECONDITION, ...)
+	ReplyUnknown Reply = "unknown" // every attempt ended with an unknown outcome
+)
+
+func replyOf(err error) Reply {
+	switch {
+	case err == nil:
+		return ReplyOK
+	case unknown(err):
+		return ReplyUnknown
+	default:
+		return ReplyRefused
+	}
+}
+
+// Outcome is what the initiator saw of one order. It is written only by
+// the order's initiator and read after the workload.
+type Outcome struct {
+	// BeganAt is taken just before Begin is first sent: the coordinator's
+	// deadline is at least BeganAt + the order's timeout.
+	BeganAt time.Time
+	BeginOK bool
+	// TriesOK counts the branches whose Try answered OK.
+	TriesOK int
+	// Commit: sent at CommitAt (first attempt), answered Commit at
+	// CommitReplyAt (the last attempt's answer).
+	CommitAt      time.Time
+	Commit        Reply
+	CommitReplyAt time.Time
+	// CancelFirst: for KindCancelFirst, the Cancel sent ahead of the Try;
+	// HangingTry is the Try sent after it.
+	CancelFirst Reply
+	HangingTry  Reply
+	// LateBranchCancelled: for KindLateTry, the coordinator showed the
+	// late branch CANCELLED (the participant acknowledged the Cancel)
+	// before the late Try was sent. LateTry is that Try's answer.
+	LateBranchCancelled bool
+	LateTry             Reply
+	// OrphanTry is the answer to KindOrphanTry's Try.
+	OrphanTry Reply
 }
 
 // Payload returns the payload of branch b.
@@ -128,6 +184,7 @@ func GenOrder(rng *rand.Rand, shop Shop, seed uint64, w, n, coordinators int) Or
 	default:
 		o.Kind = KindLateTry
 		o.Step = rng.IntN(2)
+		o.WaitRollback = n%2 == 0
 	}
 	if rng.IntN(4) == 0 {
 		o.User = shop.Poor[rng.IntN(len(shop.Poor))]
@@ -295,11 +352,12 @@ func (in *Initiator) Run(ctx context.Context, o *Order) {
 	}
 	in.Rec.add(o)
 	txns := in.Rec.Txns
-	begun := time.Now()
 	if o.Kind == KindOrphanTry {
 		in.orphan(ctx, o)
 		return
 	}
+	begun := time.Now()
+	o.Out.BeganAt = begun
 	err := in.coordCall(ctx, o, func(ctx context.Context, c tccv1.CoordinatorServiceClient) error {
 		_, err := c.Begin(ctx, &tccv1.BeginRequest{Gid: o.GID, Timeout: durationpb.New(in.Timing.TxTimeout)})
 		return err
@@ -308,6 +366,7 @@ func (in *Initiator) Run(ctx context.Context, o *Order) {
 		txns.AddName("initiator:begin_failed", 1)
 		return
 	}
+	o.Out.BeginOK = true
 	if o.Kind == KindDuplicate {
 		// S8: the same gid with another timeout is refused.
 		err := in.coordCall(ctx, o, func(ctx context.Context, c tccv1.CoordinatorServiceClient) error {
@@ -363,6 +422,7 @@ func (in *Initiator) Run(ctx context.Context, o *Order) {
 			if err != nil {
 				txns.AddName("initiator:direct_cancel_failed", 1)
 			}
+			o.Out.CancelFirst = replyOf(err)
 		}
 		tryOnce := func(payload []byte) error {
 			return in.partCall(ctx, b, func(ctx context.Context, p tccv1.ParticipantServiceClient) error {
@@ -402,6 +462,12 @@ func (in *Initiator) Run(ctx context.Context, o *Order) {
 		} else {
 			err = tryOnce(payload)
 		}
+		if o.Kind == KindCancelFirst && o.Step == i {
+			o.Out.HangingTry = replyOf(err)
+		}
+		if err == nil {
+			o.Out.TriesOK++
+		}
 		if err != nil {
 			if o.Kind == KindCancelFirst && o.Step == i {
 				txns.AddName("initiator:try_refused_after_cancel", 1)
@@ -414,8 +480,9 @@ func (in *Initiator) Run(ctx context.Context, o *Order) {
 			return
 		}
 		if o.Kind == KindCancelFirst && o.Step == i {
-			// The Cancel was recorded first, so this Try hangs. Unless
-			// the Cancel never arrived (all its attempts failed).
+			// If the Cancel answered OK, this Try was accepted after it:
+			// a hanging reservation, which the checker reports (I5).
+			// Otherwise the Cancel may never have arrived.
 			in.Rec.Txns.AddName("initiator:try_accepted_after_cancel_attempt", 1)
 		}
 		step++
@@ -425,17 +492,31 @@ func (in *Initiator) Run(ctx context.Context, o *Order) {
 		}
 	}
 	if o.Kind == KindLateTry {
-		in.rollback(ctx, o, "late try scenario")
 		b := Branches[o.Step]
+		tx := in.rollbackWait(ctx, o, "late try scenario", o.WaitRollback)
+		for _, br := range tx.GetBranches() {
+			if br.GetBranchId() == b && br.GetState() == tccv1.BranchState_BRANCH_STATE_CANCELLED {
+				o.Out.LateBranchCancelled = true
+			}
+		}
 		err := in.partCall(ctx, b, func(ctx context.Context, p tccv1.ParticipantServiceClient) error {
 			_, err := p.Try(ctx, &tccv1.TryRequest{Gid: o.GID, BranchId: b, Payload: o.Payload(b)})
 			return err
 		})
-		if err == nil {
+		o.Out.LateTry = replyOf(err)
+		switch {
+		case err == nil && o.Out.LateBranchCancelled:
+			// The checker reports it (I5): the participant had
+			// acknowledged the Cancel, so the Try must be refused.
+			txns.AddName("initiator:late_try_accepted_after_cancel_acknowledged", 1)
+		case err == nil:
 			// Allowed only if it overtook the coordinator's Cancel; the
-			// checker then finds the reservation released or not (I5).
+			// checker then requires the fence to show it tried, then
+			// cancelled (I5).
 			txns.AddName("initiator:late_try_accepted", 1)
-		} else {
+		case o.Out.LateBranchCancelled:
+			txns.AddName("initiator:late_try_refused_after_cancel_acknowledged", 1)
+		default:
 			txns.AddName("initiator:late_try_refused", 1)
 		}
 		return
@@ -451,19 +532,26 @@ func (in *Initiator) Run(ctx context.Context, o *Order) {
 		}
 		return err
 	}
+	o.Out.CommitAt = time.Now()
 	if o.Kind == KindDuplicate {
 		var wg sync.WaitGroup
 		wg.Add(1)
 		// The second copy goes to the other coordinator, if any: two
 		// instances decide the same gid at once (S15).
-		other := *o
-		other.Coord = (o.Coord + 1) % len(in.C.CoordClients)
-		go func() { defer wg.Done(); _ = in.coordCall(ctx, &other, commit) }()
+		other := &Order{GID: o.GID, Kind: o.Kind, Coord: (o.Coord + 1) % len(in.C.CoordClients)}
+		var err2 error
+		go func() { defer wg.Done(); err2 = in.coordCall(ctx, other, commit) }()
 		err = in.coordCall(ctx, o, commit)
 		wg.Wait()
+		o.Out.Commit = replyOf(err)
+		if r2 := replyOf(err2); r2 == ReplyOK || r2 == ReplyRefused && o.Out.Commit == ReplyUnknown {
+			o.Out.Commit = r2
+		}
 	} else {
 		err = in.coordCall(ctx, o, commit)
+		o.Out.Commit = replyOf(err)
 	}
+	o.Out.CommitReplyAt = time.Now()
 	switch {
 	case err == nil:
 		txns.AddName("initiator:commit_ok", 1)
@@ -476,11 +564,19 @@ func (in *Initiator) Run(ctx context.Context, o *Order) {
 }
 
 func (in *Initiator) rollback(ctx context.Context, o *Order, reason string) {
+	in.rollbackWait(ctx, o, reason, false)
+}
+
+// rollbackWait rolls o back; with wait, the coordinator answers after its
+// Cancel round. It returns the transaction of the reply (nil if none).
+func (in *Initiator) rollbackWait(ctx context.Context, o *Order, reason string, wait bool) *tccv1.Transaction {
+	var tx *tccv1.Transaction
 	err := in.coordCall(ctx, o, func(ctx context.Context, c tccv1.CoordinatorServiceClient) error {
-		r, err := c.Rollback(ctx, &tccv1.RollbackRequest{Gid: o.GID, Reason: reason})
+		r, err := c.Rollback(ctx, &tccv1.RollbackRequest{Gid: o.GID, Reason: reason, Wait: wait})
 		if err == nil {
 			in.Rec.Observe(o.GID, tccv1.TransactionState_TRANSACTION_STATE_ABORTING, "rollback reply")
 			in.Rec.Observe(o.GID, r.GetTransaction().GetState(), "rollback reply")
+			tx = r.GetTransaction()
 		}
 		return err
 	})
@@ -493,6 +589,7 @@ func (in *Initiator) rollback(ctx context.Context, o *Order, reason string) {
 	default:
 		in.Rec.Txns.AddName("initiator:rollback_unknown", 1)
 	}
+	return tx
 }
 
 // orphan sends a Try for a gid the coordinator does not know, waits until
@@ -504,6 +601,7 @@ func (in *Initiator) orphan(ctx context.Context, o *Order) {
 		_, err := p.Try(ctx, &tccv1.TryRequest{Gid: o.GID, BranchId: b, Payload: o.Payload(b)})
 		return err
 	})
+	o.Out.OrphanTry = replyOf(err)
 	if err != nil {
 		in.Rec.Txns.AddName("initiator:orphan_try_refused", 1)
 		return
@@ -521,7 +619,7 @@ func (in *Initiator) orphan(ctx context.Context, o *Order) {
 		}
 		in.Rec.Observe(o.GID, r.GetTransaction().GetState(), "orphan poll")
 		if r.GetTransaction().GetState() != tccv1.TransactionState_TRANSACTION_STATE_ABORTED {
-			in.Rec.violate("S5 %s: unknown gid checked back, recorded as %v, want ABORTED", o.GID, r.GetTransaction().GetState())
+			in.Rec.violate("I7 %s: unknown gid checked back, recorded as %v, want ABORTED", o.GID, r.GetTransaction().GetState())
 			return
 		}
 		err = in.coordCall(ctx, o, func(ctx context.Context, c tccv1.CoordinatorServiceClient) error {
@@ -530,7 +628,7 @@ func (in *Initiator) orphan(ctx context.Context, o *Order) {
 		})
 		switch {
 		case err == nil:
-			in.Rec.violate("S5 %s: Begin accepted after the gid was presumed aborted by a check-back", o.GID)
+			in.Rec.violate("I7 %s: Begin accepted after the gid was presumed aborted by a check-back", o.GID)
 		case unknown(err):
 			in.Rec.Txns.AddName("initiator:orphan_late_begin_unknown", 1)
 		default:
