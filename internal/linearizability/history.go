@@ -28,8 +28,14 @@ func (h *History) Now() int64 { return int64(time.Since(h.start)) }
 // A call with an unknown outcome gets its return time when the history is
 // read: the end of the history.
 func (h *History) Add(client int, in Input, out Output, call, ret int64) {
+	op := porcupine.Operation{ClientId: client, Input: in, Output: out, Call: call, Return: ret}
+	if out.Code == CodeUnknown {
+		// The return time becomes the end of the history; keep the real
+		// one for the reader.
+		op.Metadata = fmt.Sprintf("outcome unknown: answered after %s", out.Took.Round(time.Microsecond))
+	}
 	h.mu.Lock()
-	h.ops = append(h.ops, porcupine.Operation{ClientId: client, Input: in, Output: out, Call: call, Return: ret})
+	h.ops = append(h.ops, op)
 	h.mu.Unlock()
 }
 

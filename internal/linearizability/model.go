@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strings"
+	"time"
 
 	"github.com/anishathalye/porcupine"
 )
@@ -230,6 +231,13 @@ type Output struct {
 	State   TxState
 	// Detail is the gRPC code and message, for the visualization.
 	Detail string
+	// Deviation is set when the coordinator's answer was one of the known
+	// deviations from the contract and Code is the answer the contract
+	// gives instead (see Workload.Strict).
+	Deviation bool
+	// Took is how long the call took (its real duration also when the
+	// history moves an unknown outcome's return to its end).
+	Took time.Duration
 }
 
 // State is the model's transaction record for one gid.
