@@ -58,6 +58,7 @@ type config struct {
 	participantOpts  []grpc.DialOption
 	rollbackTimeout  time.Duration
 	runWait          bool
+	token            string
 }
 
 // WithTransportCredentials sets the transport credentials (TLS, mTLS) used
@@ -136,6 +137,9 @@ func New(target string, opts ...Option) (*Client, error) {
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultServiceConfig(retryServiceConfig),
 	)
+	if cfg.token != "" {
+		dial = append(dial, grpc.WithPerRPCCredentials(BearerToken(cfg.token)))
+	}
 	dial = append(dial, cfg.dialOpts...)
 	conn, err := grpc.NewClient(target, dial...)
 	if err != nil {

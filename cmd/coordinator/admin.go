@@ -13,6 +13,7 @@ import (
 	"github.com/peterbourgon/ff/v3"
 	"google.golang.org/grpc"
 
+	"github.com/settle-tcc/settle/client"
 	adminv1 "github.com/settle-tcc/settle/gen/settle/admin/v1"
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 	"github.com/settle-tcc/settle/internal/app"
@@ -27,14 +28,16 @@ commands:
   resolve   resolve a branch by hand: -gid G -branch B -state confirmed|cancelled -reason "why, who"
 
 Every command takes the connection flags -addr host:port (default 127.0.0.1:7400),
--timeout, -tls-ca, -tls-cert and -tls-key, before or after the command name
-(environment: SETTLE_ADMIN_ADDR, ...). "coordinator admin <command> -h" lists
+-timeout, -tls-ca, -tls-cert, -tls-key and -token-file, before or after the
+command name (environment: SETTLE_ADMIN_ADDR, ...; the token also from
+SETTLE_TOKEN_FILE or SETTLE_TOKEN). "coordinator admin <command> -h" lists
 the flags of one command.
 `
 
 // adminConn is how the admin CLI reaches a coordinator.
 type adminConn struct {
 	addr, tlsCA, tlsCert, tlsKey string
+	tokenFile                    string
 	timeout                      time.Duration
 }
 
@@ -45,6 +48,7 @@ func (c *adminConn) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.tlsCA, "tls-ca", c.tlsCA, "PEM CA bundle: connect over TLS and verify the coordinator against it")
 	fs.StringVar(&c.tlsCert, "tls-cert", c.tlsCert, "PEM client certificate (coordinator with mutual TLS)")
 	fs.StringVar(&c.tlsKey, "tls-key", c.tlsKey, "PEM private key of -tls-cert")
+	fs.StringVar(&c.tokenFile, "token-file", c.tokenFile, "file holding an operator's bearer token (or the environment variable SETTLE_TOKEN)")
 }
 
 // adminCommand is one subcommand of coordinator admin: its own flags, and
@@ -105,6 +109,16 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	dialOpts, err := app.ClientDialOptions(conn.tlsCA, conn.tlsCert, conn.tlsKey)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
+	}
+	token, err := client.TokenFromEnv()
+	if conn.tokenFile != "" {
+		token, err = client.ReadTokenFile(conn.tokenFile)
+	}
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	if token != "" {
+		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(client.BearerToken(token)))
 	}
 	cc, err := grpc.NewClient(conn.addr, dialOpts...)
 	if err != nil {

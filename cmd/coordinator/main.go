@@ -107,6 +107,10 @@ func parseFlags(name string, args []string, stderr io.Writer) (*flags, *flag.Fla
 	fs.StringVar(&c.TLS.ParticipantCAFile, "participant-tls-ca", "", "PEM CA bundle: call participants over TLS and verify them against it")
 	fs.StringVar(&c.TLS.ParticipantCertFile, "participant-tls-cert", "", "PEM client certificate presented to participants (mutual TLS)")
 	fs.StringVar(&c.TLS.ParticipantKeyFile, "participant-tls-key", "", "PEM private key of -participant-tls-cert")
+	fs.StringVar(&c.Auth.TokenFile, "auth-token-file", "", "bearer tokens: one token,name,role line per identity (roles: initiator, participant, operator); re-read on SIGHUP")
+	fs.StringVar(&c.Auth.MTLSIdentities, "auth-mtls-identities", "", "client certificate identities: comma-separated name=role, name a URI SAN, DNS SAN or Common Name (needs -tls-client-ca)")
+	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "allow listening on non-loopback addresses without authentication (something in front must authenticate callers)")
+	reflect := fs.Bool("reflection", true, "serve gRPC server reflection (open to every caller)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	_ = fs.String("config", "", "optional config file: one \"flag value\" per line")
@@ -121,6 +125,7 @@ func parseFlags(name string, args []string, stderr io.Writer) (*flags, *flag.Fla
 	if fs.NArg() > 0 {
 		return nil, nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	c.DisableReflection = !*reflect
 	httpGiven := false
 	fs.Visit(func(fl *flag.Flag) { httpGiven = httpGiven || fl.Name == "http-listen" })
 	if c.HTTPListen, err = httpListen(c.Listen, c.HTTPListen, httpGiven); err != nil {
@@ -199,6 +204,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if err := a.Reload(); err != nil {
+				log.Error("reload on SIGHUP failed; the previous settings stay in force", "err", err)
+			}
+		}
+	}()
 	serveErr := a.Wait(ctx)
 	log.Info("shutting down")
 	return errors.Join(serveErr, a.Shutdown(context.Background()))

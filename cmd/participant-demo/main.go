@@ -139,6 +139,8 @@ type serveConfig struct {
 	Coordinator       string
 	CheckBackAfter    time.Duration
 	CheckBackInterval time.Duration
+	// TokenFile holds the participant's bearer token for the coordinator.
+	TokenFile string
 }
 
 func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
@@ -154,6 +156,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&cfg.Coordinator, "coordinator", "", "coordinator gRPC target for check-back of tried branches that hear nothing (empty: no check-back)")
 	fs.DurationVar(&cfg.CheckBackAfter, "checkback-after", participant.DefaultCheckBackAfter, "how long a tried branch waits for Confirm/Cancel before checking back")
 	fs.DurationVar(&cfg.CheckBackInterval, "checkback-interval", 5*time.Second, "how often the check-back worker looks for due branches")
+	fs.StringVar(&cfg.TokenFile, "token-file", "", tokenFileUsage)
 	if err := parse(fs, args); err != nil {
 		return serveConfig{}, err
 	}
@@ -180,6 +183,7 @@ type orderConfig struct {
 	Participant string
 	DB          string
 	Timeout     time.Duration
+	TokenFile   string
 }
 
 func parseOrder(args []string, stderr io.Writer) (orderConfig, error) {
@@ -194,6 +198,7 @@ func parseOrder(args []string, stderr io.Writer) (orderConfig, error) {
 	fs.StringVar(&cfg.Participant, "participant", defaultParticipant, "participant gRPC target serving accounts and inventory")
 	fs.StringVar(&cfg.DB, "db", defaultDB, "participant database, read to print balances afterwards")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "transaction timeout, also the deadline of the order's calls")
+	fs.StringVar(&cfg.TokenFile, "token-file", "", tokenFileUsage)
 	if err := parse(fs, args); err != nil {
 		return orderConfig{}, err
 	}
@@ -217,6 +222,17 @@ func parseBalances(args []string, stderr io.Writer) (balancesConfig, error) {
 		return balancesConfig{}, err
 	}
 	return cfg, nil
+}
+
+const tokenFileUsage = "file holding the bearer token for the coordinator (default: the file in SETTLE_TOKEN_FILE, or SETTLE_TOKEN)"
+
+// demoToken returns the coordinator token from file, or from the
+// environment when file is empty.
+func demoToken(file string) (string, error) {
+	if file != "" {
+		return client.ReadTokenFile(file)
+	}
+	return client.TokenFromEnv()
 }
 
 // parse parses args, then the SETTLE_DEMO_* environment, then an optional
@@ -269,7 +285,15 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	var checkDone chan error
 	stopCheck := func() {}
 	if cfg.Coordinator != "" {
-		cc, err := grpc.NewClient(cfg.Coordinator, rpcopt.DialOptions(grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+		token, err := demoToken(cfg.TokenFile)
+		if err != nil {
+			return err
+		}
+		opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		if token != "" {
+			opts = append(opts, grpc.WithPerRPCCredentials(client.BearerToken(token)))
+		}
+		cc, err := grpc.NewClient(cfg.Coordinator, rpcopt.DialOptions(opts...)...)
 		if err != nil {
 			return fmt.Errorf("coordinator %s: %w", cfg.Coordinator, err)
 		}
@@ -330,7 +354,11 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 
 // order places one order and prints its outcome and the resulting balances.
 func order(ctx context.Context, cfg orderConfig, stdout, stderr io.Writer) (int, error) {
-	c, err := client.New(cfg.Coordinator)
+	token, err := demoToken(cfg.TokenFile)
+	if err != nil {
+		return exitError, err
+	}
+	c, err := client.New(cfg.Coordinator, client.WithToken(token))
 	if err != nil {
 		return exitError, err
 	}
@@ -427,6 +455,7 @@ type fencesConfig struct {
 	From, To    time.Time
 	GID         string
 	Coordinator string
+	TokenFile   string
 }
 
 // timeFlag parses an RFC 3339 time, or a duration relative to now ("-1h").
@@ -465,6 +494,7 @@ func parseFences(args []string, stderr io.Writer) (fencesConfig, error) {
 	fs.Var(timeFlag{&cfg.To, now}, "to", "list fence records created before this time (same forms)")
 	fs.StringVar(&cfg.GID, "gid", "", "list one transaction's records only")
 	fs.StringVar(&cfg.Coordinator, "coordinator", "", "if set, compare each record with the coordinator's GetTransaction answer")
+	fs.StringVar(&cfg.TokenFile, "token-file", "", tokenFileUsage)
 	if err := parse(fs, args); err != nil {
 		return fencesConfig{}, err
 	}
@@ -486,7 +516,11 @@ func fences(ctx context.Context, cfg fencesConfig, w io.Writer) (int, error) {
 	}
 	var cmp []participant.Comparison
 	if cfg.Coordinator != "" {
-		c, err := client.New(cfg.Coordinator)
+		token, err := demoToken(cfg.TokenFile)
+		if err != nil {
+			return exitError, err
+		}
+		c, err := client.New(cfg.Coordinator, client.WithToken(token))
 		if err != nil {
 			return exitError, err
 		}
