@@ -401,5 +401,3 @@ func TestAuthSafeDefault(t *testing.T) {
 		}
 	}
 }
-
-
