@@ -89,6 +89,7 @@ type App struct {
 	hlis   net.Listener
 	mets   *metrics.Metrics
 	auth   *auth.Authenticator
+	tls    *tlsReloader
 
 	stopLoop context.CancelFunc
 	bg       sync.WaitGroup
@@ -152,7 +153,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{log: log, cfg: cfg, store: store, parts: server.NewParticipants(rpcopt.DialOptions(dialOpts...)...), serveErr: make(chan error, 2), mets: metrics.New(), auth: authn}
+	a := &App{log: log, cfg: cfg, store: store, parts: server.NewParticipants(rpcopt.DialOptions(dialOpts...)...), serveErr: make(chan error, 2), mets: metrics.New(), auth: authn, tls: serverTLS}
 	a.coord, err = tcc.NewCoordinator(store, a.parts, cfg.Coordinator, log, cfg.Clock, a.mets.Hooks(fault.Hit))
 	if err != nil {
 		_ = store.Close()
@@ -196,9 +197,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		grpc.NumStreamWorkers(streamWorkers),
 	}
 	if serverTLS != nil {
-		srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(serverTLS)))
+		srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(serverTLS.config("h2"))))
 		if a.hlis != nil {
-			a.hlis = tls.NewListener(a.hlis, serverTLS)
+			a.hlis = tls.NewListener(a.hlis, serverTLS.config("http/1.1"))
 		}
 	}
 	a.grpc = grpc.NewServer(rpcopt.ServerOptions(srvOpts...)...)
@@ -248,14 +249,15 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	return a, nil
 }
 
-// Reload re-reads what can change without a restart: the token file. A
-// failed reload keeps what was in force and returns the error.
+// Reload re-reads what can change without a restart: the token file and
+// the server's TLS certificate, key and client CA. Established connections
+// and calls in flight are not touched; new handshakes and calls use what
+// was reloaded. A part that fails to reload keeps what was in force, and
+// the error is returned.
 func (a *App) Reload() error {
-	if err := a.auth.Reload(); err != nil {
-		return err
-	}
-	a.log.Info("reloaded", "auth_tokens", a.auth.Tokens())
-	return nil
+	err := errors.Join(a.auth.Reload(), a.tls.reload())
+	a.log.Info("reloaded", "auth_tokens", a.auth.Tokens(), "tls", a.tls != nil, "err", err)
+	return err
 }
 
 // isLoopback reports whether a listen address accepts connections from

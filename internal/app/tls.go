@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -33,8 +34,11 @@ type TLSConfig struct {
 	ParticipantKeyFile  string
 }
 
-// serverTLS returns the listeners' TLS configuration, or nil for plaintext.
-func (c TLSConfig) serverTLS() (*tls.Config, error) {
+// serverTLS returns what builds the listeners' TLS configurations, or nil
+// for plaintext. The certificate, key and client CA are read again by its
+// reload (SIGHUP): new handshakes use the new files, established
+// connections keep theirs.
+func (c TLSConfig) serverTLS() (*tlsReloader, error) {
 	if c.CertFile == "" && c.KeyFile == "" {
 		if c.ClientCAFile != "" {
 			return nil, errors.New("tls: a client CA (mutual TLS) needs a server certificate and key")
@@ -44,20 +48,53 @@ func (c TLSConfig) serverTLS() (*tls.Config, error) {
 	if c.CertFile == "" || c.KeyFile == "" {
 		return nil, errors.New("tls: give both the certificate and the key file")
 	}
-	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	r := &tlsReloader{files: c}
+	if err := r.reload(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// config returns a listener's TLS configuration: each handshake uses the
+// files in force, offering the application protocols nextProtos (ALPN).
+func (r *tlsReloader) config(nextProtos ...string) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: nextProtos,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			cur := r.cur.Load().Clone()
+			cur.NextProtos = nextProtos
+			return cur, nil
+		},
+	}
+}
+
+// tlsReloader holds the TLS configuration built from the files in force.
+type tlsReloader struct {
+	files TLSConfig
+	cur   atomic.Pointer[tls.Config]
+}
+
+// reload reads the files again; on error the configuration in force stays.
+func (r *tlsReloader) reload() error {
+	if r == nil {
+		return nil
+	}
+	cert, err := tls.LoadX509KeyPair(r.files.CertFile, r.files.KeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("tls: server certificate: %w", err)
+		return fmt.Errorf("tls: server certificate: %w", err)
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if c.ClientCAFile != "" {
-		pool, err := loadPool(c.ClientCAFile)
+	if r.files.ClientCAFile != "" {
+		pool, err := loadPool(r.files.ClientCAFile)
 		if err != nil {
-			return nil, fmt.Errorf("tls: client CA: %w", err)
+			return fmt.Errorf("tls: client CA: %w", err)
 		}
 		cfg.ClientCAs = pool
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
-	return cfg, nil
+	r.cur.Store(cfg)
+	return nil
 }
 
 // participantDialOptions returns the dial options for calls to

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -115,4 +116,79 @@ func TestMutualTLS(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestTLSReload: Reload (SIGHUP) swaps the server certificate and the
+// client CA for new handshakes, while a connection established before
+// keeps working; a broken file leaves what is in force.
+func TestTLSReload(t *testing.T) {
+	oldCA, newCA := pkitest.New(t, "ca-2025"), pkitest.New(t, "ca-2026")
+	srvCert, srvKey := oldCA.Leaf("coordinator")
+	cliCert, cliKey := oldCA.Leaf("initiator")
+	dir := t.TempDir()
+	certFile, keyFile, caFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "ca.pem")
+	install := func(cert, key, ca string) {
+		t.Helper()
+		for src, dst := range map[string]string{cert: certFile, key: keyFile, ca: caFile} {
+			b, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dst, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	install(srvCert, srvKey, oldCA.CAFile())
+	a, err := app.Start(context.Background(), app.Config{Listen: "127.0.0.1:0", DB: dbtest.NewSQLite(t), DisableRecovery: true,
+		TLS: app.TLSConfig{CertFile: certFile, KeyFile: keyFile, ClientCAFile: caFile}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn := func(ca, cert, key string) tccv1.CoordinatorServiceClient {
+		opts, err := app.ClientDialOptions(ca, cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cc, err := grpc.NewClient(a.Addr(), opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cc.Close() })
+		return tccv1.NewCoordinatorServiceClient(cc)
+	}
+	established := conn(oldCA.CAFile(), cliCert, cliKey)
+	if _, err := established.Begin(ctx, &tccv1.BeginRequest{Gid: "before-reload"}); err != nil {
+		t.Fatal(err)
+	}
+
+	newSrvCert, newSrvKey := newCA.Leaf("coordinator")
+	newCliCert, newCliKey := newCA.Leaf("initiator")
+	install(newSrvCert, newSrvKey, newCA.CAFile())
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := established.GetTransaction(ctx, &tccv1.GetTransactionRequest{Gid: "before-reload"}); err != nil {
+		t.Fatalf("the connection established before the reload was dropped: %v", err)
+	}
+	if _, err := conn(newCA.CAFile(), newCliCert, newCliKey).Begin(ctx, &tccv1.BeginRequest{Gid: "after-reload"}); err != nil {
+		t.Fatalf("a client of the new CA after the reload: %v", err)
+	}
+	if _, err := conn(oldCA.CAFile(), cliCert, cliKey).Begin(ctx, &tccv1.BeginRequest{Gid: "old-ca"}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("a new connection with the old CA after the reload: %v, want the handshake refused", err)
+	}
+
+	// A broken key file: the reload fails and the new CA stays in force.
+	if err := os.WriteFile(keyFile, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reload(); err == nil {
+		t.Fatal("a broken key file reloaded")
+	}
+	if _, err := conn(newCA.CAFile(), newCliCert, newCliKey).Begin(ctx, &tccv1.BeginRequest{Gid: "after-broken-reload"}); err != nil {
+		t.Fatalf("after a failed reload: %v", err)
+	}
 }
