@@ -71,7 +71,11 @@ func runCoordinator(t *testing.T, spec string, instances int) {
 	switch res.Result {
 	case porcupine.Ok:
 	case porcupine.Illegal:
-		t.Errorf("history is not linearizable: gids %s; porcupine's visualization: %s", strings.Join(res.Illegal, ", "), res.Visualization)
+		gids := res.Illegal
+		if len(gids) > 10 {
+			gids = append(gids[:10:10], fmt.Sprintf("... (%d gids)", len(res.Illegal)))
+		}
+		t.Errorf("history is not linearizable: gids %s; porcupine's visualization of their calls: %s", strings.Join(gids, ", "), res.Visualization)
 		for _, op := range ops {
 			if in := op.Input.(Input); in.GID == res.Illegal[0] {
 				t.Logf("  %s client %2d [%d, %d] %s", in.GID, op.ClientId, op.Call, op.Return, DescribeOperation(in, op.Output.(Output)))

@@ -246,3 +246,26 @@ func TestCountIn(t *testing.T) {
 		t.Fatalf("countIn = %d, want 3", n)
 	}
 }
+
+// TestKnownDeviation recognizes exactly the two answers it stands for.
+func TestKnownDeviation(t *testing.T) {
+	fp := Output{Code: CodeFailedPrecondition, Detail: "FailedPrecondition: commit g: transaction is TRYING"}
+	inval := Output{Code: CodeInvalidArgument, Detail: "InvalidArgument: register branch a of g: tcc: invalid argument: transaction has 0 branches, the limit is 64"}
+	for _, c := range []struct {
+		in   Input
+		out  Output
+		want bool
+	}{
+		{in(KindCommit), fp, true},
+		{rollbackIn(ReasonNone), fp, true},
+		{registerIn(0, 0), inval, true},
+		{in(KindCommit), Output{Code: CodeFailedPrecondition, Detail: "FailedPrecondition: commit g: transaction is ABORTING (x)"}, false},
+		{beginIn(), fp, false},
+		{registerIn(0, 0), Output{Code: CodeInvalidArgument, Detail: "InvalidArgument: branch_id is empty"}, false},
+		{in(KindCommit), inval, false},
+	} {
+		if got := KnownDeviation(c.in, c.out); got != c.want {
+			t.Errorf("KnownDeviation(%s, %q) = %v, want %v", c.in.Kind, c.out.Detail, got, c.want)
+		}
+	}
+}
