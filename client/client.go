@@ -32,12 +32,25 @@ const DefaultRollbackTimeout = 10 * time.Second
 // ErrClosed is returned by calls made after Close.
 var ErrClosed = errors.New("client: closed")
 
-// retryServiceConfig makes gRPC retry calls that failed with UNAVAILABLE.
-// Every coordinator call and every participant Try is idempotent, so a
-// retry can never apply anything twice.
+// retryServiceConfig makes gRPC retry calls that failed with UNAVAILABLE,
+// and coordinator calls it shed with RESOURCE_EXHAUSTED (refused before
+// doing anything), with exponential backoff (and the coordinator's
+// pushback, when it sends one). Every coordinator call and every
+// participant Try is idempotent, so a retry can never apply anything
+// twice. Retry throttling stops retries when most calls fail, so that
+// clients do not multiply the load of an overloaded coordinator.
 const retryServiceConfig = `{
   "methodConfig": [{
-    "name": [{"service": "settle.tcc.v1.CoordinatorService"}, {"service": "settle.tcc.v1.ParticipantService"}],
+    "name": [{"service": "settle.tcc.v1.CoordinatorService"}],
+    "retryPolicy": {
+      "maxAttempts": 5,
+      "initialBackoff": "0.05s",
+      "maxBackoff": "1s",
+      "backoffMultiplier": 2,
+      "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"]
+    }
+  }, {
+    "name": [{"service": "settle.tcc.v1.ParticipantService"}],
     "retryPolicy": {
       "maxAttempts": 4,
       "initialBackoff": "0.05s",
@@ -45,7 +58,8 @@ const retryServiceConfig = `{
       "backoffMultiplier": 2,
       "retryableStatusCodes": ["UNAVAILABLE"]
     }
-  }]
+  }],
+  "retryThrottling": {"maxTokens": 20, "tokenRatio": 0.1}
 }`
 
 // Option configures a Client.

@@ -37,7 +37,14 @@
 // # Retries
 //
 // Every coordinator call and every participant Try is idempotent, so the
-// SDK configures gRPC to retry calls that fail with Unavailable a few times.
+// SDK configures gRPC to retry calls that fail with Unavailable a few times,
+// with exponential backoff, and coordinator calls refused with
+// ResourceExhausted (the coordinator shed them before doing anything) too,
+// after the pause the coordinator suggests. Retries stop while most calls
+// fail (gRPC retry throttling), so an overloaded coordinator is not
+// flooded by retries. A call still refused after its retries returns
+// ResourceExhausted: the transaction's outcome is known not to have
+// changed by it.
 // When BeginOptions.GID is empty the SDK generates the gid itself (a UUIDv7)
 // so that a retried Begin cannot start a second transaction.
 package client

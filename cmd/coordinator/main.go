@@ -111,6 +111,8 @@ func parseFlags(name string, args []string, stderr io.Writer) (*flags, *flag.Fla
 	fs.StringVar(&c.Auth.MTLSIdentities, "auth-mtls-identities", "", "client certificate identities: comma-separated name=role, name a URI SAN, DNS SAN or Common Name (needs -tls-client-ca)")
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "allow listening on non-loopback addresses without authentication (something in front must authenticate callers)")
 	reflect := fs.Bool("reflection", true, "serve gRPC server reflection (open to every caller)")
+	fs.IntVar(&c.Limits.MaxInFlight, "max-in-flight", 2048, "calls served at once; more are refused with RESOURCE_EXHAUSTED at once (0: no limit)")
+	fs.IntVar(&c.Limits.MaxInFlightPerCaller, "max-in-flight-per-caller", 0, "calls of one authenticated identity served at once (0: no limit)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	_ = fs.String("config", "", "optional config file: one \"flag value\" per line")

@@ -30,6 +30,7 @@ import (
 	"github.com/settle-tcc/settle/internal/allowlist"
 	"github.com/settle-tcc/settle/internal/auth"
 	"github.com/settle-tcc/settle/internal/faults"
+	"github.com/settle-tcc/settle/internal/limit"
 	"github.com/settle-tcc/settle/internal/metrics"
 	"github.com/settle-tcc/settle/internal/recovery"
 	"github.com/settle-tcc/settle/internal/rpcopt"
@@ -67,6 +68,9 @@ type Config struct {
 	InsecureNoAuth bool
 	// DisableReflection turns gRPC server reflection off.
 	DisableReflection bool
+	// Limits bound the calls served at once; over them a call is refused
+	// with RESOURCE_EXHAUSTED at once. Zero: no bound.
+	Limits limit.Config
 	// DisableRecovery turns the recovery loop off (tests of the core only).
 	DisableRecovery bool
 	// Clock overrides the system clock (tests).
@@ -187,6 +191,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		unary = append(unary, authn.UnaryInterceptor())
 		stream = append(stream, authn.StreamInterceptor())
 	}
+	cfg.Limits.Shed = a.mets.Shed
+	limiter := limit.New(cfg.Limits)
+	if limiter != nil {
+		// After authentication: the per-caller bound needs the caller.
+		unary = append(unary, limiter.UnaryInterceptor())
+		a.mets.InFlight(limiter.InFlight)
+	}
 	srvOpts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
@@ -224,9 +235,14 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	}
 	go func() { a.serveErr <- a.grpc.Serve(a.lis) }()
 	if a.hlis != nil {
-		guard := func(_ string, h http.Handler) http.Handler { return h }
-		if authn != nil {
-			guard = authn.HTTP
+		guard := func(method string, h http.Handler) http.Handler {
+			if limiter != nil {
+				h = limiter.HTTP(method, h)
+			}
+			if authn != nil {
+				h = authn.HTTP(method, h) // outside the limit: it names the caller
+			}
+			return h
 		}
 		h := server.HTTPHandler(svc, a.mets.Registry, log, guard)
 		if cfg.Pprof {

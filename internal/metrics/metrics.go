@@ -29,6 +29,7 @@ type Metrics struct {
 	RecoveryDue    prometheus.Gauge
 	RecoveryPasses prometheus.Counter
 	purged         prometheus.Counter
+	shed           *prometheus.CounterVec
 }
 
 // New registers the collectors (plus Go and process collectors) on a new
@@ -71,9 +72,12 @@ func New() *Metrics {
 		purged: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "settle_purged_total", Help: "Finished transactions deleted by retention.",
 		}),
+		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "settle_rpc_shed_total", Help: "Calls refused with RESOURCE_EXHAUSTED by the in-flight limits, by method and limit (instance, caller).",
+		}, []string{"method", "limit"}),
 	}
 	r.MustRegister(m.decisions, m.finished, m.branchCalls, m.branchLatency, m.attention, m.conflicts, m.rpcLatency,
-		m.RecoveryDue, m.RecoveryPasses, m.purged,
+		m.RecoveryDue, m.RecoveryPasses, m.purged, m.shed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -123,6 +127,22 @@ func (m *Metrics) StoreRoundTrips(count func() int64) {
 	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "settle_store_round_trips_total",
 		Help: "Database round trips of the store's hot-path calls (Begin, register, decide, delivery round, claim, get): statements, BEGIN and COMMIT each count; a multi-statement write on MySQL counts once.",
+	}, func() float64 { return float64(count()) }))
+}
+
+// Shed counts a call refused by an in-flight limit (limit.Config.Shed).
+func (m *Metrics) Shed(method string, perCaller bool) {
+	l := "instance"
+	if perCaller {
+		l = "caller"
+	}
+	m.shed.WithLabelValues(method, l).Inc()
+}
+
+// InFlight exposes the calls being served as settle_rpc_in_flight.
+func (m *Metrics) InFlight(count func() int64) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "settle_rpc_in_flight", Help: "Calls being served (counted against -max-in-flight).",
 	}, func() float64 { return float64(count()) }))
 }
 

@@ -1,0 +1,197 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/settle-tcc/settle/client"
+	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
+	"github.com/settle-tcc/settle/internal/app"
+	"github.com/settle-tcc/settle/internal/auth"
+	"github.com/settle-tcc/settle/internal/dbtest"
+	"github.com/settle-tcc/settle/internal/limit"
+	"github.com/settle-tcc/settle/internal/testparticipant"
+)
+
+// held blocks Confirm calls until release, so that Commit(wait) calls stay
+// in flight at the coordinator for as long as a test needs.
+type held struct {
+	part    *testparticipant.Server
+	once    sync.Once
+	release chan struct{}
+	entered chan struct{}
+}
+
+func holdConfirms(t *testing.T) *held {
+	h := &held{part: testparticipant.Start(t), release: make(chan struct{}), entered: make(chan struct{}, 100)}
+	h.part.SetBehaviour(func(ctx context.Context, method, _, _ string) error {
+		if method != "Confirm" {
+			return nil
+		}
+		h.entered <- struct{}{}
+		select {
+		case <-h.release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	t.Cleanup(h.open)
+	return h
+}
+
+func (h *held) open() { h.once.Do(func() { close(h.release) }) }
+
+// commitHeld begins gid with one branch on the held participant and sends
+// Commit(wait) in the background; it returns once the Confirm is held, so
+// the Commit is in flight.
+func commitHeld(t *testing.T, ctx context.Context, c tccv1.CoordinatorServiceClient, h *held, gid string, done *sync.WaitGroup) {
+	t.Helper()
+	if _, err := c.Begin(ctx, &tccv1.BeginRequest{Gid: gid, Branches: []*tccv1.BranchRegistration{{BranchId: "a", Participant: h.part.Addr()}}}); err != nil {
+		t.Fatal(err)
+	}
+	done.Add(1)
+	go func() {
+		defer done.Done()
+		if _, err := c.Commit(ctx, &tccv1.CommitRequest{Gid: gid, Wait: true}); err != nil {
+			t.Errorf("held commit %s: %v", gid, err)
+		}
+	}()
+	select {
+	case <-h.entered:
+	case <-ctx.Done():
+		t.Fatal("the Confirm never reached the participant")
+	}
+}
+
+// TestInFlightLimit: at -max-in-flight, a further call is refused at once
+// with RESOURCE_EXHAUSTED and a pushback, over gRPC and HTTP (429); health
+// is still answered; when calls finish, new ones are served; the client
+// SDK backs off and succeeds once there is room.
+func TestInFlightLimit(t *testing.T) {
+	h := holdConfirms(t)
+	a, err := app.Start(context.Background(), app.Config{Listen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", DB: dbtest.NewSQLite(t),
+		DisableRecovery: true, Limits: limit.Config{MaxInFlight: 3, RetryAfter: 20 * time.Millisecond}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cc, err := grpc.NewClient(a.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	c := tccv1.NewCoordinatorServiceClient(cc)
+	var commits sync.WaitGroup
+	for i := range 3 {
+		commitHeld(t, ctx, c, h, fmt.Sprintf("held-%d", i), &commits)
+	}
+
+	var trailer metadata.MD
+	start := time.Now()
+	_, err = c.GetTransaction(ctx, &tccv1.GetTransactionRequest{Gid: "held-0"}, grpc.Trailer(&trailer))
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "limit of 3 calls") {
+		t.Fatalf("a call over the limit: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the refusal took %s: it should not wait", d)
+	}
+	if got := trailer.Get("grpc-retry-pushback-ms"); len(got) != 1 || got[0] != "20" {
+		t.Errorf("pushback trailer %v, want 20", got)
+	}
+	if r, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("health at the limit: %v %v", r, err)
+	}
+	resp, err := http.Get("http://" + a.HTTPAddr() + "/v1/transactions/held-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "RESOURCE_EXHAUSTED") {
+		t.Errorf("HTTP at the limit: %d %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	// Two refusals so far (gRPC and HTTP, both GetTransaction).
+	if m := httpGet(t, "http://"+a.HTTPAddr()+"/metrics"); !strings.Contains(m, `settle_rpc_shed_total{limit="instance",method="/settle.tcc.v1.CoordinatorService/GetTransaction"} 2`) ||
+		!strings.Contains(m, "settle_rpc_in_flight 3") {
+		t.Errorf("metrics:\n%s", grepLines(m, "settle_rpc_"))
+	}
+
+	// The SDK retries a shed call with backoff: let the held calls finish
+	// once its first attempt has been refused.
+	sdk, err := client.New(a.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sdk.Close()
+	sdkDone := make(chan error, 1)
+	go func() {
+		_, err := sdk.Coordinator().GetTransaction(ctx, &tccv1.GetTransactionRequest{Gid: "held-1"})
+		sdkDone <- err
+	}()
+	for !strings.Contains(httpGet(t, "http://"+a.HTTPAddr()+"/metrics"), `method="/settle.tcc.v1.CoordinatorService/GetTransaction"} 3`) {
+		select {
+		case err := <-sdkDone:
+			t.Fatalf("the SDK call ended before it was shed: %v", err)
+		case <-ctx.Done():
+			t.Fatal("the SDK call was never shed")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	h.open()
+	if err := <-sdkDone; err != nil {
+		t.Fatalf("the SDK did not retry a shed call to success: %v", err)
+	}
+	commits.Wait()
+	if _, err := c.GetTransaction(ctx, &tccv1.GetTransactionRequest{Gid: "held-0"}); err != nil {
+		t.Fatalf("after the calls finished: %v", err)
+	}
+}
+
+// TestInFlightLimitPerCaller: one caller at its own limit is refused while
+// another is served.
+func TestInFlightLimitPerCaller(t *testing.T) {
+	h := holdConfirms(t)
+	a, err := app.Start(context.Background(), app.Config{Listen: "127.0.0.1:0", DB: dbtest.NewSQLite(t), DisableRecovery: true,
+		Auth:   auth.Config{TokenFile: writeTokenFile(t, tokenLines+"other-initiator-0123456,billing,initiator\n")},
+		Limits: limit.Config{MaxInFlightPerCaller: 2}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	plain := grpc.WithTransportCredentials(insecure.NewCredentials())
+	orders := tccv1.NewCoordinatorServiceClient(dialWith(t, a.Addr(), plain, grpc.WithPerRPCCredentials(client.BearerToken(tokInitiator))))
+	billing := tccv1.NewCoordinatorServiceClient(dialWith(t, a.Addr(), plain, grpc.WithPerRPCCredentials(client.BearerToken("other-initiator-0123456"))))
+	var commits sync.WaitGroup
+	commitHeld(t, ctx, orders, h, "o-1", &commits)
+	commitHeld(t, ctx, orders, h, "o-2", &commits)
+	_, err = orders.GetTransaction(ctx, &tccv1.GetTransactionRequest{Gid: "o-1"})
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "this caller") {
+		t.Fatalf("orders over its own limit: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if _, err := billing.GetTransaction(ctx, &tccv1.GetTransactionRequest{Gid: "o-1"}); err != nil {
+		t.Fatalf("another caller was refused: %v", err)
+	}
+	h.open()
+	commits.Wait()
+	if _, err := orders.GetTransaction(ctx, &tccv1.GetTransactionRequest{Gid: "o-1"}); err != nil {
+		t.Fatalf("orders after its calls finished: %v", err)
+	}
+}
