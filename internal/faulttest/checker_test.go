@@ -2,10 +2,16 @@ package faulttest
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"gorm.io/gorm"
 
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 	"github.com/settle-tcc/settle/internal/dbtest"
@@ -39,8 +45,14 @@ func startTestCluster(t *testing.T) (*Cluster, Baseline, Shop) {
 }
 
 // TestCheckerCatchesViolations: a checker that never fails proves nothing.
-// A clean run passes; then the participants' tables and the observed
-// decisions are tampered with, and each invariant reports it.
+// A clean run of every scenario the rules look at passes; then the
+// participants' tables, the coordinator's tombstones, the recorded
+// outcomes and the processes are tampered with, and every invariant and
+// check reports it: I1-I7 (I5 in each form: a reservation left, a Try
+// accepted after its Cancel answered OK, a late Try accepted after the
+// Cancel was acknowledged, a late Try accepted that the fence does not
+// show tried then cancelled), the progress rules, a crash and an
+// unexplained harness error.
 func TestCheckerCatchesViolations(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: starts real processes")
@@ -50,49 +62,207 @@ func TestCheckerCatchesViolations(t *testing.T) {
 	rec := NewRecorder()
 	in := &Initiator{C: c, Rec: rec, Timing: DefaultTiming}
 	rng := rand.New(rand.NewPCG(7, 7))
-	var committed string
-	for n := 0; n < 40 && committed == ""; n++ {
+	n := 0
+	order := func(kind Kind, step int) *Order {
 		o := GenOrder(rng, shop, 7, 0, n, 1)
-		o.Kind, o.User = KindNormal, shop.Rich[0]
-		in.Run(ctx, &o)
-		if rec.decisions[o.GID].commit {
-			committed = o.GID
+		n++
+		o.Kind, o.Step, o.User, o.SKU, o.Qty = kind, step, shop.Rich[0], "pen", 1
+		o.Amount = shop.Prices["pen"]
+		o.WaitRollback = true
+		return &o
+	}
+	// The orphan waits for the participant's check-back (seconds): run it
+	// beside the others.
+	orphan := order(KindOrphanTry, 0)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); in.Run(ctx, orphan) }()
+	committed := order(KindNormal, 0)
+	in.Run(ctx, committed)
+	cancelFirst := order(KindCancelFirst, 0)
+	in.Run(ctx, cancelFirst)
+	lateStrict, lateLoose := order(KindLateTry, 0), order(KindLateTry, 1)
+	in.Run(ctx, lateStrict)
+	in.Run(ctx, lateLoose)
+	// Both Tries, then nothing: the deadline aborts them; tampered below
+	// into orders owed a commit.
+	owed1, owed2 := order(KindAbandon, 5), order(KindAbandon, 5)
+	in.Run(ctx, owed1)
+	in.Run(ctx, owed2)
+	wg.Wait()
+	for _, x := range []struct {
+		ok   bool
+		what string
+	}{
+		{rec.decisions[committed.GID].commit, "the normal order committed"},
+		{cancelFirst.Out.CancelFirst == ReplyOK && cancelFirst.Out.HangingTry == ReplyRefused, "cancel_first: Cancel OK, then Try refused"},
+		{lateStrict.Out.LateBranchCancelled && lateStrict.Out.LateTry == ReplyRefused, "late_try (strict): Cancel acknowledged, late Try refused"},
+		{lateLoose.Out.LateBranchCancelled && lateLoose.Out.LateTry == ReplyRefused, "late_try: Cancel acknowledged, late Try refused"},
+		{orphan.Out.OrphanTry == ReplyOK && rec.Txns.Get("initiator:orphan_presumed_aborted_late_begin_refused") == 1, "orphan: Try OK, presumed aborted, late Begin refused"},
+		{owed1.Out.TriesOK == 2 && owed2.Out.TriesOK == 2, "abandoned orders: both Tries OK"},
+	} {
+		if !x.ok {
+			t.Fatalf("clean run: want %s; outcomes: %+v %+v %+v %+v %+v", x.what, committed.Out, cancelFirst.Out, lateStrict.Out, orphan.Out, owed1.Out)
 		}
 	}
-	if committed == "" {
-		t.Fatal("no order committed without faults")
-	}
-	res, err := Check(ctx, c, rec, base, CheckOptions{Bound: 30 * time.Second})
+	opts := CheckOptions{Bound: 30 * time.Second, MinCommitted: 1}
+	res, err := Check(ctx, c, rec, base, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(res.Violations) > 0 {
 		t.Fatalf("clean run has violations: %v", res.Violations)
 	}
+	if res.Progress.Owed != 1 || res.Progress.OwedCommitted != 1 || res.Progress.Committed != 1 {
+		t.Fatalf("clean run: progress %+v, want 1 owed, 1 committed", res.Progress)
+	}
 
-	// Tamper: the committed order's accounts fence says CANCELLED (I1),
-	// a stray effect moves money out of thin air (I2, I6), a reservation
-	// is left behind (I5), and an abort is observed for a committed
-	// transaction (I3).
-	adb := dbtest.Open(t, c.partDB[demo.BranchAccounts])
-	for _, q := range []string{
-		"UPDATE settle_fence SET state = 'CANCELLED' WHERE gid = '" + committed + "'",
-		"UPDATE demo_account SET balance = balance + 7 WHERE name = '" + shop.Rich[1] + "'",
-		"UPDATE demo_account SET frozen = frozen + 3 WHERE name = '" + shop.Rich[2] + "'",
-	} {
-		if err := adb.Exec(q).Error; err != nil {
+	// Tamper. I1: the committed order's accounts fence says CANCELLED. I2,
+	// I6: a stray effect moves money out of thin air. I5: a reservation
+	// is left behind. I3: an abort is observed for a committed
+	// transaction.
+	acc := dbtest.Open(t, c.partDB[demo.BranchAccounts])
+	exec := func(db *gorm.DB, q string, args ...any) {
+		t.Helper()
+		if err := db.Exec(q, args...).Error; err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	rec.Observe(committed, tccv1.TransactionState_TRANSACTION_STATE_ABORTED, "tamper")
-	res, err = Check(ctx, c, rec, base, CheckOptions{Bound: 30 * time.Second})
+	exec(acc, "UPDATE settle_fence SET state = 'CANCELLED' WHERE gid = ?", committed.GID)
+	exec(acc, "UPDATE demo_account SET balance = balance + 7 WHERE name = ?", shop.Rich[1])
+	exec(acc, "UPDATE demo_account SET frozen = frozen + 3 WHERE name = ?", shop.Rich[2])
+	rec.Observe(committed.GID, tccv1.TransactionState_TRANSACTION_STATE_ABORTED, "tamper")
+	// I4: a transaction that never finishes.
+	stuck := order(KindNormal, 0)
+	rec.add(stuck)
+	if _, err := c.DirectCoord[0].Begin(ctx, &tccv1.BeginRequest{Gid: stuck.GID, Timeout: durationpb.New(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	// I5, Cancel before Try: the Try was accepted after the Cancel
+	// answered OK, and the fence shows it applied.
+	cancelFirst.Out.HangingTry = ReplyOK
+	exec(acc, "UPDATE settle_fence SET tried = 1 WHERE gid = ?", cancelFirst.GID)
+	// I5, late Try: accepted after the Cancel was acknowledged; and one
+	// accepted (as if it overtook the Cancel) that the fence does not
+	// show tried, then cancelled.
+	lateStrict.Out.LateTry = ReplyOK
+	lateLoose.Out.LateBranchCancelled, lateLoose.Out.LateTry = false, ReplyOK
+	// I7: the orphan's tombstone is gone.
+	exec(dbtest.Open(t, c.coordDB), "DELETE FROM transaction_record WHERE gid = ?", orphan.GID)
+	// Progress: two orders owed a commit that aborted, one of them with
+	// its Commit refused before the deadline; and fewer commits than
+	// required.
+	for _, o := range []*Order{owed1, owed2} {
+		o.Kind = KindNormal
+		o.Out.CommitAt, o.Out.Commit, o.Out.CommitReplyAt = o.Out.BeganAt.Add(time.Second), ReplyUnknown, o.Out.BeganAt.Add(5*time.Second)
+	}
+	owed1.Out.Commit, owed1.Out.CommitReplyAt = ReplyRefused, owed1.Out.BeganAt.Add(1500*time.Millisecond)
+	opts.MinCommitted = 5
+	// A crash: the inventory participant dies of a SIGKILL the harness did
+	// not send.
+	killBehindHarness(t, c.parts[demo.BranchInventory].proc)
+	for end := time.Now().Add(10 * time.Second); ; {
+		if exits, _ := c.Crashes(); len(exits) > 0 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("the participant's exit was not recorded")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Harness errors: an unexplained one fails, an explained one does not.
+	c.NoteHarnessError("tamper: unexplained", errors.New("restart failed"), "")
+	c.NoteHarnessError("tamper: explained", errors.New("exited before serving"), "the armed fault point after_begin was reached")
+
+	opts.Bound = 3 * time.Second
+	res, err = Check(ctx, c, rec, base, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := strings.Join(res.Violations, "\n")
-	for _, want := range []string{"I1 " + committed, "I2 account " + shop.Rich[1], "I3 " + committed, "I5 accounts", "I6 money"} {
+	t.Logf("violations reported after tampering:\n%s", got)
+	for _, want := range []string{
+		"I1 " + committed.GID,
+		"I2 account " + shop.Rich[1],
+		"I3 " + committed.GID,
+		"I4 " + stuck.GID,
+		"I5 accounts:",
+		"I5 " + cancelFirst.GID + "/accounts: Try accepted after its Cancel had answered OK",
+		"I5 " + cancelFirst.GID + "/accounts: the Cancel answered OK before the Try was sent, but the fence is CANCELLED (tried true)",
+		"I5 " + lateStrict.GID + "/accounts: late Try accepted after the participant had acknowledged the Cancel",
+		"I5 " + lateLoose.GID + "/inventory: late Try accepted but the fence is CANCELLED (tried false)",
+		"I6 money",
+		"I7 " + orphan.GID + ": presumed aborted at check-back",
+		"PROGRESS " + owed1.GID + ": Commit refused",
+		"PROGRESS: 1 of 3 orders owed a commit committed, below the floor of 2",
+		"PROGRESS: 1 transactions committed, want at least 5",
+		"CRASH participant-inventory",
+		"HARNESS tamper: unexplained",
+	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("violations do not report %q:\n%s", want, got)
 		}
 	}
+	if strings.Contains(got, "tamper: explained") {
+		t.Errorf("an explained harness error was reported as a violation:\n%s", got)
+	}
+	if len(res.CrashTails) == 0 {
+		t.Error("no output tail for the crash")
+	}
+}
+
+// killBehindHarness SIGKILLs p's current process without telling p, as a
+// crash would end it.
+func killBehindHarness(t *testing.T, p *Proc) {
+	t.Helper()
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		t.Fatalf("%s is not running", p.Name)
+	}
+	if err := syscall.Kill(cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCoverageReportsMissingKinds: the coverage check names each required
+// kind that did not fire, and the requirements follow the cluster's shape.
+func TestCoverageReportsMissingKinds(t *testing.T) {
+	one := RequiredKinds(1, true, 20)
+	two := RequiredKinds(2, true, 20)
+	for _, k := range []string{string(FaultCoordPause), string(FaultTakeover)} {
+		if !contains(two, k) || contains(one, k) {
+			t.Errorf("%s: required with 2 coordinators %v, with 1 %v; want only with 2", k, contains(two, k), contains(one, k))
+		}
+	}
+	for _, k := range []string{"net_partition_call:" + LinkCheckBack, string(FaultCoordPointHit) + ":before_record_round", string(FaultRetryCap), string(FaultDropReply)} {
+		if !contains(two, k) {
+			t.Errorf("%s not required", k)
+		}
+	}
+	if contains(RequiredKinds(1, false, 0), string(FaultRetryCap)) || contains(RequiredKinds(1, false, 0), string(FaultCheckBackCut)) {
+		t.Error("the retry cap or the check-back cut is required where it cannot fire")
+	}
+	fired := map[string]int64{}
+	for _, k := range two {
+		fired[k] = 1
+	}
+	if m := MissingKinds(two, fired); len(m) != 0 {
+		t.Fatalf("all fired, missing %v", m)
+	}
+	delete(fired, string(FaultTakeover))
+	fired[string(FaultCoordPointHit)+":after_decision"] = 0
+	if m := MissingKinds(two, fired); strings.Join(m, ",") != string(FaultCoordPointHit)+":after_decision,"+string(FaultTakeover) {
+		t.Fatalf("missing %v", m)
+	}
+}
+
+func contains(s []string, x string) bool {
+	for _, v := range s {
+		if v == x {
+			return true
+		}
+	}
+	return false
 }

@@ -292,6 +292,9 @@ func (p *Proc) Start(env ...string) error {
 	life := &tailBuffer{max: lifeTail}
 	w := &procWriter{out: p.out, life: life, onLine: p.OnLine}
 	cmd.Stdout, cmd.Stderr = w, w
+	// A child the process left behind cannot hold Wait (and Kill) up by
+	// keeping the output pipe open.
+	cmd.WaitDelay = 2 * time.Second
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", p.Name, err)
 	}

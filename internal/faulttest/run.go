@@ -80,8 +80,10 @@ type Report struct {
 	CheckBack bool
 	Logs      string // process output tails when there were violations
 	// Required are the fault kinds the run had to fire; Missing those it
-	// did not (each is a COVERAGE violation).
+	// did not (each is a COVERAGE violation). Coverage is checked in runs
+	// with a fault schedule.
 	Required, Missing []string
+	CoverageChecked   bool
 }
 
 // Violations is the number of violations: invariants, progress, crashes,
@@ -127,9 +129,12 @@ func (r *Report) String() string {
 	if !r.CheckBack {
 		b.WriteString("participant -> coordinator link: not proxied (participant-demo serve has no -coordinator flag)\n")
 	}
-	if len(r.Missing) == 0 {
+	switch {
+	case !r.CoverageChecked:
+		b.WriteString("coverage: not checked (no fault schedule)\n")
+	case len(r.Missing) == 0:
 		fmt.Fprintf(&b, "coverage: all %d required fault kinds fired\n", len(r.Required))
-	} else {
+	default:
 		fmt.Fprintf(&b, "coverage: %d of %d required fault kinds did not fire:\n%s", len(r.Missing), len(r.Required), formatKinds(r.Missing, "  "))
 	}
 	if n := len(r.Result.HarnessErrors); n > 0 {
@@ -378,6 +383,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// A run with faults must fire every kind (the coverage schedule makes
 	// sure of it; without it, the random schedule must have).
 	if cfg.CoverageFirst || cfg.ProcessFaultEvery > 0 {
+		rep.CoverageChecked = true
 		rep.Missing = MissingKinds(rep.Required, rep.Faults)
 		for _, k := range rep.Missing {
 			rep.Result.Violations = append(rep.Result.Violations, "COVERAGE "+k+": did not fire")
