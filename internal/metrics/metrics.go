@@ -45,7 +45,7 @@ func New() *Metrics {
 			Name: "settle_transactions_finished_total", Help: "Transactions this instance moved to a final state.",
 		}, []string{"state"}),
 		branchCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "settle_branch_calls_total", Help: "Confirm/Cancel calls to participants, by call and result (ok, error, conflict; rate_limited: not sent, over -participant-retry-rate).",
+			Name: "settle_branch_calls_total", Help: "Confirm/Cancel calls to participants, by call and result (ok, error, conflict, invalid: the participant rejected the payload; rate_limited: not sent, over -participant-retry-rate).",
 		}, []string{"call", "result"}),
 		branchLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "settle_branch_call_seconds", Help: "Latency of Confirm/Cancel calls to participants.",
@@ -98,6 +98,8 @@ func (m *Metrics) Hooks(fault func(string)) tcc.Hooks {
 				return // not sent: no latency
 			case errors.Is(err, tcc.ErrParticipantRefused):
 				result = "conflict"
+			case errors.Is(err, tcc.ErrParticipantInvalid):
+				result = "invalid"
 			case err != nil:
 				result = "error"
 			}

@@ -57,8 +57,9 @@ func (p *Participants) conn(target string) (*grpc.ClientConn, error) {
 
 // Deliver implements tcc.Participants. The gid and branch id also travel as
 // gRPC metadata (client.MetadataGID, client.MetadataBranchID), as the client
-// SDK sends them with Try. A FAILED_PRECONDITION answer is
-// wrapped in tcc.ErrParticipantRefused; every other failure is transient.
+// SDK sends them with Try. A FAILED_PRECONDITION answer is wrapped in
+// tcc.ErrParticipantRefused, INVALID_ARGUMENT in tcc.ErrParticipantInvalid;
+// every other failure is transient.
 func (p *Participants) Deliver(ctx context.Context, o tcc.Outcome, b *tcc.Branch) error {
 	cc, err := p.conn(b.Participant)
 	if err != nil {
@@ -75,8 +76,11 @@ func (p *Participants) Deliver(ctx context.Context, o tcc.Outcome, b *tcc.Branch
 		return nil
 	}
 	st := status.Convert(err)
-	if st.Code() == codes.FailedPrecondition {
+	switch st.Code() {
+	case codes.FailedPrecondition:
 		return fmt.Errorf("%w: %s %s", tcc.ErrParticipantRefused, st.Code(), st.Message())
+	case codes.InvalidArgument:
+		return fmt.Errorf("%w: %s %s", tcc.ErrParticipantInvalid, st.Code(), st.Message())
 	}
 	return fmt.Errorf("%s: %s", st.Code(), st.Message())
 }

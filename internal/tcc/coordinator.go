@@ -158,6 +158,13 @@ func (systemClock) Now() time.Time { return time.Now() }
 // is treated as transient and retried.
 var ErrParticipantRefused = errors.New("tcc: participant refused")
 
+// ErrParticipantInvalid is returned (wrapped) by Participants when the
+// participant answered INVALID_ARGUMENT: it says it will never accept this
+// call's payload, so retrying cannot help. The branch is flagged as needing
+// attention at once and retried only at the longest backoff (in case the
+// participant is fixed), instead of quietly until the retry horizon.
+var ErrParticipantInvalid = errors.New("tcc: participant rejected the payload as invalid")
+
 // Participants delivers Confirm and Cancel to participants.
 type Participants interface {
 	// Deliver calls Confirm (Commit) or Cancel (Abort) for branch b on its
@@ -733,6 +740,7 @@ func (c *Coordinator) deliver(ctx context.Context, tx *Transaction) error {
 
 	now := c.now()
 	round := RoundParams{GID: tx.GID, Outcome: o, Version: tx.Version, Now: now}
+	invalid := 0 // branches whose participant rejected the payload
 	for i, b := range pending {
 		err := results[i]
 		if err == nil {
@@ -751,6 +759,9 @@ func (c *Coordinator) deliver(ctx context.Context, tx *Transaction) error {
 			continue
 		}
 		round.Failed = append(round.Failed, res)
+		if errors.Is(err, ErrParticipantInvalid) {
+			invalid++
+		}
 		if round.LastError == "" || !strings.HasPrefix(round.LastError, "conflict") {
 			round.LastError = truncate(b.BranchID+": "+res.Err, 1000)
 		}
@@ -760,9 +771,10 @@ func (c *Coordinator) deliver(ctx context.Context, tx *Transaction) error {
 	if !round.Finish {
 		attempt := tx.Attempts + 1
 		delay := c.cfg.Backoff.Next(attempt)
-		if len(round.Failed) == 0 {
-			// Only conflicts remain: nothing to retry until an operator
-			// resolves them; look again at the capped interval.
+		if len(round.Failed) == 0 || invalid > 0 {
+			// Only conflicts remain, or a participant rejected a payload:
+			// retrying soon cannot help until an operator acts; look again
+			// at the capped interval.
 			delay = c.cfg.Backoff.Max
 		}
 		round.NextAttemptAt = now.Add(delay)
@@ -773,6 +785,8 @@ func (c *Coordinator) deliver(ctx context.Context, tx *Transaction) error {
 			if round.LastError == "" {
 				round.LastError = tx.LastError
 			}
+		case invalid > 0:
+			why = "a participant rejected the payload as invalid (INVALID_ARGUMENT); retried at the longest backoff"
 		case !tx.DecidedAt.IsZero() && now.Sub(tx.DecidedAt) >= c.cfg.RetryHorizon:
 			why = fmt.Sprintf("unfinished %s after its decision (retry horizon)", now.Sub(tx.DecidedAt).Round(time.Second))
 		case c.cfg.MaxAttempts > 0 && attempt >= c.cfg.MaxAttempts:
