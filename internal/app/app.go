@@ -71,6 +71,9 @@ type Config struct {
 	// Limits bound the calls served at once; over them a call is refused
 	// with RESOURCE_EXHAUSTED at once. Zero: no bound.
 	Limits limit.Config
+	// MaxParticipantTargets bounds the participant connections held open
+	// (server.DefaultMaxTargets when zero).
+	MaxParticipantTargets int
 	// DisableRecovery turns the recovery loop off (tests of the core only).
 	DisableRecovery bool
 	// Clock overrides the system clock (tests).
@@ -157,7 +160,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{log: log, cfg: cfg, store: store, parts: server.NewParticipants(rpcopt.DialOptions(dialOpts...)...), serveErr: make(chan error, 2), mets: metrics.New(), auth: authn, tls: serverTLS}
+	a := &App{log: log, cfg: cfg, store: store, parts: server.NewBoundedParticipants(cfg.MaxParticipantTargets, 0, rpcopt.DialOptions(dialOpts...)...), serveErr: make(chan error, 2), mets: metrics.New(), auth: authn, tls: serverTLS}
 	a.coord, err = tcc.NewCoordinator(store, a.parts, cfg.Coordinator, log, cfg.Clock, a.mets.Hooks(fault.Hit))
 	if err != nil {
 		_ = store.Close()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -19,40 +20,130 @@ import (
 
 // Participants delivers Confirm and Cancel over gRPC, with one client
 // connection per participant target, created on first use.
+//
+// Connections are bounded: at most MaxTargets targets are held open. A new
+// target beyond that closes the connection least recently used that has no
+// call in flight; when every held connection is busy, the call fails as
+// unavailable (and is retried by the usual backoff) rather than opening
+// connections without bound. A connection unused for IdleTimeout is closed
+// the next time a new target is opened, and grpc-go drops the transport of
+// an idle channel on its own after IdleTimeout.
 type Participants struct {
-	opts []grpc.DialOption
+	opts       []grpc.DialOption
+	maxTargets int
+	idle       time.Duration
+	now        func() time.Time
 
 	mu     sync.Mutex
-	conns  map[string]*grpc.ClientConn
+	conns  map[string]*participantConn
 	closed bool
 }
+
+type participantConn struct {
+	cc       *grpc.ClientConn
+	inFlight int
+	lastUsed time.Time
+}
+
+// Default bounds of Participants.
+const (
+	DefaultMaxTargets  = 1024
+	DefaultIdleTimeout = 5 * time.Minute
+)
+
+// ErrTooManyTargets is returned when every one of MaxTargets connections
+// has a call in flight and a call to yet another target is asked for.
+var ErrTooManyTargets = errors.New("participants: too many participant targets with calls in flight")
 
 var _ tcc.Participants = (*Participants)(nil)
 
 // NewParticipants returns a Participants that dials with opts (insecure
-// transport credentials when opts is empty).
+// transport credentials when opts is empty), holding at most
+// DefaultMaxTargets connections.
 func NewParticipants(opts ...grpc.DialOption) *Participants {
+	return NewBoundedParticipants(DefaultMaxTargets, DefaultIdleTimeout, opts...)
+}
+
+// NewBoundedParticipants is NewParticipants with the bounds given
+// (non-positive: the defaults).
+func NewBoundedParticipants(maxTargets int, idle time.Duration, opts ...grpc.DialOption) *Participants {
 	if len(opts) == 0 {
 		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	}
-	return &Participants{opts: opts, conns: map[string]*grpc.ClientConn{}}
+	if maxTargets <= 0 {
+		maxTargets = DefaultMaxTargets
+	}
+	if idle <= 0 {
+		idle = DefaultIdleTimeout
+	}
+	opts = append(opts[:len(opts):len(opts)], grpc.WithIdleTimeout(idle))
+	return &Participants{opts: opts, maxTargets: maxTargets, idle: idle, now: time.Now, conns: map[string]*participantConn{}}
 }
 
-func (p *Participants) conn(target string) (*grpc.ClientConn, error) {
+// Open returns how many participant connections are held.
+func (p *Participants) Open() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
+}
+
+// conn returns the connection for target, counting a call in flight on it
+// until release.
+func (p *Participants) conn(target string) (cc *grpc.ClientConn, release func(), err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return nil, errors.New("participants: closed")
+		return nil, nil, errors.New("participants: closed")
 	}
-	if cc, ok := p.conns[target]; ok {
-		return cc, nil
+	pc, ok := p.conns[target]
+	if !ok {
+		if err := p.makeRoomLocked(); err != nil {
+			return nil, nil, err
+		}
+		cc, err := grpc.NewClient(target, p.opts...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("participant %s: %w", target, err)
+		}
+		pc = &participantConn{cc: cc}
+		p.conns[target] = pc
 	}
-	cc, err := grpc.NewClient(target, p.opts...)
-	if err != nil {
-		return nil, fmt.Errorf("participant %s: %w", target, err)
+	pc.inFlight++
+	pc.lastUsed = p.now()
+	return pc.cc, func() {
+		p.mu.Lock()
+		pc.inFlight--
+		pc.lastUsed = p.now()
+		p.mu.Unlock()
+	}, nil
+}
+
+// makeRoomLocked closes idle connections, and the least recently used one
+// without calls in flight if the map is full.
+func (p *Participants) makeRoomLocked() error {
+	now := p.now()
+	var lru string
+	for t, pc := range p.conns {
+		if pc.inFlight > 0 {
+			continue
+		}
+		if now.Sub(pc.lastUsed) >= p.idle {
+			_ = pc.cc.Close()
+			delete(p.conns, t)
+			continue
+		}
+		if lru == "" || pc.lastUsed.Before(p.conns[lru].lastUsed) {
+			lru = t
+		}
 	}
-	p.conns[target] = cc
-	return cc, nil
+	if len(p.conns) < p.maxTargets {
+		return nil
+	}
+	if lru == "" {
+		return fmt.Errorf("%w (%d)", ErrTooManyTargets, p.maxTargets)
+	}
+	_ = p.conns[lru].cc.Close()
+	delete(p.conns, lru)
+	return nil
 }
 
 // Deliver implements tcc.Participants. The gid and branch id also travel as
@@ -61,10 +152,11 @@ func (p *Participants) conn(target string) (*grpc.ClientConn, error) {
 // tcc.ErrParticipantRefused, INVALID_ARGUMENT in tcc.ErrParticipantInvalid;
 // every other failure is transient.
 func (p *Participants) Deliver(ctx context.Context, o tcc.Outcome, b *tcc.Branch) error {
-	cc, err := p.conn(b.Participant)
+	cc, release, err := p.conn(b.Participant)
 	if err != nil {
 		return err
 	}
+	defer release()
 	ctx = metadata.AppendToOutgoingContext(ctx, client.MetadataGID, b.GID, client.MetadataBranchID, b.BranchID)
 	client := tccv1.NewParticipantServiceClient(cc)
 	if o == tcc.Commit {
@@ -91,8 +183,8 @@ func (p *Participants) Close() error {
 	defer p.mu.Unlock()
 	p.closed = true
 	var errs []error
-	for t, cc := range p.conns {
-		errs = append(errs, cc.Close())
+	for t, pc := range p.conns {
+		errs = append(errs, pc.cc.Close())
 		delete(p.conns, t)
 	}
 	return errors.Join(errs...)
