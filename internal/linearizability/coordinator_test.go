@@ -4,7 +4,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,9 +23,10 @@ import (
 var (
 	flagDuration = flag.Duration("linearizability.duration", 0,
 		"load per backend of TestCoordinatorLinearizable (0: the short CI run, "+shortDuration.String()+", longer if its history lacks a kind of result)")
-	flagClients = flag.Int("linearizability.clients", 0, "concurrent clients (0: 32)")
-	flagSeed    = flag.Uint64("linearizability.seed", 0, "seed of the clients' choices (0: from the clock; the seed used is logged)")
-	flagStrict  = flag.Bool("linearizability.strict", false,
+	flagClients        = flag.Int("linearizability.clients", 0, "concurrent clients (0: 32)")
+	flagSeed           = flag.Uint64("linearizability.seed", 0, "seed of the clients' choices (0: from the clock; the seed used is logged)")
+	flagMySQLInstances = flag.Int("linearizability.mysql-instances", 2, "coordinator instances sharing the MariaDB/MySQL database (SQLite runs one)")
+	flagStrict         = flag.Bool("linearizability.strict", false,
 		"record the coordinator's answers as they are: the known deviations from the contract (KnownDeviation) then fail the check")
 )
 
@@ -53,7 +57,7 @@ func TestCoordinatorLinearizable(t *testing.T) {
 		t.Run(b.Name, func(t *testing.T) {
 			instances := 1
 			if b.Name == "mysql" {
-				instances = 2
+				instances = max(1, *flagMySQLInstances)
 			}
 			runCoordinator(t, b.New(t), instances)
 		})
@@ -120,8 +124,14 @@ func runWorkload(t *testing.T, spec string, instances int) (ops []porcupine.Oper
 		CallTimeout:   callTimeout,
 		Strict:        *flagStrict,
 	}
+	logs := &logCounter{}
+	t.Cleanup(func() {
+		if s := logs.summary(); s != "" {
+			t.Logf("coordinator warnings and errors (by message, with the first one's attributes):\n%s", s)
+		}
+	})
 	for range instances {
-		a, err := app.Start(context.Background(), app.Config{Listen: "127.0.0.1:0", DB: spec}, nil)
+		a, err := app.Start(context.Background(), app.Config{Listen: "127.0.0.1:0", DB: spec}, slog.New(logs))
 		if err != nil {
 			t.Fatalf("start coordinator: %v", err)
 		}
@@ -213,4 +223,53 @@ func countGIDs(ops []porcupine.Operation) int {
 		gids[op.Input.(Input).GID] = true
 	}
 	return len(gids)
+}
+
+// logCounter is a slog.Handler that counts the coordinators' warnings and
+// errors by message and keeps the first of each with its attributes.
+type logCounter struct {
+	mu    sync.Mutex
+	count map[string]int
+	first map[string]string
+}
+
+func (l *logCounter) Enabled(_ context.Context, level slog.Level) bool {
+	return level >= slog.LevelWarn
+}
+
+func (l *logCounter) Handle(_ context.Context, r slog.Record) error {
+	var attrs strings.Builder
+	r.Attrs(func(a slog.Attr) bool {
+		fmt.Fprintf(&attrs, " %s=%v", a.Key, a.Value)
+		return true
+	})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.count == nil {
+		l.count, l.first = map[string]int{}, map[string]string{}
+	}
+	key := r.Level.String() + " " + r.Message
+	if l.count[key] == 0 {
+		l.first[key] = attrs.String()
+	}
+	l.count[key]++
+	return nil
+}
+
+func (l *logCounter) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logCounter) WithGroup(string) slog.Handler      { return l }
+
+func (l *logCounter) summary() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	keys := make([]string, 0, len(l.count))
+	for k := range l.count {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "  %6d %s:%s\n", l.count[k], k, l.first[k])
+	}
+	return b.String()
 }

@@ -97,8 +97,12 @@
 //	go test ./internal/linearizability -run Coordinator -linearizability.duration 2m
 //	go test ./internal/linearizability -run Coordinator -linearizability.strict
 //	go test ./internal/linearizability -run Coordinator -linearizability.seed N -linearizability.clients 64
+//	go test ./internal/linearizability -run Coordinator -linearizability.mysql-instances 1
 //
 // MariaDB/MySQL runs when SETTLE_TEST_MYSQL_DSN is set (internal/dbtest).
+// The test logs the history's size, its calls by kind and result, the
+// calls that ran into the 5 s call timeout, the coordinators' warnings and
+// errors, and porcupine's verdict and time.
 // When a history is not linearizable, the test names the gids at fault,
 // logs the first one's calls and writes porcupine's visualization of their
 // calls to a temporary HTML file whose path it prints.
