@@ -28,7 +28,17 @@
 // scheduler injects process faults: SIGKILL and restart of a coordinator
 // or a participant, a coordinator armed to kill itself at a named fault
 // point (internal/faults), a coordinator SIGSTOPped past its lease while
-// the other takes over, and link cuts.
+// the other takes over, and cuts of every link kind. With
+// Config.CoverageFirst it first runs the coverage schedule, which fires
+// every kind of RequiredKinds once, waiting (bounded) for each to take
+// effect: a cut to refuse a call, a fault point to be reached, the
+// retry-rate cap to defer a round, another coordinator to take over from
+// a paused one.
+//
+// Every process exit is classified (Exit): killed by the harness, killed
+// at the fault point the schedule armed (the process printed that it
+// reached it), or a crash. Crashes, recovered panics and harness errors
+// that no injected fault explains are violations.
 //
 // # Checking
 //
@@ -41,10 +51,20 @@
 //   - I2 every balance and sold count equals the baseline moved by the
 //     confirmed fences only (an effect applied twice shows up here);
 //   - I3 every decision observed during the run (Commit/Rollback replies,
-//     polls) equals the final state, and no two observations differ;
+//     polls, check-back answers) equals the final state, and no two
+//     observations differ;
 //   - I4 every transaction finished within the bound;
-//   - I5 no TRIED fence, nothing frozen or reserved;
-//   - I6 money and goods totals equal the baseline.
+//   - I5 no TRIED fence, nothing frozen or reserved; a Try sent after its
+//     branch's Cancel was acknowledged was refused and applied nothing; a
+//     late Try that was accepted shows tried, then cancelled, in the fence;
+//   - I6 money and goods totals equal the baseline;
+//   - I7 every gid presumed aborted at a check-back (seen on the wire) is
+//     stored as an ABORTED tombstone;
+//   - progress: no Commit of an order owed a commit refused before its
+//     deadline, at least CommitFloor of those orders committed, at least
+//     MinCommitted transactions committed;
+//   - no crash, no unexplained harness error, every required fault kind
+//     fired (RequiredKinds).
 //
 // # Failure handling
 //

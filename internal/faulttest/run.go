@@ -334,7 +334,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		defer wg.Done()
 		sched := rand.New(rand.NewPCG(cfg.Seed, 999))
 		if cfg.CoverageFirst {
-			coverage(wctx, c, cfg.Timing, sched, logf)
+			orphan := func() {
+				o := Order{GID: fmt.Sprintf("ft-%x-coverage-orphan", cfg.Seed), Kind: KindOrphanTry, User: shop.Rich[0],
+					SKU: "pen", Qty: 1, Amount: shop.Prices["pen"]}
+				in.Run(context.WithoutCancel(wctx), &o)
+			}
+			coverage(wctx, c, cfg.Timing, sched, orphan, logf)
 			close(coverageDone)
 		}
 		if cfg.ProcessFaultEvery <= 0 {

@@ -55,7 +55,11 @@ func MissingKinds(required []string, fired map[string]int64) []string {
 // system's reaction (a cut refusing a call, a fault point being reached, a
 // takeover) wait for it, within a bound; whatever still did not happen is
 // reported by the coverage check.
-func coverage(ctx context.Context, c *Cluster, t Timing, rng *rand.Rand, logf func(string, ...any)) {
+//
+// orphan, if not nil, runs an orphan_try order (it returns when the order
+// is done): its reservation is checked back a few seconds later, so the
+// check-back link surely carries a call while it is cut.
+func coverage(ctx context.Context, c *Cluster, t Timing, rng *rand.Rand, orphan func(), logf func(string, ...any)) {
 	started := time.Now()
 	// Per-call faults: forced on the next calls of links that always have
 	// traffic (the random odds fire them too).
@@ -73,9 +77,16 @@ func coverage(ctx context.Context, c *Cluster, t Timing, rng *rand.Rand, logf fu
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			refused := c.cut(ctx, p, FaultCheckBackCut, time.Second, 12*time.Second)
+			refused := c.cut(ctx, p, FaultCheckBackCut, time.Second, 15*time.Second)
 			logf("coverage: participant-%s -> coordinator (check-back) link was down; a check-back refused: %v", Branches[0], refused)
 		}()
+		if orphan != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				orphan()
+			}()
+		}
 	}
 	for i := 0; i < 100 && c.faults.Get(string(FaultReset)) == 0 && sleepCtx(ctx, 20*time.Millisecond); i++ {
 		c.initToCoord[i%len(c.initToCoord)].ResetConnection()
@@ -94,7 +105,7 @@ func coverage(ctx context.Context, c *Cluster, t Timing, rng *rand.Rand, logf fu
 	before := p.Refused()
 	p.SetDown(true)
 	sleepCtx(ctx, time.Second)
-	for end := time.Now().Add(8 * time.Second); (p.Refused() == before || !capped()) && time.Now().Before(end); {
+	for end := time.Now().Add(15 * time.Second); (p.Refused() == before || !capped()) && time.Now().Before(end); {
 		if !sleepCtx(ctx, 50*time.Millisecond) {
 			break
 		}
