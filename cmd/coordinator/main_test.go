@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -252,4 +253,69 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestSIGHUPReloadsTokens: the real process re-reads its token file on
+// SIGHUP; a broken file is logged and the tokens in force stay.
+func TestSIGHUPReloadsTokens(t *testing.T) {
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens")
+	oldTok, newTok := "operator-token-before-0001", "operator-token-after-00002"
+	if err := os.WriteFile(tokens, []byte(oldTok+",alice,operator\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port := freePortPair(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-listen", addr, "-db", "sqlite:"+filepath.Join(dir, "c.db"), "-auth-token-file", tokens)
+	cmd.Env = append(os.Environ(), envRunMain+"=1")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	// list runs the admin CLI in-process with the token in SETTLE_TOKEN.
+	list := func() (string, error) {
+		var o, e bytes.Buffer
+		err := run(ctx, []string{"admin", "list", "-addr", addr, "-timeout", "2s"}, &o, &e)
+		return o.String() + e.String(), err
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for !cond() {
+			if ctx.Err() != nil {
+				t.Fatalf("timed out waiting for %s:\n%s", what, out.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	t.Setenv("SETTLE_TOKEN", oldTok)
+	waitFor("the coordinator to serve", func() bool { _, err := list(); return err == nil })
+
+	if err := os.WriteFile(tokens, []byte(newTok+",alice,operator\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SETTLE_TOKEN", newTok)
+	waitFor("the new token to work after SIGHUP", func() bool { _, err := list(); return err == nil })
+	t.Setenv("SETTLE_TOKEN", oldTok)
+	if _, err := list(); err == nil || !strings.Contains(err.Error(), "Unauthenticated") {
+		t.Fatalf("the old token after SIGHUP: %v", err)
+	}
+
+	if err := os.WriteFile(tokens, []byte("broken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the failed reload to be logged", func() bool { return strings.Contains(out.String(), "reload on SIGHUP failed") })
+	t.Setenv("SETTLE_TOKEN", newTok)
+	if _, err := list(); err != nil {
+		t.Fatalf("a broken file dropped the tokens in force: %v", err)
+	}
 }
