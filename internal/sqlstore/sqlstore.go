@@ -445,6 +445,12 @@ func (s *Store) registerBranch(ctx context.Context, p tcc.AddBranchParams) (*tcc
 	if tx.State != tcc.StateTrying {
 		return tx, &tcc.StateError{GID: b.GID, Actual: tx.State, Op: "register branch " + b.BranchID}
 	}
+	if len(tx.Branches) < p.MaxBranches {
+		// The update matched nothing, yet the record is TRYING with room:
+		// it did not exist when the update ran (a Begin of the same gid
+		// raced this call). The registration found no transaction.
+		return nil, fmt.Errorf("%w: %s", tcc.ErrNotFound, b.GID)
+	}
 	return tx, tcc.ErrTooManyBranches
 }
 
@@ -463,6 +469,12 @@ func (s *Store) Decide(ctx context.Context, p tcc.DecideParams) (*tcc.Transactio
 func (s *Store) decide(ctx context.Context, p tcc.DecideParams) (*tcc.Transaction, bool, error) {
 	cas := decideRecord(s.pk(), p, 0)
 	n, err := s.exec(ctx, s.sql, cas.query, cas.args...)
+	// A deadlock or lock wait timeout rolled the one-statement
+	// compare-and-set back whole: run it again (bounded) rather than
+	// answer UNAVAILABLE for what is only contention.
+	for try := 0; try < 3 && err != nil && database.IsRetryable(err) && ctx.Err() == nil; try++ {
+		n, err = s.exec(ctx, s.sql, cas.query, cas.args...)
+	}
 	if err != nil {
 		return nil, false, s.interpret("decide", err)
 	}

@@ -488,8 +488,18 @@ func (c *Coordinator) decide(ctx context.Context, gid string, o Outcome, reason 
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	tx, _, err := c.Decide(ctx, gid, o, reason)
+	// A record still TRYING after an undecided compare-and-set did not
+	// exist when the compare-and-set ran: a Begin of the same gid raced
+	// this call and created it after. Decide again, now that it exists
+	// (bounded: a record, once there, stays until it is decided).
+	for try := 0; err == nil && tx.State == StateTrying && try < 3; try++ {
+		tx, _, err = c.Decide(ctx, gid, o, reason)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", op, gid, err)
+	}
+	if tx.State == StateTrying {
+		return nil, fmt.Errorf("%s %s: %w: %s", op, gid, ErrNotFound, gid)
 	}
 	decided, _ := OutcomeOf(tx.State)
 	if decided != o {
