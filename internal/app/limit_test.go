@@ -195,3 +195,43 @@ func TestInFlightLimitPerCaller(t *testing.T) {
 		t.Fatalf("orders after its calls finished: %v", err)
 	}
 }
+
+// TestMaxDeliveryRounds: with one round allowed and it held, the next
+// decision is durable at once but its round is left to the recovery loop,
+// which delivers it after this instance's lease runs out.
+func TestMaxDeliveryRounds(t *testing.T) {
+	h := holdConfirms(t)
+	e := setup(t, dbtest.NewSQLite(t), func(c *app.Config) {
+		c.HTTPListen = "127.0.0.1:0"
+		c.Coordinator.MaxRounds = 1
+		c.Coordinator.LeaseTTL = 5 * time.Second
+		c.Coordinator.CallTimeout = time.Second
+	})
+	ctx := ctxT(t)
+	var commits sync.WaitGroup
+	commitHeld(t, ctx, e.coord, h, "first", &commits)
+	if _, err := e.coord.Begin(ctx, &tccv1.BeginRequest{Gid: "second", Branches: []*tccv1.BranchRegistration{{BranchId: "a", Participant: h.part.Addr()}}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := e.coord.Commit(ctx, &tccv1.CommitRequest{Gid: "second"})
+	if err != nil || resp.GetTransaction().GetState() != tccv1.TransactionState_TRANSACTION_STATE_COMMITTING {
+		t.Fatalf("the second commit: %v %v, want decided", resp, err)
+	}
+	if m := httpGet(t, "http://"+e.app.HTTPAddr()+"/metrics"); !strings.Contains(m, "settle_delivery_rounds_deferred_total 1") {
+		t.Fatalf("the deferred round is not counted:\n%s", grepLines(m, "settle_delivery"))
+	}
+	e.loopCaughtUp(t, func() bool { return h.part.Attempts("Confirm", "second", "a") > 0 })
+	if n := h.part.Attempts("Confirm", "second", "a"); n != 0 {
+		t.Fatalf("the second round ran (%d Confirms) though the bound was reached", n)
+	}
+	h.open()
+	commits.Wait()
+	// After the lease, the recovery loop delivers it.
+	e.clock.Advance(6 * time.Second)
+	eventually(t, "the deferred round delivered after the lease", func() bool {
+		return e.get(t, "second").GetState() == tccv1.TransactionState_TRANSACTION_STATE_COMMITTED
+	})
+	if n := h.part.Count("Confirm", "second", "a"); n != 1 {
+		t.Fatalf("second confirmed %d times, want once", n)
+	}
+}

@@ -30,6 +30,7 @@ type Metrics struct {
 	RecoveryPasses prometheus.Counter
 	purged         prometheus.Counter
 	shed           *prometheus.CounterVec
+	deferred       prometheus.Counter
 }
 
 // New registers the collectors (plus Go and process collectors) on a new
@@ -75,9 +76,13 @@ func New() *Metrics {
 		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "settle_rpc_shed_total", Help: "Calls refused with RESOURCE_EXHAUSTED by the in-flight limits, by method and limit (instance, caller).",
 		}, []string{"method", "limit"}),
+		deferred: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "settle_delivery_rounds_deferred_total",
+			Help: "Decisions whose delivery round was left to the recovery loop because -max-delivery-rounds rounds were running (delivered after the lease).",
+		}),
 	}
 	r.MustRegister(m.decisions, m.finished, m.branchCalls, m.branchLatency, m.attention, m.conflicts, m.rpcLatency,
-		m.RecoveryDue, m.RecoveryPasses, m.purged, m.shed,
+		m.RecoveryDue, m.RecoveryPasses, m.purged, m.shed, m.deferred,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -106,10 +111,11 @@ func (m *Metrics) Hooks(fault func(string)) tcc.Hooks {
 			m.branchCalls.WithLabelValues(call, result).Inc()
 			m.branchLatency.WithLabelValues(call).Observe(took.Seconds())
 		},
-		Finished:   func(_ string, s tcc.State) { m.finished.WithLabelValues(string(s)).Inc() },
-		Attention:  func(string, string) { m.attention.Inc() },
-		Conflict:   func(string, string) { m.conflicts.Inc() },
-		FaultPoint: fault,
+		Finished:      func(_ string, s tcc.State) { m.finished.WithLabelValues(string(s)).Inc() },
+		Attention:     func(string, string) { m.attention.Inc() },
+		Conflict:      func(string, string) { m.conflicts.Inc() },
+		FaultPoint:    fault,
+		RoundDeferred: func(string) { m.deferred.Inc() },
 	}
 }
 

@@ -63,6 +63,14 @@ type Config struct {
 	// branch is retried with the round's backoff (ErrRateLimited). First
 	// rounds are never limited. Default 0: no limit.
 	ParticipantRetryRate float64
+	// MaxRounds bounds the delivery rounds this instance runs at once for
+	// the decisions it records (a Commit or Rollback that does not wait
+	// returns while its round goes on). A decision made while MaxRounds
+	// rounds are running is durable as always, but its round is left to
+	// the recovery loop, which takes it when this instance's lease on it
+	// runs out (LeaseTTL): under overload delivery is delayed, never lost,
+	// and goroutines and connections stay bounded. Default 4096.
+	MaxRounds int
 }
 
 func (c *Config) setDefaults() error {
@@ -74,6 +82,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxBranches == 0 {
 		c.MaxBranches = 64
+	}
+	if c.MaxRounds == 0 {
+		c.MaxRounds = 4096
 	}
 	if c.DefaultTimeout == 0 {
 		c.DefaultTimeout = DefaultTimeout
@@ -212,6 +223,9 @@ type Hooks struct {
 	// FaultPoint is called at named points of the protocol so that crash
 	// tests can stop the process there (see internal/faults).
 	FaultPoint func(name string)
+	// RoundDeferred is called when a decision's round is left to the
+	// recovery loop because MaxRounds rounds are running.
+	RoundDeferred func(gid string)
 }
 
 // NewCoordinator returns a Coordinator over store and participants. clock
@@ -563,6 +577,15 @@ func (c *Coordinator) Decide(ctx context.Context, gid string, o Outcome, reason 
 // startRound runs one delivery round for tx (whose lease this instance
 // holds) in the background. It returns false if the coordinator is closing.
 func (c *Coordinator) startRound(tx *Transaction) bool {
+	c.mu.Lock()
+	busy := len(c.inflight) >= c.cfg.MaxRounds
+	c.mu.Unlock()
+	if busy {
+		if c.hooks.RoundDeferred != nil {
+			c.hooks.RoundDeferred(tx.GID)
+		}
+		return true // the recovery loop delivers it after the lease
+	}
 	release, reserved, closed := c.reserve(tx.GID, true)
 	if closed {
 		return false
