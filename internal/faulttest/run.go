@@ -138,8 +138,18 @@ func (r *Report) String() string {
 		fmt.Fprintf(&b, "coverage: %d of %d required fault kinds did not fire:\n%s", len(r.Missing), len(r.Required), formatKinds(r.Missing, "  "))
 	}
 	if n := len(r.Result.HarnessErrors); n > 0 {
-		fmt.Fprintf(&b, "harness errors (%d):\n", n)
+		expected := map[string]int64{}
+		var unexplained []HarnessError
 		for _, h := range r.Result.HarnessErrors {
+			if h.Fails() {
+				unexplained = append(unexplained, h)
+			} else {
+				expected[h.Cause]++
+			}
+		}
+		fmt.Fprintf(&b, "harness errors: %d, %d unexplained (each a violation); expected ones by cause:\n", n, len(unexplained))
+		b.WriteString(formatCounts(expected, "", "  "))
+		for _, h := range unexplained {
 			fmt.Fprintf(&b, "  %s\n", h)
 		}
 	}
