@@ -59,8 +59,8 @@ func (b *bench) cleanup() {
 	}
 }
 
-func dial(target string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(target, rpcopt.DialOptions(grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+func dial(target string, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
+	return grpc.NewClient(target, rpcopt.DialOptions(append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, extra...)...)...)
 }
 
 func (b *bench) setup(ctx context.Context) error {
@@ -125,8 +125,16 @@ func (b *bench) setup(ctx context.Context) error {
 				b.coordPID = pid
 			}
 		}
+		var auth []grpc.DialOption
+		if cfg.TokenFile != "" {
+			token, err := client.ReadTokenFile(cfg.TokenFile)
+			if err != nil {
+				return err
+			}
+			auth = append(auth, grpc.WithPerRPCCredentials(client.BearerToken(token)))
+		}
 		for range cfg.Conns {
-			cc, err := dial(b.coordAddr)
+			cc, err := dial(b.coordAddr, auth...)
 			if err != nil {
 				return err
 			}
@@ -567,7 +575,20 @@ func (b *bench) baselineTx(ctx context.Context, w *worker, gid string,
 // time), then checks every started transaction individually. It returns
 // how many were not COMMITTED or ABORTED (or, for a failed Begin, absent).
 func (b *bench) drain(ctx context.Context, all []started, stopped time.Time) (int, time.Duration, error) {
-	admin := adminv1.NewAdminServiceClient(b.coordConns[0])
+	adminConn := b.coordConns[0]
+	if b.cfg.AdminTokenFile != "" {
+		token, err := client.ReadTokenFile(b.cfg.AdminTokenFile)
+		if err != nil {
+			return 0, 0, err
+		}
+		cc, err := dial(b.coordAddr, grpc.WithPerRPCCredentials(client.BearerToken(token)))
+		if err != nil {
+			return 0, 0, err
+		}
+		defer cc.Close()
+		adminConn = cc
+	}
+	admin := adminv1.NewAdminServiceClient(adminConn)
 	deadline := stopped.Add(b.cfg.DrainTimeout)
 	var drained time.Duration
 	for {

@@ -100,6 +100,12 @@ type Config struct {
 	StoreLabel     string
 	PartPIDs       []int
 	Label          string
+	// TokenFile holds a bearer token sent with every coordinator call
+	// (a coordinator started with -auth-token-file).
+	TokenFile string
+	// AdminTokenFile holds an operator's token for the drain check's
+	// AdminService calls.
+	AdminTokenFile string
 
 	Spawn     string
 	SpawnDB   string
@@ -136,6 +142,8 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.MySQLStatus, "mysql-status", "", "MySQL/MariaDB DSN (go-sql-driver form) to read SHOW GLOBAL STATUS deltas (statements, commits, fsyncs per transaction) and durability settings")
 	partPIDs := fs.String("participant-pids", "", "comma-separated pids of external participant processes (demo mode) whose CPU to report")
 	fs.StringVar(&c.Label, "label", "", "a name for this configuration, written as the first TSV column (e.g. before/after)")
+	fs.StringVar(&c.TokenFile, "token-file", "", "file holding an initiator's bearer token, sent with every coordinator call (coordinators with -auth-token-file)")
+	fs.StringVar(&c.AdminTokenFile, "admin-token-file", "", "file holding an operator's bearer token, for the drain check's AdminService calls")
 	fs.StringVar(&c.StoreLabel, "store", "", "label of the coordinator's store in the report (default: from -spawn-db/-inproc-db, else \"?\")")
 	fs.StringVar(&c.Spawn, "spawn", "", "start this coordinator binary as a child process on a free loopback port for the run, then stop it")
 	fs.StringVar(&c.SpawnDB, "spawn-db", "", "the -db of the spawned coordinator")

@@ -18,7 +18,7 @@ const (
 	opsToken  = "ops-0123456789abcdef0"
 )
 
-func writeTokens(t *testing.T, text string) string {
+func writeTokens(t testing.TB, text string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "tokens.csv")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
