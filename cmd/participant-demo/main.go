@@ -45,6 +45,7 @@ import (
 
 	"github.com/peterbourgon/ff/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -53,6 +54,7 @@ import (
 
 	"github.com/settle-tcc/settle/client"
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
+	"github.com/settle-tcc/settle/internal/app"
 	"github.com/settle-tcc/settle/internal/database"
 	"github.com/settle-tcc/settle/internal/demo"
 	"github.com/settle-tcc/settle/internal/rpcopt"
@@ -141,6 +143,7 @@ type serveConfig struct {
 	CheckBackInterval time.Duration
 	// TokenFile holds the participant's bearer token for the coordinator.
 	TokenFile string
+	TLS       coordTLS
 }
 
 func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
@@ -157,6 +160,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.DurationVar(&cfg.CheckBackAfter, "checkback-after", participant.DefaultCheckBackAfter, "how long a tried branch waits for Confirm/Cancel before checking back")
 	fs.DurationVar(&cfg.CheckBackInterval, "checkback-interval", 5*time.Second, "how often the check-back worker looks for due branches")
 	fs.StringVar(&cfg.TokenFile, "token-file", "", tokenFileUsage)
+	cfg.TLS.register(fs)
 	if err := parse(fs, args); err != nil {
 		return serveConfig{}, err
 	}
@@ -184,6 +188,7 @@ type orderConfig struct {
 	DB          string
 	Timeout     time.Duration
 	TokenFile   string
+	TLS         coordTLS
 }
 
 func parseOrder(args []string, stderr io.Writer) (orderConfig, error) {
@@ -199,6 +204,7 @@ func parseOrder(args []string, stderr io.Writer) (orderConfig, error) {
 	fs.StringVar(&cfg.DB, "db", defaultDB, "participant database, read to print balances afterwards")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "transaction timeout, also the deadline of the order's calls")
 	fs.StringVar(&cfg.TokenFile, "token-file", "", tokenFileUsage)
+	cfg.TLS.register(fs)
 	if err := parse(fs, args); err != nil {
 		return orderConfig{}, err
 	}
@@ -225,6 +231,36 @@ func parseBalances(args []string, stderr io.Writer) (balancesConfig, error) {
 }
 
 const tokenFileUsage = "file holding the bearer token for the coordinator (default: the file in SETTLE_TOKEN_FILE, or SETTLE_TOKEN)"
+
+// coordTLS is how the demo reaches the coordinator over TLS.
+type coordTLS struct{ ca, cert, key string }
+
+func (c *coordTLS) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.ca, "coordinator-tls-ca", "", "PEM CA bundle: reach the coordinator over TLS and verify it against this CA")
+	fs.StringVar(&c.cert, "coordinator-tls-cert", "", "PEM client certificate for a coordinator with mutual TLS")
+	fs.StringVar(&c.key, "coordinator-tls-key", "", "PEM private key of -coordinator-tls-cert")
+}
+
+// creds returns the transport credentials for the coordinator (plaintext
+// when no file is given).
+func (c coordTLS) creds() (credentials.TransportCredentials, error) {
+	return app.ClientCredentials(c.ca, c.cert, c.key)
+}
+
+// coordinatorClient returns a client SDK for the coordinator with the
+// token and TLS settings; participants are reached in plaintext.
+func coordinatorClient(target, tokenFile string, tlsc coordTLS) (*client.Client, error) {
+	token, err := demoToken(tokenFile)
+	if err != nil {
+		return nil, err
+	}
+	creds, err := tlsc.creds()
+	if err != nil {
+		return nil, err
+	}
+	return client.New(target, client.WithToken(token), client.WithTransportCredentials(creds),
+		client.WithParticipantTransportCredentials(insecure.NewCredentials()))
+}
 
 // demoToken returns the coordinator token from file, or from the
 // environment when file is empty.
@@ -289,7 +325,11 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		if err != nil {
 			return err
 		}
-		opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		creds, err := cfg.TLS.creds()
+		if err != nil {
+			return err
+		}
+		opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
 		if token != "" {
 			opts = append(opts, grpc.WithPerRPCCredentials(client.BearerToken(token)))
 		}
@@ -354,11 +394,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 
 // order places one order and prints its outcome and the resulting balances.
 func order(ctx context.Context, cfg orderConfig, stdout, stderr io.Writer) (int, error) {
-	token, err := demoToken(cfg.TokenFile)
-	if err != nil {
-		return exitError, err
-	}
-	c, err := client.New(cfg.Coordinator, client.WithToken(token))
+	c, err := coordinatorClient(cfg.Coordinator, cfg.TokenFile, cfg.TLS)
 	if err != nil {
 		return exitError, err
 	}
@@ -456,6 +492,7 @@ type fencesConfig struct {
 	GID         string
 	Coordinator string
 	TokenFile   string
+	TLS         coordTLS
 }
 
 // timeFlag parses an RFC 3339 time, or a duration relative to now ("-1h").
@@ -495,6 +532,7 @@ func parseFences(args []string, stderr io.Writer) (fencesConfig, error) {
 	fs.StringVar(&cfg.GID, "gid", "", "list one transaction's records only")
 	fs.StringVar(&cfg.Coordinator, "coordinator", "", "if set, compare each record with the coordinator's GetTransaction answer")
 	fs.StringVar(&cfg.TokenFile, "token-file", "", tokenFileUsage)
+	cfg.TLS.register(fs)
 	if err := parse(fs, args); err != nil {
 		return fencesConfig{}, err
 	}
@@ -516,11 +554,7 @@ func fences(ctx context.Context, cfg fencesConfig, w io.Writer) (int, error) {
 	}
 	var cmp []participant.Comparison
 	if cfg.Coordinator != "" {
-		token, err := demoToken(cfg.TokenFile)
-		if err != nil {
-			return exitError, err
-		}
-		c, err := client.New(cfg.Coordinator, client.WithToken(token))
+		c, err := coordinatorClient(cfg.Coordinator, cfg.TokenFile, cfg.TLS)
 		if err != nil {
 			return exitError, err
 		}

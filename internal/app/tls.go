@@ -112,8 +112,17 @@ func (c TLSConfig) participantDialOptions() ([]grpc.DialOption, error) {
 // caFile (PEM; empty: the system roots), presenting certFile/keyFile (PEM)
 // when given (mutual TLS).
 func ClientDialOptions(caFile, certFile, keyFile string) ([]grpc.DialOption, error) {
+	creds, err := ClientCredentials(caFile, certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	return []grpc.DialOption{grpc.WithTransportCredentials(creds)}, nil
+}
+
+// ClientCredentials is ClientDialOptions' transport credentials.
+func ClientCredentials(caFile, certFile, keyFile string) (credentials.TransportCredentials, error) {
 	if caFile == "" && certFile == "" && keyFile == "" {
-		return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, nil
+		return insecure.NewCredentials(), nil
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
@@ -133,7 +142,7 @@ func ClientDialOptions(caFile, certFile, keyFile string) ([]grpc.DialOption, err
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}
-	return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}, nil
+	return credentials.NewTLS(cfg), nil
 }
 
 func loadPool(path string) (*x509.CertPool, error) {
