@@ -16,6 +16,8 @@ import (
 	v1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -28,19 +30,246 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// ListTransactionsRequest filters and pages the listing.
+// EventKind is what a TransactionEvent records.
+type EventKind int32
+
+const (
+	EventKind_EVENT_KIND_UNSPECIFIED EventKind = 0
+	// Begin recorded the transaction (one BRANCH_REGISTERED follows for each
+	// branch registered with Begin, with the same time).
+	EventKind_EVENT_KIND_BEGUN EventKind = 1
+	// A branch was registered.
+	EventKind_EVENT_KIND_BRANCH_REGISTERED EventKind = 2
+	// The decision was recorded (state, cause, message).
+	EventKind_EVENT_KIND_DECIDED EventKind = 3
+	// One Confirm/Cancel call to one branch (result, code, message, latency,
+	// instance).
+	EventKind_EVENT_KIND_ATTEMPT EventKind = 4
+	// A check-back was answered and changed the record (verdict): it
+	// aborted a TRYING transaction past its deadline, or recorded a
+	// presumed-abort tombstone for an unknown gid.
+	EventKind_EVENT_KIND_CHECK_BACK EventKind = 5
+	// The transaction was flagged as needing attention (message says why).
+	EventKind_EVENT_KIND_NEEDS_ATTENTION EventKind = 6
+	// A participant answered with the opposite outcome (S11); the branch is
+	// no longer retried.
+	EventKind_EVENT_KIND_CONFLICT EventKind = 7
+	// An operator asked to retry now (actor).
+	EventKind_EVENT_KIND_RETRY_NOW EventKind = 8
+	// An operator resolved a branch by hand (actor, branch_state, message).
+	EventKind_EVENT_KIND_RESOLVED EventKind = 9
+	// Every branch is done; the transaction is final (state).
+	EventKind_EVENT_KIND_FINISHED EventKind = 10
+)
+
+// Enum value maps for EventKind.
+var (
+	EventKind_name = map[int32]string{
+		0:  "EVENT_KIND_UNSPECIFIED",
+		1:  "EVENT_KIND_BEGUN",
+		2:  "EVENT_KIND_BRANCH_REGISTERED",
+		3:  "EVENT_KIND_DECIDED",
+		4:  "EVENT_KIND_ATTEMPT",
+		5:  "EVENT_KIND_CHECK_BACK",
+		6:  "EVENT_KIND_NEEDS_ATTENTION",
+		7:  "EVENT_KIND_CONFLICT",
+		8:  "EVENT_KIND_RETRY_NOW",
+		9:  "EVENT_KIND_RESOLVED",
+		10: "EVENT_KIND_FINISHED",
+	}
+	EventKind_value = map[string]int32{
+		"EVENT_KIND_UNSPECIFIED":       0,
+		"EVENT_KIND_BEGUN":             1,
+		"EVENT_KIND_BRANCH_REGISTERED": 2,
+		"EVENT_KIND_DECIDED":           3,
+		"EVENT_KIND_ATTEMPT":           4,
+		"EVENT_KIND_CHECK_BACK":        5,
+		"EVENT_KIND_NEEDS_ATTENTION":   6,
+		"EVENT_KIND_CONFLICT":          7,
+		"EVENT_KIND_RETRY_NOW":         8,
+		"EVENT_KIND_RESOLVED":          9,
+		"EVENT_KIND_FINISHED":          10,
+	}
+)
+
+func (x EventKind) Enum() *EventKind {
+	p := new(EventKind)
+	*p = x
+	return p
+}
+
+func (x EventKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EventKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_settle_admin_v1_admin_proto_enumTypes[0].Descriptor()
+}
+
+func (EventKind) Type() protoreflect.EnumType {
+	return &file_settle_admin_v1_admin_proto_enumTypes[0]
+}
+
+func (x EventKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EventKind.Descriptor instead.
+func (EventKind) EnumDescriptor() ([]byte, []int) {
+	return file_settle_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+// DecisionCause is what made a decision.
+type DecisionCause int32
+
+const (
+	DecisionCause_DECISION_CAUSE_UNSPECIFIED DecisionCause = 0
+	// The initiator's Commit.
+	DecisionCause_DECISION_CAUSE_COMMIT DecisionCause = 1
+	// The initiator's Rollback.
+	DecisionCause_DECISION_CAUSE_ROLLBACK DecisionCause = 2
+	// The recovery loop, at the deadline of a transaction still TRYING.
+	DecisionCause_DECISION_CAUSE_DEADLINE DecisionCause = 3
+	// A participant's check-back: a TRYING transaction past its deadline, or
+	// an unknown gid (presumed abort).
+	DecisionCause_DECISION_CAUSE_CHECK_BACK DecisionCause = 4
+	// An operator.
+	DecisionCause_DECISION_CAUSE_OPERATOR DecisionCause = 5
+)
+
+// Enum value maps for DecisionCause.
+var (
+	DecisionCause_name = map[int32]string{
+		0: "DECISION_CAUSE_UNSPECIFIED",
+		1: "DECISION_CAUSE_COMMIT",
+		2: "DECISION_CAUSE_ROLLBACK",
+		3: "DECISION_CAUSE_DEADLINE",
+		4: "DECISION_CAUSE_CHECK_BACK",
+		5: "DECISION_CAUSE_OPERATOR",
+	}
+	DecisionCause_value = map[string]int32{
+		"DECISION_CAUSE_UNSPECIFIED": 0,
+		"DECISION_CAUSE_COMMIT":      1,
+		"DECISION_CAUSE_ROLLBACK":    2,
+		"DECISION_CAUSE_DEADLINE":    3,
+		"DECISION_CAUSE_CHECK_BACK":  4,
+		"DECISION_CAUSE_OPERATOR":    5,
+	}
+)
+
+func (x DecisionCause) Enum() *DecisionCause {
+	p := new(DecisionCause)
+	*p = x
+	return p
+}
+
+func (x DecisionCause) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DecisionCause) Descriptor() protoreflect.EnumDescriptor {
+	return file_settle_admin_v1_admin_proto_enumTypes[1].Descriptor()
+}
+
+func (DecisionCause) Type() protoreflect.EnumType {
+	return &file_settle_admin_v1_admin_proto_enumTypes[1]
+}
+
+func (x DecisionCause) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DecisionCause.Descriptor instead.
+func (DecisionCause) EnumDescriptor() ([]byte, []int) {
+	return file_settle_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+// AttemptResult classifies one Confirm/Cancel call.
+type AttemptResult int32
+
+const (
+	AttemptResult_ATTEMPT_RESULT_UNSPECIFIED AttemptResult = 0
+	// The participant acknowledged: the branch is done.
+	AttemptResult_ATTEMPT_RESULT_SUCCESS AttemptResult = 1
+	// The participant refused definitely (a conflict, or INVALID_ARGUMENT):
+	// retrying the same call will not help.
+	AttemptResult_ATTEMPT_RESULT_FAILED AttemptResult = 2
+	// The outcome is unknown (timeout, unavailable, any other error): the
+	// call is retried.
+	AttemptResult_ATTEMPT_RESULT_UNKNOWN AttemptResult = 3
+)
+
+// Enum value maps for AttemptResult.
+var (
+	AttemptResult_name = map[int32]string{
+		0: "ATTEMPT_RESULT_UNSPECIFIED",
+		1: "ATTEMPT_RESULT_SUCCESS",
+		2: "ATTEMPT_RESULT_FAILED",
+		3: "ATTEMPT_RESULT_UNKNOWN",
+	}
+	AttemptResult_value = map[string]int32{
+		"ATTEMPT_RESULT_UNSPECIFIED": 0,
+		"ATTEMPT_RESULT_SUCCESS":     1,
+		"ATTEMPT_RESULT_FAILED":      2,
+		"ATTEMPT_RESULT_UNKNOWN":     3,
+	}
+)
+
+func (x AttemptResult) Enum() *AttemptResult {
+	p := new(AttemptResult)
+	*p = x
+	return p
+}
+
+func (x AttemptResult) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AttemptResult) Descriptor() protoreflect.EnumDescriptor {
+	return file_settle_admin_v1_admin_proto_enumTypes[2].Descriptor()
+}
+
+func (AttemptResult) Type() protoreflect.EnumType {
+	return &file_settle_admin_v1_admin_proto_enumTypes[2]
+}
+
+func (x AttemptResult) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AttemptResult.Descriptor instead.
+func (AttemptResult) EnumDescriptor() ([]byte, []int) {
+	return file_settle_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+// ListTransactionsRequest filters and pages the listing. Every filter that
+// is set must match; unset (zero) filters match everything.
 type ListTransactionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Only transactions in this state; unspecified lists all states.
 	State v1.TransactionState `protobuf:"varint,1,opt,name=state,proto3,enum=settle.tcc.v1.TransactionState" json:"state,omitempty"`
 	// Only transactions flagged as needing attention.
 	NeedsAttention bool `protobuf:"varint,2,opt,name=needs_attention,json=needsAttention,proto3" json:"needs_attention,omitempty"`
-	// Only transactions created at least this many seconds ago.
+	// Only transactions created at least this many seconds ago (>= 0).
 	MinAgeSeconds int64 `protobuf:"varint,3,opt,name=min_age_seconds,json=minAgeSeconds,proto3" json:"min_age_seconds,omitempty"`
 	// Page size, 1..1000; default 100.
 	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of the previous page; empty for the first page.
-	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// A token is only valid with the same filters it was returned with.
+	PageToken string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only transactions created at most this many seconds ago (>= 0; 0 does
+	// not filter). With min_age_seconds it selects an age range; it must not
+	// be below min_age_seconds.
+	MaxAgeSeconds int64 `protobuf:"varint,6,opt,name=max_age_seconds,json=maxAgeSeconds,proto3" json:"max_age_seconds,omitempty"`
+	// Only transactions whose gid starts with this prefix (at most 128
+	// bytes, the characters a gid may hold).
+	GidPrefix string `protobuf:"bytes,7,opt,name=gid_prefix,json=gidPrefix,proto3" json:"gid_prefix,omitempty"`
+	// Only transactions with a branch whose participant target is exactly
+	// this (host:port, as registered).
+	Participant string `protobuf:"bytes,8,opt,name=participant,proto3" json:"participant,omitempty"`
+	// Only transactions carrying this label: "key=value" for that value, or
+	// "key" for any value.
+	Label         string `protobuf:"bytes,9,opt,name=label,proto3" json:"label,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -106,6 +335,34 @@ func (x *ListTransactionsRequest) GetPageSize() int32 {
 func (x *ListTransactionsRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListTransactionsRequest) GetMaxAgeSeconds() int64 {
+	if x != nil {
+		return x.MaxAgeSeconds
+	}
+	return 0
+}
+
+func (x *ListTransactionsRequest) GetGidPrefix() string {
+	if x != nil {
+		return x.GidPrefix
+	}
+	return ""
+}
+
+func (x *ListTransactionsRequest) GetParticipant() string {
+	if x != nil {
+		return x.Participant
+	}
+	return ""
+}
+
+func (x *ListTransactionsRequest) GetLabel() string {
+	if x != nil {
+		return x.Label
 	}
 	return ""
 }
@@ -548,18 +805,382 @@ func (x *ResolveBranchResponse) GetTransaction() *v1.Transaction {
 	return nil
 }
 
+// GetTransactionHistoryRequest names a transaction.
+type GetTransactionHistoryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Global transaction id.
+	Gid           string `protobuf:"bytes,1,opt,name=gid,proto3" json:"gid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTransactionHistoryRequest) Reset() {
+	*x = GetTransactionHistoryRequest{}
+	mi := &file_settle_admin_v1_admin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTransactionHistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTransactionHistoryRequest) ProtoMessage() {}
+
+func (x *GetTransactionHistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_settle_admin_v1_admin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTransactionHistoryRequest.ProtoReflect.Descriptor instead.
+func (*GetTransactionHistoryRequest) Descriptor() ([]byte, []int) {
+	return file_settle_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GetTransactionHistoryRequest) GetGid() string {
+	if x != nil {
+		return x.Gid
+	}
+	return ""
+}
+
+// GetTransactionHistoryResponse is a transaction's history, oldest first.
+type GetTransactionHistoryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The events, ordered by seq (the order they were written in).
+	Events []*TransactionEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Per branch that had attempts dropped by the bound: how many (they
+	// were between the first and the last kept ones).
+	DroppedAttempts []*DroppedAttempts `protobuf:"bytes,2,rep,name=dropped_attempts,json=droppedAttempts,proto3" json:"dropped_attempts,omitempty"`
+	// The time of the first event (Begin, or the check-back that recorded a
+	// tombstone): the origin of a timeline.
+	BeginTime     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=begin_time,json=beginTime,proto3" json:"begin_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTransactionHistoryResponse) Reset() {
+	*x = GetTransactionHistoryResponse{}
+	mi := &file_settle_admin_v1_admin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTransactionHistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTransactionHistoryResponse) ProtoMessage() {}
+
+func (x *GetTransactionHistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_settle_admin_v1_admin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTransactionHistoryResponse.ProtoReflect.Descriptor instead.
+func (*GetTransactionHistoryResponse) Descriptor() ([]byte, []int) {
+	return file_settle_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetTransactionHistoryResponse) GetEvents() []*TransactionEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *GetTransactionHistoryResponse) GetDroppedAttempts() []*DroppedAttempts {
+	if x != nil {
+		return x.DroppedAttempts
+	}
+	return nil
+}
+
+func (x *GetTransactionHistoryResponse) GetBeginTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BeginTime
+	}
+	return nil
+}
+
+// DroppedAttempts counts the attempts of one branch that the history's
+// bound dropped.
+type DroppedAttempts struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Branch id.
+	BranchId string `protobuf:"bytes,1,opt,name=branch_id,json=branchId,proto3" json:"branch_id,omitempty"`
+	// Attempts dropped (not in the events).
+	Count         int64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DroppedAttempts) Reset() {
+	*x = DroppedAttempts{}
+	mi := &file_settle_admin_v1_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DroppedAttempts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DroppedAttempts) ProtoMessage() {}
+
+func (x *DroppedAttempts) ProtoReflect() protoreflect.Message {
+	mi := &file_settle_admin_v1_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DroppedAttempts.ProtoReflect.Descriptor instead.
+func (*DroppedAttempts) Descriptor() ([]byte, []int) {
+	return file_settle_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *DroppedAttempts) GetBranchId() string {
+	if x != nil {
+		return x.BranchId
+	}
+	return ""
+}
+
+func (x *DroppedAttempts) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// TransactionEvent is one entry of a transaction's history. Which fields
+// are set depends on kind; the others are empty.
+type TransactionEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Position in the transaction's history, from 1, increasing in the order
+	// of writing. Gaps are dropped attempts.
+	Seq int64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// When it happened, by the writing coordinator's clock.
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// What happened.
+	Kind EventKind `protobuf:"varint,3,opt,name=kind,proto3,enum=settle.admin.v1.EventKind" json:"kind,omitempty"`
+	// The branch concerned (BRANCH_REGISTERED, ATTEMPT, CONFLICT,
+	// RESOLVED; CHECK_BACK when the participant named it).
+	BranchId string `protobuf:"bytes,4,opt,name=branch_id,json=branchId,proto3" json:"branch_id,omitempty"`
+	// The participant target (BEGUN's branches, BRANCH_REGISTERED).
+	Participant string `protobuf:"bytes,5,opt,name=participant,proto3" json:"participant,omitempty"`
+	// DECIDED, FINISHED: the state the transaction moved to (COMMITTING or
+	// ABORTING; COMMITTED or ABORTED). RESOLVED: unspecified (see
+	// branch_state).
+	State v1.TransactionState `protobuf:"varint,6,opt,name=state,proto3,enum=settle.tcc.v1.TransactionState" json:"state,omitempty"`
+	// DECIDED: what made the decision.
+	Cause DecisionCause `protobuf:"varint,7,opt,name=cause,proto3,enum=settle.admin.v1.DecisionCause" json:"cause,omitempty"`
+	// ATTEMPT: how the Confirm/Cancel call ended.
+	Result AttemptResult `protobuf:"varint,8,opt,name=result,proto3,enum=settle.admin.v1.AttemptResult" json:"result,omitempty"`
+	// ATTEMPT: the gRPC status code name of the call ("OK", "UNAVAILABLE",
+	// "DEADLINE_EXCEEDED", ...).
+	Code string `protobuf:"bytes,9,opt,name=code,proto3" json:"code,omitempty"`
+	// ATTEMPT: the error message (empty on success); DECIDED: the abort
+	// reason; NEEDS_ATTENTION: why; CONFLICT: the participant's answer;
+	// RESOLVED: the operator's reason.
+	Message string `protobuf:"bytes,10,opt,name=message,proto3" json:"message,omitempty"`
+	// ATTEMPT: how long the call took.
+	Latency *durationpb.Duration `protobuf:"bytes,11,opt,name=latency,proto3" json:"latency,omitempty"`
+	// The coordinator instance that wrote the event (ATTEMPT: that made the
+	// call).
+	Instance string `protobuf:"bytes,12,opt,name=instance,proto3" json:"instance,omitempty"`
+	// RETRY_NOW, RESOLVED: who (the caller's identity and role, e.g. "alice
+	// (operator)"; "anonymous" without authentication).
+	Actor string `protobuf:"bytes,13,opt,name=actor,proto3" json:"actor,omitempty"`
+	// CHECK_BACK: the verdict answered.
+	Verdict v1.Verdict `protobuf:"varint,14,opt,name=verdict,proto3,enum=settle.tcc.v1.Verdict" json:"verdict,omitempty"`
+	// RESOLVED: the state the operator set the branch to.
+	BranchState v1.BranchState `protobuf:"varint,15,opt,name=branch_state,json=branchState,proto3,enum=settle.tcc.v1.BranchState" json:"branch_state,omitempty"`
+	// ATTEMPT: the call, "confirm" or "cancel".
+	Call          string `protobuf:"bytes,16,opt,name=call,proto3" json:"call,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransactionEvent) Reset() {
+	*x = TransactionEvent{}
+	mi := &file_settle_admin_v1_admin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransactionEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransactionEvent) ProtoMessage() {}
+
+func (x *TransactionEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_settle_admin_v1_admin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransactionEvent.ProtoReflect.Descriptor instead.
+func (*TransactionEvent) Descriptor() ([]byte, []int) {
+	return file_settle_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *TransactionEvent) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *TransactionEvent) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *TransactionEvent) GetKind() EventKind {
+	if x != nil {
+		return x.Kind
+	}
+	return EventKind_EVENT_KIND_UNSPECIFIED
+}
+
+func (x *TransactionEvent) GetBranchId() string {
+	if x != nil {
+		return x.BranchId
+	}
+	return ""
+}
+
+func (x *TransactionEvent) GetParticipant() string {
+	if x != nil {
+		return x.Participant
+	}
+	return ""
+}
+
+func (x *TransactionEvent) GetState() v1.TransactionState {
+	if x != nil {
+		return x.State
+	}
+	return v1.TransactionState(0)
+}
+
+func (x *TransactionEvent) GetCause() DecisionCause {
+	if x != nil {
+		return x.Cause
+	}
+	return DecisionCause_DECISION_CAUSE_UNSPECIFIED
+}
+
+func (x *TransactionEvent) GetResult() AttemptResult {
+	if x != nil {
+		return x.Result
+	}
+	return AttemptResult_ATTEMPT_RESULT_UNSPECIFIED
+}
+
+func (x *TransactionEvent) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *TransactionEvent) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *TransactionEvent) GetLatency() *durationpb.Duration {
+	if x != nil {
+		return x.Latency
+	}
+	return nil
+}
+
+func (x *TransactionEvent) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
+}
+
+func (x *TransactionEvent) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *TransactionEvent) GetVerdict() v1.Verdict {
+	if x != nil {
+		return x.Verdict
+	}
+	return v1.Verdict(0)
+}
+
+func (x *TransactionEvent) GetBranchState() v1.BranchState {
+	if x != nil {
+		return x.BranchState
+	}
+	return v1.BranchState(0)
+}
+
+func (x *TransactionEvent) GetCall() string {
+	if x != nil {
+		return x.Call
+	}
+	return ""
+}
+
 var File_settle_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_settle_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1bsettle/admin/v1/admin.proto\x12\x0fsettle.admin.v1\x1a\x17settle/tcc/v1/tcc.proto\"\xdd\x01\n" +
+	"\x1bsettle/admin/v1/admin.proto\x12\x0fsettle.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17settle/tcc/v1/tcc.proto\"\xdc\x02\n" +
 	"\x17ListTransactionsRequest\x125\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x1f.settle.tcc.v1.TransactionStateR\x05state\x12'\n" +
 	"\x0fneeds_attention\x18\x02 \x01(\bR\x0eneedsAttention\x12&\n" +
 	"\x0fmin_age_seconds\x18\x03 \x01(\x03R\rminAgeSeconds\x12\x1b\n" +
 	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x05 \x01(\tR\tpageToken\"\x82\x01\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\x12&\n" +
+	"\x0fmax_age_seconds\x18\x06 \x01(\x03R\rmaxAgeSeconds\x12\x1d\n" +
+	"\n" +
+	"gid_prefix\x18\a \x01(\tR\tgidPrefix\x12 \n" +
+	"\vparticipant\x18\b \x01(\tR\vparticipant\x12\x14\n" +
+	"\x05label\x18\t \x01(\tR\x05label\"\x82\x01\n" +
 	"\x18ListTransactionsResponse\x12>\n" +
 	"\ftransactions\x18\x01 \x03(\v2\x1a.settle.tcc.v1.TransactionR\ftransactions\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\")\n" +
@@ -586,12 +1207,66 @@ const file_settle_admin_v1_admin_proto_rawDesc = "" +
 	"\x05state\x18\x03 \x01(\x0e2\x1a.settle.tcc.v1.BranchStateR\x05state\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\"U\n" +
 	"\x15ResolveBranchResponse\x12<\n" +
-	"\vtransaction\x18\x01 \x01(\v2\x1a.settle.tcc.v1.TransactionR\vtransaction2\x8b\x03\n" +
+	"\vtransaction\x18\x01 \x01(\v2\x1a.settle.tcc.v1.TransactionR\vtransaction\"0\n" +
+	"\x1cGetTransactionHistoryRequest\x12\x10\n" +
+	"\x03gid\x18\x01 \x01(\tR\x03gid\"\xe2\x01\n" +
+	"\x1dGetTransactionHistoryResponse\x129\n" +
+	"\x06events\x18\x01 \x03(\v2!.settle.admin.v1.TransactionEventR\x06events\x12K\n" +
+	"\x10dropped_attempts\x18\x02 \x03(\v2 .settle.admin.v1.DroppedAttemptsR\x0fdroppedAttempts\x129\n" +
+	"\n" +
+	"begin_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tbeginTime\"D\n" +
+	"\x0fDroppedAttempts\x12\x1b\n" +
+	"\tbranch_id\x18\x01 \x01(\tR\bbranchId\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\"\x82\x05\n" +
+	"\x10TransactionEvent\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12.\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x1a.settle.admin.v1.EventKindR\x04kind\x12\x1b\n" +
+	"\tbranch_id\x18\x04 \x01(\tR\bbranchId\x12 \n" +
+	"\vparticipant\x18\x05 \x01(\tR\vparticipant\x125\n" +
+	"\x05state\x18\x06 \x01(\x0e2\x1f.settle.tcc.v1.TransactionStateR\x05state\x124\n" +
+	"\x05cause\x18\a \x01(\x0e2\x1e.settle.admin.v1.DecisionCauseR\x05cause\x126\n" +
+	"\x06result\x18\b \x01(\x0e2\x1e.settle.admin.v1.AttemptResultR\x06result\x12\x12\n" +
+	"\x04code\x18\t \x01(\tR\x04code\x12\x18\n" +
+	"\amessage\x18\n" +
+	" \x01(\tR\amessage\x123\n" +
+	"\alatency\x18\v \x01(\v2\x19.google.protobuf.DurationR\alatency\x12\x1a\n" +
+	"\binstance\x18\f \x01(\tR\binstance\x12\x14\n" +
+	"\x05actor\x18\r \x01(\tR\x05actor\x120\n" +
+	"\averdict\x18\x0e \x01(\x0e2\x16.settle.tcc.v1.VerdictR\averdict\x12=\n" +
+	"\fbranch_state\x18\x0f \x01(\x0e2\x1a.settle.tcc.v1.BranchStateR\vbranchState\x12\x12\n" +
+	"\x04call\x18\x10 \x01(\tR\x04call*\xaf\x02\n" +
+	"\tEventKind\x12\x1a\n" +
+	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10EVENT_KIND_BEGUN\x10\x01\x12 \n" +
+	"\x1cEVENT_KIND_BRANCH_REGISTERED\x10\x02\x12\x16\n" +
+	"\x12EVENT_KIND_DECIDED\x10\x03\x12\x16\n" +
+	"\x12EVENT_KIND_ATTEMPT\x10\x04\x12\x19\n" +
+	"\x15EVENT_KIND_CHECK_BACK\x10\x05\x12\x1e\n" +
+	"\x1aEVENT_KIND_NEEDS_ATTENTION\x10\x06\x12\x17\n" +
+	"\x13EVENT_KIND_CONFLICT\x10\a\x12\x18\n" +
+	"\x14EVENT_KIND_RETRY_NOW\x10\b\x12\x17\n" +
+	"\x13EVENT_KIND_RESOLVED\x10\t\x12\x17\n" +
+	"\x13EVENT_KIND_FINISHED\x10\n" +
+	"*\xc0\x01\n" +
+	"\rDecisionCause\x12\x1e\n" +
+	"\x1aDECISION_CAUSE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15DECISION_CAUSE_COMMIT\x10\x01\x12\x1b\n" +
+	"\x17DECISION_CAUSE_ROLLBACK\x10\x02\x12\x1b\n" +
+	"\x17DECISION_CAUSE_DEADLINE\x10\x03\x12\x1d\n" +
+	"\x19DECISION_CAUSE_CHECK_BACK\x10\x04\x12\x1b\n" +
+	"\x17DECISION_CAUSE_OPERATOR\x10\x05*\x82\x01\n" +
+	"\rAttemptResult\x12\x1e\n" +
+	"\x1aATTEMPT_RESULT_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16ATTEMPT_RESULT_SUCCESS\x10\x01\x12\x19\n" +
+	"\x15ATTEMPT_RESULT_FAILED\x10\x02\x12\x1a\n" +
+	"\x16ATTEMPT_RESULT_UNKNOWN\x10\x032\x83\x04\n" +
 	"\fAdminService\x12g\n" +
 	"\x10ListTransactions\x12(.settle.admin.v1.ListTransactionsRequest\x1a).settle.admin.v1.ListTransactionsResponse\x12a\n" +
 	"\x0eGetTransaction\x12&.settle.admin.v1.GetTransactionRequest\x1a'.settle.admin.v1.GetTransactionResponse\x12O\n" +
 	"\bRetryNow\x12 .settle.admin.v1.RetryNowRequest\x1a!.settle.admin.v1.RetryNowResponse\x12^\n" +
-	"\rResolveBranch\x12%.settle.admin.v1.ResolveBranchRequest\x1a&.settle.admin.v1.ResolveBranchResponseB:Z8github.com/settle-tcc/settle/gen/settle/admin/v1;adminv1b\x06proto3"
+	"\rResolveBranch\x12%.settle.admin.v1.ResolveBranchRequest\x1a&.settle.admin.v1.ResolveBranchResponse\x12v\n" +
+	"\x15GetTransactionHistory\x12-.settle.admin.v1.GetTransactionHistoryRequest\x1a..settle.admin.v1.GetTransactionHistoryResponseB:Z8github.com/settle-tcc/settle/gen/settle/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_settle_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -605,42 +1280,66 @@ func file_settle_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_settle_admin_v1_admin_proto_rawDescData
 }
 
-var file_settle_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_settle_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_settle_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_settle_admin_v1_admin_proto_goTypes = []any{
-	(*ListTransactionsRequest)(nil),  // 0: settle.admin.v1.ListTransactionsRequest
-	(*ListTransactionsResponse)(nil), // 1: settle.admin.v1.ListTransactionsResponse
-	(*GetTransactionRequest)(nil),    // 2: settle.admin.v1.GetTransactionRequest
-	(*GetTransactionResponse)(nil),   // 3: settle.admin.v1.GetTransactionResponse
-	(*BranchDetail)(nil),             // 4: settle.admin.v1.BranchDetail
-	(*RetryNowRequest)(nil),          // 5: settle.admin.v1.RetryNowRequest
-	(*RetryNowResponse)(nil),         // 6: settle.admin.v1.RetryNowResponse
-	(*ResolveBranchRequest)(nil),     // 7: settle.admin.v1.ResolveBranchRequest
-	(*ResolveBranchResponse)(nil),    // 8: settle.admin.v1.ResolveBranchResponse
-	(v1.TransactionState)(0),         // 9: settle.tcc.v1.TransactionState
-	(*v1.Transaction)(nil),           // 10: settle.tcc.v1.Transaction
-	(v1.BranchState)(0),              // 11: settle.tcc.v1.BranchState
+	(EventKind)(0),                        // 0: settle.admin.v1.EventKind
+	(DecisionCause)(0),                    // 1: settle.admin.v1.DecisionCause
+	(AttemptResult)(0),                    // 2: settle.admin.v1.AttemptResult
+	(*ListTransactionsRequest)(nil),       // 3: settle.admin.v1.ListTransactionsRequest
+	(*ListTransactionsResponse)(nil),      // 4: settle.admin.v1.ListTransactionsResponse
+	(*GetTransactionRequest)(nil),         // 5: settle.admin.v1.GetTransactionRequest
+	(*GetTransactionResponse)(nil),        // 6: settle.admin.v1.GetTransactionResponse
+	(*BranchDetail)(nil),                  // 7: settle.admin.v1.BranchDetail
+	(*RetryNowRequest)(nil),               // 8: settle.admin.v1.RetryNowRequest
+	(*RetryNowResponse)(nil),              // 9: settle.admin.v1.RetryNowResponse
+	(*ResolveBranchRequest)(nil),          // 10: settle.admin.v1.ResolveBranchRequest
+	(*ResolveBranchResponse)(nil),         // 11: settle.admin.v1.ResolveBranchResponse
+	(*GetTransactionHistoryRequest)(nil),  // 12: settle.admin.v1.GetTransactionHistoryRequest
+	(*GetTransactionHistoryResponse)(nil), // 13: settle.admin.v1.GetTransactionHistoryResponse
+	(*DroppedAttempts)(nil),               // 14: settle.admin.v1.DroppedAttempts
+	(*TransactionEvent)(nil),              // 15: settle.admin.v1.TransactionEvent
+	(v1.TransactionState)(0),              // 16: settle.tcc.v1.TransactionState
+	(*v1.Transaction)(nil),                // 17: settle.tcc.v1.Transaction
+	(v1.BranchState)(0),                   // 18: settle.tcc.v1.BranchState
+	(*timestamppb.Timestamp)(nil),         // 19: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),           // 20: google.protobuf.Duration
+	(v1.Verdict)(0),                       // 21: settle.tcc.v1.Verdict
 }
 var file_settle_admin_v1_admin_proto_depIdxs = []int32{
-	9,  // 0: settle.admin.v1.ListTransactionsRequest.state:type_name -> settle.tcc.v1.TransactionState
-	10, // 1: settle.admin.v1.ListTransactionsResponse.transactions:type_name -> settle.tcc.v1.Transaction
-	10, // 2: settle.admin.v1.GetTransactionResponse.transaction:type_name -> settle.tcc.v1.Transaction
-	4,  // 3: settle.admin.v1.GetTransactionResponse.branch_details:type_name -> settle.admin.v1.BranchDetail
-	10, // 4: settle.admin.v1.RetryNowResponse.transaction:type_name -> settle.tcc.v1.Transaction
-	11, // 5: settle.admin.v1.ResolveBranchRequest.state:type_name -> settle.tcc.v1.BranchState
-	10, // 6: settle.admin.v1.ResolveBranchResponse.transaction:type_name -> settle.tcc.v1.Transaction
-	0,  // 7: settle.admin.v1.AdminService.ListTransactions:input_type -> settle.admin.v1.ListTransactionsRequest
-	2,  // 8: settle.admin.v1.AdminService.GetTransaction:input_type -> settle.admin.v1.GetTransactionRequest
-	5,  // 9: settle.admin.v1.AdminService.RetryNow:input_type -> settle.admin.v1.RetryNowRequest
-	7,  // 10: settle.admin.v1.AdminService.ResolveBranch:input_type -> settle.admin.v1.ResolveBranchRequest
-	1,  // 11: settle.admin.v1.AdminService.ListTransactions:output_type -> settle.admin.v1.ListTransactionsResponse
-	3,  // 12: settle.admin.v1.AdminService.GetTransaction:output_type -> settle.admin.v1.GetTransactionResponse
-	6,  // 13: settle.admin.v1.AdminService.RetryNow:output_type -> settle.admin.v1.RetryNowResponse
-	8,  // 14: settle.admin.v1.AdminService.ResolveBranch:output_type -> settle.admin.v1.ResolveBranchResponse
-	11, // [11:15] is the sub-list for method output_type
-	7,  // [7:11] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	16, // 0: settle.admin.v1.ListTransactionsRequest.state:type_name -> settle.tcc.v1.TransactionState
+	17, // 1: settle.admin.v1.ListTransactionsResponse.transactions:type_name -> settle.tcc.v1.Transaction
+	17, // 2: settle.admin.v1.GetTransactionResponse.transaction:type_name -> settle.tcc.v1.Transaction
+	7,  // 3: settle.admin.v1.GetTransactionResponse.branch_details:type_name -> settle.admin.v1.BranchDetail
+	17, // 4: settle.admin.v1.RetryNowResponse.transaction:type_name -> settle.tcc.v1.Transaction
+	18, // 5: settle.admin.v1.ResolveBranchRequest.state:type_name -> settle.tcc.v1.BranchState
+	17, // 6: settle.admin.v1.ResolveBranchResponse.transaction:type_name -> settle.tcc.v1.Transaction
+	15, // 7: settle.admin.v1.GetTransactionHistoryResponse.events:type_name -> settle.admin.v1.TransactionEvent
+	14, // 8: settle.admin.v1.GetTransactionHistoryResponse.dropped_attempts:type_name -> settle.admin.v1.DroppedAttempts
+	19, // 9: settle.admin.v1.GetTransactionHistoryResponse.begin_time:type_name -> google.protobuf.Timestamp
+	19, // 10: settle.admin.v1.TransactionEvent.time:type_name -> google.protobuf.Timestamp
+	0,  // 11: settle.admin.v1.TransactionEvent.kind:type_name -> settle.admin.v1.EventKind
+	16, // 12: settle.admin.v1.TransactionEvent.state:type_name -> settle.tcc.v1.TransactionState
+	1,  // 13: settle.admin.v1.TransactionEvent.cause:type_name -> settle.admin.v1.DecisionCause
+	2,  // 14: settle.admin.v1.TransactionEvent.result:type_name -> settle.admin.v1.AttemptResult
+	20, // 15: settle.admin.v1.TransactionEvent.latency:type_name -> google.protobuf.Duration
+	21, // 16: settle.admin.v1.TransactionEvent.verdict:type_name -> settle.tcc.v1.Verdict
+	18, // 17: settle.admin.v1.TransactionEvent.branch_state:type_name -> settle.tcc.v1.BranchState
+	3,  // 18: settle.admin.v1.AdminService.ListTransactions:input_type -> settle.admin.v1.ListTransactionsRequest
+	5,  // 19: settle.admin.v1.AdminService.GetTransaction:input_type -> settle.admin.v1.GetTransactionRequest
+	8,  // 20: settle.admin.v1.AdminService.RetryNow:input_type -> settle.admin.v1.RetryNowRequest
+	10, // 21: settle.admin.v1.AdminService.ResolveBranch:input_type -> settle.admin.v1.ResolveBranchRequest
+	12, // 22: settle.admin.v1.AdminService.GetTransactionHistory:input_type -> settle.admin.v1.GetTransactionHistoryRequest
+	4,  // 23: settle.admin.v1.AdminService.ListTransactions:output_type -> settle.admin.v1.ListTransactionsResponse
+	6,  // 24: settle.admin.v1.AdminService.GetTransaction:output_type -> settle.admin.v1.GetTransactionResponse
+	9,  // 25: settle.admin.v1.AdminService.RetryNow:output_type -> settle.admin.v1.RetryNowResponse
+	11, // 26: settle.admin.v1.AdminService.ResolveBranch:output_type -> settle.admin.v1.ResolveBranchResponse
+	13, // 27: settle.admin.v1.AdminService.GetTransactionHistory:output_type -> settle.admin.v1.GetTransactionHistoryResponse
+	23, // [23:28] is the sub-list for method output_type
+	18, // [18:23] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_settle_admin_v1_admin_proto_init() }
@@ -653,13 +1352,14 @@ func file_settle_admin_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_settle_admin_v1_admin_proto_rawDesc), len(file_settle_admin_v1_admin_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   9,
+			NumEnums:      3,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_settle_admin_v1_admin_proto_goTypes,
 		DependencyIndexes: file_settle_admin_v1_admin_proto_depIdxs,
+		EnumInfos:         file_settle_admin_v1_admin_proto_enumTypes,
 		MessageInfos:      file_settle_admin_v1_admin_proto_msgTypes,
 	}.Build()
 	File_settle_admin_v1_admin_proto = out.File

@@ -25,10 +25,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AdminService_ListTransactions_FullMethodName = "/settle.admin.v1.AdminService/ListTransactions"
-	AdminService_GetTransaction_FullMethodName   = "/settle.admin.v1.AdminService/GetTransaction"
-	AdminService_RetryNow_FullMethodName         = "/settle.admin.v1.AdminService/RetryNow"
-	AdminService_ResolveBranch_FullMethodName    = "/settle.admin.v1.AdminService/ResolveBranch"
+	AdminService_ListTransactions_FullMethodName      = "/settle.admin.v1.AdminService/ListTransactions"
+	AdminService_GetTransaction_FullMethodName        = "/settle.admin.v1.AdminService/GetTransaction"
+	AdminService_RetryNow_FullMethodName              = "/settle.admin.v1.AdminService/RetryNow"
+	AdminService_ResolveBranch_FullMethodName         = "/settle.admin.v1.AdminService/ResolveBranch"
+	AdminService_GetTransactionHistory_FullMethodName = "/settle.admin.v1.AdminService/GetTransactionHistory"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -38,8 +39,10 @@ const (
 // AdminService is served by every coordinator instance.
 type AdminServiceClient interface {
 	// ListTransactions returns transactions ordered by gid, one page at a
-	// time, optionally filtered by state, needs-attention flag and age.
-	// Branches are not included; use GetTransaction.
+	// time, optionally filtered by state, needs-attention flag, age, gid
+	// prefix, participant and label (all filters given must match).
+	// Branches are not included; use GetTransaction. INVALID_ARGUMENT for a
+	// malformed filter or page token.
 	ListTransactions(ctx context.Context, in *ListTransactionsRequest, opts ...grpc.CallOption) (*ListTransactionsResponse, error)
 	// GetTransaction returns one transaction with its branches, conflicts and
 	// resolutions.
@@ -55,6 +58,21 @@ type AdminServiceClient interface {
 	// stored with the branch. The transaction is then retried at once so it
 	// can finish.
 	ResolveBranch(ctx context.Context, in *ResolveBranchRequest, opts ...grpc.CallOption) (*ResolveBranchResponse, error)
+	// GetTransactionHistory returns the durable history of one transaction:
+	// what happened to it, in the order it happened (begun, branches
+	// registered, the decision and by what, each Confirm/Cancel attempt,
+	// check-backs that decided, needs-attention and conflict flags, operator
+	// actions, finished). Each event was written in the same database
+	// transaction as the state change it describes, so the history never
+	// shows a change the record does not have, nor misses one it has.
+	//
+	// The history is bounded: every event except attempts is kept; of each
+	// branch's Confirm/Cancel attempts the first and the last N are kept (N
+	// is the coordinator's -history-attempts flag), and the number dropped
+	// in between is returned per branch. It is purged with its transaction by
+	// retention. NOT_FOUND when there is no record and no history for the
+	// gid.
+	GetTransactionHistory(ctx context.Context, in *GetTransactionHistoryRequest, opts ...grpc.CallOption) (*GetTransactionHistoryResponse, error)
 }
 
 type adminServiceClient struct {
@@ -105,6 +123,16 @@ func (c *adminServiceClient) ResolveBranch(ctx context.Context, in *ResolveBranc
 	return out, nil
 }
 
+func (c *adminServiceClient) GetTransactionHistory(ctx context.Context, in *GetTransactionHistoryRequest, opts ...grpc.CallOption) (*GetTransactionHistoryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetTransactionHistoryResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetTransactionHistory_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -112,8 +140,10 @@ func (c *adminServiceClient) ResolveBranch(ctx context.Context, in *ResolveBranc
 // AdminService is served by every coordinator instance.
 type AdminServiceServer interface {
 	// ListTransactions returns transactions ordered by gid, one page at a
-	// time, optionally filtered by state, needs-attention flag and age.
-	// Branches are not included; use GetTransaction.
+	// time, optionally filtered by state, needs-attention flag, age, gid
+	// prefix, participant and label (all filters given must match).
+	// Branches are not included; use GetTransaction. INVALID_ARGUMENT for a
+	// malformed filter or page token.
 	ListTransactions(context.Context, *ListTransactionsRequest) (*ListTransactionsResponse, error)
 	// GetTransaction returns one transaction with its branches, conflicts and
 	// resolutions.
@@ -129,6 +159,21 @@ type AdminServiceServer interface {
 	// stored with the branch. The transaction is then retried at once so it
 	// can finish.
 	ResolveBranch(context.Context, *ResolveBranchRequest) (*ResolveBranchResponse, error)
+	// GetTransactionHistory returns the durable history of one transaction:
+	// what happened to it, in the order it happened (begun, branches
+	// registered, the decision and by what, each Confirm/Cancel attempt,
+	// check-backs that decided, needs-attention and conflict flags, operator
+	// actions, finished). Each event was written in the same database
+	// transaction as the state change it describes, so the history never
+	// shows a change the record does not have, nor misses one it has.
+	//
+	// The history is bounded: every event except attempts is kept; of each
+	// branch's Confirm/Cancel attempts the first and the last N are kept (N
+	// is the coordinator's -history-attempts flag), and the number dropped
+	// in between is returned per branch. It is purged with its transaction by
+	// retention. NOT_FOUND when there is no record and no history for the
+	// gid.
+	GetTransactionHistory(context.Context, *GetTransactionHistoryRequest) (*GetTransactionHistoryResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -150,6 +195,9 @@ func (UnimplementedAdminServiceServer) RetryNow(context.Context, *RetryNowReques
 }
 func (UnimplementedAdminServiceServer) ResolveBranch(context.Context, *ResolveBranchRequest) (*ResolveBranchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResolveBranch not implemented")
+}
+func (UnimplementedAdminServiceServer) GetTransactionHistory(context.Context, *GetTransactionHistoryRequest) (*GetTransactionHistoryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetTransactionHistory not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -244,6 +292,24 @@ func _AdminService_ResolveBranch_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_GetTransactionHistory_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTransactionHistoryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetTransactionHistory(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetTransactionHistory_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetTransactionHistory(ctx, req.(*GetTransactionHistoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -266,6 +332,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResolveBranch",
 			Handler:    _AdminService_ResolveBranch_Handler,
+		},
+		{
+			MethodName: "GetTransactionHistory",
+			Handler:    _AdminService_GetTransactionHistory_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
