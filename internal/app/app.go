@@ -43,8 +43,9 @@ import (
 type Config struct {
 	// Listen is the gRPC listen address. Default 127.0.0.1:7400.
 	Listen string
-	// HTTPListen serves /metrics, /healthz and the HTTP/JSON status and
-	// check-back endpoints. Empty disables it.
+	// HTTPListen serves the HTTP/JSON API (every CoordinatorService and
+	// AdminService RPC, docs/http-api.md), /openapi.json, /metrics and
+	// /healthz. Empty disables it.
 	HTTPListen string
 	// DB is "sqlite:<path>" or "mysql:<dsn>". Default sqlite:settle.db.
 	DB string
@@ -217,14 +218,43 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		}
 	}
 	a.grpc = grpc.NewServer(rpcopt.ServerOptions(srvOpts...)...)
-	svc := server.NewCoordinator(a.coord, log)
-	tccv1.RegisterCoordinatorServiceServer(a.grpc, svc)
-	adminv1.RegisterAdminServiceServer(a.grpc, server.NewAdmin(a.coord, log, cfg.Clock))
+	// The HTTP/JSON gateway calls the same services in-process through
+	// the same interceptors (auth, limits, metrics, panics) as gRPC.
+	local := server.NewLocal(unary...)
+	svc, admin := server.NewCoordinator(a.coord, log), server.NewAdmin(a.coord, log, cfg.Clock)
+	for _, reg := range []grpc.ServiceRegistrar{a.grpc, local} {
+		tccv1.RegisterCoordinatorServiceServer(reg, svc)
+		adminv1.RegisterAdminServiceServer(reg, admin)
+	}
 	a.health = health.NewServer()
 	healthpb.RegisterHealthServer(a.grpc, a.health)
 	a.health.SetServingStatus(tccv1.CoordinatorService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	if !cfg.DisableReflection {
 		reflection.Register(a.grpc)
+	}
+
+	var httpHandler http.Handler
+	if a.hlis != nil {
+		guard := func(method string, h http.Handler) http.Handler {
+			if limiter != nil {
+				h = limiter.HTTP(method, h)
+			}
+			if authn != nil {
+				h = authn.HTTP(method, h) // outside the limit: it names the caller
+			}
+			return h
+		}
+		httpHandler, err = server.HTTPHandler(server.HTTPConfig{Services: local, Registry: a.mets.Registry, Guard: guard, Log: log,
+			MaxBodyBytes: server.MaxBodyBytes(a.coord.Config().MaxPayloadBytes, a.coord.Config().MaxBranches)})
+		if err != nil {
+			_ = a.lis.Close()
+			_ = a.hlis.Close()
+			_ = store.Close()
+			return nil, err
+		}
+		if cfg.Pprof {
+			httpHandler = withPprof(httpHandler, guard)
+		}
 	}
 
 	loopCtx, stop := context.WithCancel(context.Background())
@@ -238,20 +268,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	}
 	go func() { a.serveErr <- a.grpc.Serve(a.lis) }()
 	if a.hlis != nil {
-		guard := func(method string, h http.Handler) http.Handler {
-			if limiter != nil {
-				h = limiter.HTTP(method, h)
-			}
-			if authn != nil {
-				h = authn.HTTP(method, h) // outside the limit: it names the caller
-			}
-			return h
-		}
-		h := server.HTTPHandler(svc, a.mets.Registry, log, guard)
-		if cfg.Pprof {
-			h = withPprof(h, guard)
-		}
-		a.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		a.http = &http.Server{Handler: httpHandler, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := a.http.Serve(a.hlis); !errors.Is(err, http.ErrServerClosed) {
 				a.serveErr <- err

@@ -40,6 +40,7 @@ var Policy = map[string][]Role{
 	"http:metrics": {Open},
 	"http:healthz": {Open},
 	"http:pprof":   {Operator},
+	"http:openapi": {Open},
 }
 
 // rolesFor returns the roles allowed on method, and whether the table
