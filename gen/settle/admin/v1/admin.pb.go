@@ -45,10 +45,6 @@ const (
 	// One Confirm/Cancel call to one branch (result, code, message, latency,
 	// instance).
 	EventKind_EVENT_KIND_ATTEMPT EventKind = 4
-	// A check-back was answered and changed the record (verdict): it
-	// aborted a TRYING transaction past its deadline, or recorded a
-	// presumed-abort tombstone for an unknown gid.
-	EventKind_EVENT_KIND_CHECK_BACK EventKind = 5
 	// The transaction was flagged as needing attention (message says why).
 	EventKind_EVENT_KIND_NEEDS_ATTENTION EventKind = 6
 	// A participant answered with the opposite outcome (S11); the branch is
@@ -70,7 +66,6 @@ var (
 		2:  "EVENT_KIND_BRANCH_REGISTERED",
 		3:  "EVENT_KIND_DECIDED",
 		4:  "EVENT_KIND_ATTEMPT",
-		5:  "EVENT_KIND_CHECK_BACK",
 		6:  "EVENT_KIND_NEEDS_ATTENTION",
 		7:  "EVENT_KIND_CONFLICT",
 		8:  "EVENT_KIND_RETRY_NOW",
@@ -83,7 +78,6 @@ var (
 		"EVENT_KIND_BRANCH_REGISTERED": 2,
 		"EVENT_KIND_DECIDED":           3,
 		"EVENT_KIND_ATTEMPT":           4,
-		"EVENT_KIND_CHECK_BACK":        5,
 		"EVENT_KIND_NEEDS_ATTENTION":   6,
 		"EVENT_KIND_CONFLICT":          7,
 		"EVENT_KIND_RETRY_NOW":         8,
@@ -977,28 +971,30 @@ func (x *DroppedAttempts) GetCount() int64 {
 // are set depends on kind; the others are empty.
 type TransactionEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Position in the transaction's history, from 1, increasing in the order
-	// of writing. Gaps are dropped attempts.
+	// Position in the history as returned (1, 2, ...), in the order the
+	// events were written.
 	Seq int64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
 	// When it happened, by the writing coordinator's clock.
 	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
 	// What happened.
 	Kind EventKind `protobuf:"varint,3,opt,name=kind,proto3,enum=settle.admin.v1.EventKind" json:"kind,omitempty"`
 	// The branch concerned (BRANCH_REGISTERED, ATTEMPT, CONFLICT,
-	// RESOLVED; CHECK_BACK when the participant named it).
+	// RESOLVED).
 	BranchId string `protobuf:"bytes,4,opt,name=branch_id,json=branchId,proto3" json:"branch_id,omitempty"`
-	// The participant target (BEGUN's branches, BRANCH_REGISTERED).
+	// BRANCH_REGISTERED: the participant target.
 	Participant string `protobuf:"bytes,5,opt,name=participant,proto3" json:"participant,omitempty"`
-	// DECIDED, FINISHED: the state the transaction moved to (COMMITTING or
-	// ABORTING; COMMITTED or ABORTED). RESOLVED: unspecified (see
-	// branch_state).
+	// DECIDED: the state the transaction moved to (COMMITTING or ABORTING;
+	// ABORTED for a presumed-abort tombstone recorded by a check-back).
+	// FINISHED: COMMITTED or ABORTED.
 	State v1.TransactionState `protobuf:"varint,6,opt,name=state,proto3,enum=settle.tcc.v1.TransactionState" json:"state,omitempty"`
 	// DECIDED: what made the decision.
 	Cause DecisionCause `protobuf:"varint,7,opt,name=cause,proto3,enum=settle.admin.v1.DecisionCause" json:"cause,omitempty"`
 	// ATTEMPT: how the Confirm/Cancel call ended.
 	Result AttemptResult `protobuf:"varint,8,opt,name=result,proto3,enum=settle.admin.v1.AttemptResult" json:"result,omitempty"`
-	// ATTEMPT: the gRPC status code name of the call ("OK", "UNAVAILABLE",
-	// "DEADLINE_EXCEEDED", ...).
+	// ATTEMPT: the call's gRPC status code as Go names it ("OK",
+	// "Unavailable", "DeadlineExceeded", "FailedPrecondition", ...); empty
+	// when the call was not sent (the retry rate limit) or failed before it
+	// reached the participant.
 	Code string `protobuf:"bytes,9,opt,name=code,proto3" json:"code,omitempty"`
 	// ATTEMPT: the error message (empty on success); DECIDED: the abort
 	// reason; NEEDS_ATTENTION: why; CONFLICT: the participant's answer;
@@ -1007,17 +1003,18 @@ type TransactionEvent struct {
 	// ATTEMPT: how long the call took.
 	Latency *durationpb.Duration `protobuf:"bytes,11,opt,name=latency,proto3" json:"latency,omitempty"`
 	// The coordinator instance that wrote the event (ATTEMPT: that made the
-	// call).
+	// call); empty for BEGUN and BRANCH_REGISTERED.
 	Instance string `protobuf:"bytes,12,opt,name=instance,proto3" json:"instance,omitempty"`
 	// RETRY_NOW, RESOLVED: who (the caller's identity and role, e.g. "alice
-	// (operator)"; "anonymous" without authentication).
+	// (operator)"; "an unauthenticated caller" without authentication).
 	Actor string `protobuf:"bytes,13,opt,name=actor,proto3" json:"actor,omitempty"`
-	// CHECK_BACK: the verdict answered.
-	Verdict v1.Verdict `protobuf:"varint,14,opt,name=verdict,proto3,enum=settle.tcc.v1.Verdict" json:"verdict,omitempty"`
 	// RESOLVED: the state the operator set the branch to.
 	BranchState v1.BranchState `protobuf:"varint,15,opt,name=branch_state,json=branchState,proto3,enum=settle.tcc.v1.BranchState" json:"branch_state,omitempty"`
 	// ATTEMPT: the call, "confirm" or "cancel".
-	Call          string `protobuf:"bytes,16,opt,name=call,proto3" json:"call,omitempty"`
+	Call string `protobuf:"bytes,16,opt,name=call,proto3" json:"call,omitempty"`
+	// ATTEMPT: the branch's attempt number, from 1. Numbers missing between
+	// the first and the last kept ones were dropped by the bound.
+	Attempt       int32 `protobuf:"varint,17,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1143,13 +1140,6 @@ func (x *TransactionEvent) GetActor() string {
 	return ""
 }
 
-func (x *TransactionEvent) GetVerdict() v1.Verdict {
-	if x != nil {
-		return x.Verdict
-	}
-	return v1.Verdict(0)
-}
-
 func (x *TransactionEvent) GetBranchState() v1.BranchState {
 	if x != nil {
 		return x.BranchState
@@ -1162,6 +1152,13 @@ func (x *TransactionEvent) GetCall() string {
 		return x.Call
 	}
 	return ""
+}
+
+func (x *TransactionEvent) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
 }
 
 var File_settle_admin_v1_admin_proto protoreflect.FileDescriptor
@@ -1217,7 +1214,7 @@ const file_settle_admin_v1_admin_proto_rawDesc = "" +
 	"begin_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tbeginTime\"D\n" +
 	"\x0fDroppedAttempts\x12\x1b\n" +
 	"\tbranch_id\x18\x01 \x01(\tR\bbranchId\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x03R\x05count\"\x82\x05\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\"\xf0\x04\n" +
 	"\x10TransactionEvent\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12.\n" +
@@ -1232,23 +1229,22 @@ const file_settle_admin_v1_admin_proto_rawDesc = "" +
 	" \x01(\tR\amessage\x123\n" +
 	"\alatency\x18\v \x01(\v2\x19.google.protobuf.DurationR\alatency\x12\x1a\n" +
 	"\binstance\x18\f \x01(\tR\binstance\x12\x14\n" +
-	"\x05actor\x18\r \x01(\tR\x05actor\x120\n" +
-	"\averdict\x18\x0e \x01(\x0e2\x16.settle.tcc.v1.VerdictR\averdict\x12=\n" +
+	"\x05actor\x18\r \x01(\tR\x05actor\x12=\n" +
 	"\fbranch_state\x18\x0f \x01(\x0e2\x1a.settle.tcc.v1.BranchStateR\vbranchState\x12\x12\n" +
-	"\x04call\x18\x10 \x01(\tR\x04call*\xaf\x02\n" +
+	"\x04call\x18\x10 \x01(\tR\x04call\x12\x18\n" +
+	"\aattempt\x18\x11 \x01(\x05R\aattemptJ\x04\b\x0e\x10\x0f*\x9a\x02\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10EVENT_KIND_BEGUN\x10\x01\x12 \n" +
 	"\x1cEVENT_KIND_BRANCH_REGISTERED\x10\x02\x12\x16\n" +
 	"\x12EVENT_KIND_DECIDED\x10\x03\x12\x16\n" +
-	"\x12EVENT_KIND_ATTEMPT\x10\x04\x12\x19\n" +
-	"\x15EVENT_KIND_CHECK_BACK\x10\x05\x12\x1e\n" +
+	"\x12EVENT_KIND_ATTEMPT\x10\x04\x12\x1e\n" +
 	"\x1aEVENT_KIND_NEEDS_ATTENTION\x10\x06\x12\x17\n" +
 	"\x13EVENT_KIND_CONFLICT\x10\a\x12\x18\n" +
 	"\x14EVENT_KIND_RETRY_NOW\x10\b\x12\x17\n" +
 	"\x13EVENT_KIND_RESOLVED\x10\t\x12\x17\n" +
 	"\x13EVENT_KIND_FINISHED\x10\n" +
-	"*\xc0\x01\n" +
+	"\"\x04\b\x05\x10\x05*\xc0\x01\n" +
 	"\rDecisionCause\x12\x1e\n" +
 	"\x1aDECISION_CAUSE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15DECISION_CAUSE_COMMIT\x10\x01\x12\x1b\n" +
@@ -1304,7 +1300,6 @@ var file_settle_admin_v1_admin_proto_goTypes = []any{
 	(v1.BranchState)(0),                   // 18: settle.tcc.v1.BranchState
 	(*timestamppb.Timestamp)(nil),         // 19: google.protobuf.Timestamp
 	(*durationpb.Duration)(nil),           // 20: google.protobuf.Duration
-	(v1.Verdict)(0),                       // 21: settle.tcc.v1.Verdict
 }
 var file_settle_admin_v1_admin_proto_depIdxs = []int32{
 	16, // 0: settle.admin.v1.ListTransactionsRequest.state:type_name -> settle.tcc.v1.TransactionState
@@ -1323,23 +1318,22 @@ var file_settle_admin_v1_admin_proto_depIdxs = []int32{
 	1,  // 13: settle.admin.v1.TransactionEvent.cause:type_name -> settle.admin.v1.DecisionCause
 	2,  // 14: settle.admin.v1.TransactionEvent.result:type_name -> settle.admin.v1.AttemptResult
 	20, // 15: settle.admin.v1.TransactionEvent.latency:type_name -> google.protobuf.Duration
-	21, // 16: settle.admin.v1.TransactionEvent.verdict:type_name -> settle.tcc.v1.Verdict
-	18, // 17: settle.admin.v1.TransactionEvent.branch_state:type_name -> settle.tcc.v1.BranchState
-	3,  // 18: settle.admin.v1.AdminService.ListTransactions:input_type -> settle.admin.v1.ListTransactionsRequest
-	5,  // 19: settle.admin.v1.AdminService.GetTransaction:input_type -> settle.admin.v1.GetTransactionRequest
-	8,  // 20: settle.admin.v1.AdminService.RetryNow:input_type -> settle.admin.v1.RetryNowRequest
-	10, // 21: settle.admin.v1.AdminService.ResolveBranch:input_type -> settle.admin.v1.ResolveBranchRequest
-	12, // 22: settle.admin.v1.AdminService.GetTransactionHistory:input_type -> settle.admin.v1.GetTransactionHistoryRequest
-	4,  // 23: settle.admin.v1.AdminService.ListTransactions:output_type -> settle.admin.v1.ListTransactionsResponse
-	6,  // 24: settle.admin.v1.AdminService.GetTransaction:output_type -> settle.admin.v1.GetTransactionResponse
-	9,  // 25: settle.admin.v1.AdminService.RetryNow:output_type -> settle.admin.v1.RetryNowResponse
-	11, // 26: settle.admin.v1.AdminService.ResolveBranch:output_type -> settle.admin.v1.ResolveBranchResponse
-	13, // 27: settle.admin.v1.AdminService.GetTransactionHistory:output_type -> settle.admin.v1.GetTransactionHistoryResponse
-	23, // [23:28] is the sub-list for method output_type
-	18, // [18:23] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	18, // 16: settle.admin.v1.TransactionEvent.branch_state:type_name -> settle.tcc.v1.BranchState
+	3,  // 17: settle.admin.v1.AdminService.ListTransactions:input_type -> settle.admin.v1.ListTransactionsRequest
+	5,  // 18: settle.admin.v1.AdminService.GetTransaction:input_type -> settle.admin.v1.GetTransactionRequest
+	8,  // 19: settle.admin.v1.AdminService.RetryNow:input_type -> settle.admin.v1.RetryNowRequest
+	10, // 20: settle.admin.v1.AdminService.ResolveBranch:input_type -> settle.admin.v1.ResolveBranchRequest
+	12, // 21: settle.admin.v1.AdminService.GetTransactionHistory:input_type -> settle.admin.v1.GetTransactionHistoryRequest
+	4,  // 22: settle.admin.v1.AdminService.ListTransactions:output_type -> settle.admin.v1.ListTransactionsResponse
+	6,  // 23: settle.admin.v1.AdminService.GetTransaction:output_type -> settle.admin.v1.GetTransactionResponse
+	9,  // 24: settle.admin.v1.AdminService.RetryNow:output_type -> settle.admin.v1.RetryNowResponse
+	11, // 25: settle.admin.v1.AdminService.ResolveBranch:output_type -> settle.admin.v1.ResolveBranchResponse
+	13, // 26: settle.admin.v1.AdminService.GetTransactionHistory:output_type -> settle.admin.v1.GetTransactionHistoryResponse
+	22, // [22:27] is the sub-list for method output_type
+	17, // [17:22] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_settle_admin_v1_admin_proto_init() }

@@ -60,9 +60,10 @@ type AdminServiceClient interface {
 	ResolveBranch(ctx context.Context, in *ResolveBranchRequest, opts ...grpc.CallOption) (*ResolveBranchResponse, error)
 	// GetTransactionHistory returns the durable history of one transaction:
 	// what happened to it, in the order it happened (begun, branches
-	// registered, the decision and by what, each Confirm/Cancel attempt,
-	// check-backs that decided, needs-attention and conflict flags, operator
-	// actions, finished). Each event was written in the same database
+	// registered, the decision and by what (a check-back's included), each
+	// Confirm/Cancel attempt, needs-attention and conflict flags, operator
+	// actions, finished). A check-back answered from the record without
+	// changing it is a read and writes nothing. Each event was written in the same database
 	// transaction as the state change it describes, so the history never
 	// shows a change the record does not have, nor misses one it has.
 	//
@@ -161,9 +162,10 @@ type AdminServiceServer interface {
 	ResolveBranch(context.Context, *ResolveBranchRequest) (*ResolveBranchResponse, error)
 	// GetTransactionHistory returns the durable history of one transaction:
 	// what happened to it, in the order it happened (begun, branches
-	// registered, the decision and by what, each Confirm/Cancel attempt,
-	// check-backs that decided, needs-attention and conflict flags, operator
-	// actions, finished). Each event was written in the same database
+	// registered, the decision and by what (a check-back's included), each
+	// Confirm/Cancel attempt, needs-attention and conflict flags, operator
+	// actions, finished). A check-back answered from the record without
+	// changing it is a read and writes nothing. Each event was written in the same database
 	// transaction as the state change it describes, so the history never
 	// shows a change the record does not have, nor misses one it has.
 	//
