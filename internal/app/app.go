@@ -268,7 +268,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	}
 	go func() { a.serveErr <- a.grpc.Serve(a.lis) }()
 	if a.hlis != nil {
-		a.http = &http.Server{Handler: httpHandler, ReadHeaderTimeout: 10 * time.Second}
+		a.http = &http.Server{Handler: httpHandler, ReadHeaderTimeout: 10 * time.Second,
+			// Refused handshakes and broken connections, at debug level.
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 		go func() {
 			if err := a.http.Serve(a.hlis); !errors.Is(err, http.ErrServerClosed) {
 				a.serveErr <- err
