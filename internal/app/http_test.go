@@ -144,7 +144,9 @@ func TestHTTPAuthTokens(t *testing.T) {
 		t.Fatalf("begin: %d %s", code, body)
 	}
 	as := func(token string) func(method, path, body string) (int, string) {
-		return func(method, path, body string) (int, string) { return callHTTP(t, ctx, hc, method, base+path, body, token) }
+		return func(method, path, body string) (int, string) {
+			return callHTTP(t, ctx, hc, method, base+path, body, token)
+		}
 	}
 	checkHTTPRoles(t, ctx, base, part.Addr(), map[auth.Role]func(string, string, string) (int, string){
 		auth.Initiator: as(tokInitiator), auth.Participant: as(tokParticipant), auth.Operator: as(tokOperator),
@@ -226,7 +228,9 @@ func TestHTTPAuthMutualTLS(t *testing.T) {
 	}
 	base := "https://" + a.HTTPAddr()
 	as := func(hc *http.Client) func(method, path, body string) (int, string) {
-		return func(method, path, body string) (int, string) { return callHTTP(t, ctx, hc, method, base+path, body, "") }
+		return func(method, path, body string) (int, string) {
+			return callHTTP(t, ctx, hc, method, base+path, body, "")
+		}
 	}
 	initiator := as(clientWith(initCert, initKey))
 	if code, body := initiator("POST", "/v1/transactions", `{"gid":"auth-open","branches":[{"branchId":"a","participant":"`+part.Addr()+`"}]}`); code != 200 {
