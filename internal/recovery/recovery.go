@@ -218,7 +218,7 @@ func (l *Loop) RunOnce(ctx context.Context) (int, error) {
 func (l *Loop) process(ctx context.Context, ref tcc.DueRef) error {
 	if ref.State == tcc.StateTrying {
 		// model: expire
-		tx, won, err := l.coord.Decide(ctx, ref.GID, tcc.Abort, "deadline passed")
+		tx, won, err := l.coord.Decide(ctx, ref.GID, tcc.Abort, "deadline passed", tcc.CauseDeadline)
 		if err != nil {
 			return err
 		}

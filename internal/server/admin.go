@@ -54,10 +54,29 @@ func (s *Admin) ListTransactions(ctx context.Context, req *adminv1.ListTransacti
 		}
 		p.State = ds
 	}
-	if a := req.GetMinAgeSeconds(); a < 0 {
-		return nil, toStatus(s.log, "ListTransactions", invalid("min_age_seconds %d is negative", a))
-	} else if a > 0 {
-		p.CreatedBefore = s.clock.Now().Add(-time.Duration(a) * time.Second)
+	now := s.clock.Now()
+	minAge, maxAge := req.GetMinAgeSeconds(), req.GetMaxAgeSeconds()
+	switch {
+	case minAge < 0 || minAge > maxAgeSeconds:
+		return nil, toStatus(s.log, "ListTransactions", invalid("min_age_seconds %d must be within 0..%d", minAge, maxAgeSeconds))
+	case maxAge < 0 || maxAge > maxAgeSeconds:
+		return nil, toStatus(s.log, "ListTransactions", invalid("max_age_seconds %d must be within 0..%d", maxAge, maxAgeSeconds))
+	case maxAge > 0 && maxAge < minAge:
+		return nil, toStatus(s.log, "ListTransactions", invalid("max_age_seconds %d is below min_age_seconds %d", maxAge, minAge))
+	}
+	if minAge > 0 {
+		p.CreatedBefore = now.Add(-time.Duration(minAge) * time.Second)
+	}
+	if maxAge > 0 {
+		p.CreatedAfter = now.Add(-time.Duration(maxAge) * time.Second)
+	}
+	p.GIDPrefix, p.Participant = req.GetGidPrefix(), req.GetParticipant()
+	if l := req.GetLabel(); l != "" {
+		k, v, hasValue := strings.Cut(l, "=")
+		if k == "" {
+			return nil, toStatus(s.log, "ListTransactions", invalid("label filter %q needs a key (key or key=value)", l))
+		}
+		p.LabelKey, p.LabelValue, p.LabelValueSet = k, v, hasValue
 	}
 	txs, next, err := s.c.List(ctx, p)
 	if err != nil {
@@ -85,7 +104,7 @@ func (s *Admin) GetTransaction(ctx context.Context, req *adminv1.GetTransactionR
 
 // RetryNow implements AdminService.
 func (s *Admin) RetryNow(ctx context.Context, req *adminv1.RetryNowRequest) (*adminv1.RetryNowResponse, error) {
-	tx, err := s.c.RetryNow(ctx, req.GetGid())
+	tx, err := s.c.RetryNow(ctx, req.GetGid(), actor(ctx))
 	if err != nil {
 		return nil, toStatus(s.log, "RetryNow", err)
 	}
@@ -110,13 +129,26 @@ func (s *Admin) ResolveBranch(ctx context.Context, req *adminv1.ResolveBranchReq
 	if reason != "" {
 		reason = fmt.Sprintf("%s [by %s at %s]", reason, actor(ctx), s.clock.Now().UTC().Format(time.RFC3339))
 	}
-	tx, err := s.c.ResolveBranch(ctx, req.GetGid(), req.GetBranchId(), st, reason)
+	tx, err := s.c.ResolveBranch(ctx, req.GetGid(), req.GetBranchId(), st, reason, actor(ctx))
 	if err != nil {
 		return nil, toStatus(s.log, "ResolveBranch", err)
 	}
 	s.log.Warn("admin: branch resolved by hand", "gid", req.GetGid(), "branch_id", req.GetBranchId(), "state", string(st), auth.LogAttr(ctx))
 	return &adminv1.ResolveBranchResponse{Transaction: TransactionToProto(tx)}, nil
 }
+
+// GetTransactionHistory implements AdminService.
+func (s *Admin) GetTransactionHistory(ctx context.Context, req *adminv1.GetTransactionHistoryRequest) (*adminv1.GetTransactionHistoryResponse, error) {
+	h, err := s.c.History(ctx, req.GetGid())
+	if err != nil {
+		return nil, toStatus(s.log, "GetTransactionHistory", err)
+	}
+	return HistoryToProto(h), nil
+}
+
+// maxAgeSeconds bounds the age filters (100 years): a larger one would
+// overflow the time arithmetic.
+const maxAgeSeconds = 100 * 365 * 24 * 3600
 
 // actor names the caller of an admin action for what it stores.
 func actor(ctx context.Context) string {

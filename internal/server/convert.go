@@ -1,9 +1,12 @@
 package server
 
 import (
+	"sort"
+
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	adminv1 "github.com/settle-tcc/settle/gen/settle/admin/v1"
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 	"github.com/settle-tcc/settle/internal/tcc"
 )
@@ -69,3 +72,70 @@ func TransactionToProto(tx *tcc.Transaction) *tccv1.Transaction {
 
 // StateToProto converts a transaction state.
 func StateToProto(s tcc.State) tccv1.TransactionState { return stateToProto[s] }
+
+var eventKindToProto = map[tcc.EventKind]adminv1.EventKind{
+	tcc.EventBegun:            adminv1.EventKind_EVENT_KIND_BEGUN,
+	tcc.EventBranchRegistered: adminv1.EventKind_EVENT_KIND_BRANCH_REGISTERED,
+	tcc.EventDecided:          adminv1.EventKind_EVENT_KIND_DECIDED,
+	tcc.EventAttempt:          adminv1.EventKind_EVENT_KIND_ATTEMPT,
+	tcc.EventNeedsAttention:   adminv1.EventKind_EVENT_KIND_NEEDS_ATTENTION,
+	tcc.EventConflict:         adminv1.EventKind_EVENT_KIND_CONFLICT,
+	tcc.EventRetryNow:         adminv1.EventKind_EVENT_KIND_RETRY_NOW,
+	tcc.EventResolved:         adminv1.EventKind_EVENT_KIND_RESOLVED,
+	tcc.EventFinished:         adminv1.EventKind_EVENT_KIND_FINISHED,
+}
+
+var causeToProto = map[tcc.Cause]adminv1.DecisionCause{
+	tcc.CauseCommit:    adminv1.DecisionCause_DECISION_CAUSE_COMMIT,
+	tcc.CauseRollback:  adminv1.DecisionCause_DECISION_CAUSE_ROLLBACK,
+	tcc.CauseDeadline:  adminv1.DecisionCause_DECISION_CAUSE_DEADLINE,
+	tcc.CauseCheckBack: adminv1.DecisionCause_DECISION_CAUSE_CHECK_BACK,
+	tcc.CauseOperator:  adminv1.DecisionCause_DECISION_CAUSE_OPERATOR,
+}
+
+var resultToProto = map[tcc.AttemptResult]adminv1.AttemptResult{
+	tcc.ResultSuccess: adminv1.AttemptResult_ATTEMPT_RESULT_SUCCESS,
+	tcc.ResultFailed:  adminv1.AttemptResult_ATTEMPT_RESULT_FAILED,
+	tcc.ResultUnknown: adminv1.AttemptResult_ATTEMPT_RESULT_UNKNOWN,
+}
+
+// HistoryToProto converts a transaction's history. Values the protocol
+// does not know (a newer coordinator's) become UNSPECIFIED.
+func HistoryToProto(h *tcc.History) *adminv1.GetTransactionHistoryResponse {
+	out := &adminv1.GetTransactionHistoryResponse{Events: make([]*adminv1.TransactionEvent, 0, len(h.Events))}
+	for _, e := range h.Events {
+		pe := &adminv1.TransactionEvent{
+			Seq:         e.Seq,
+			Time:        timestamp(e.At, timestamppb.New(e.At)),
+			Kind:        eventKindToProto[e.Kind],
+			BranchId:    e.BranchID,
+			Participant: e.Participant,
+			State:       stateToProto[e.State],
+			Cause:       causeToProto[e.Cause],
+			Result:      resultToProto[e.Result],
+			Code:        e.Code,
+			Message:     e.Message,
+			Instance:    e.Instance,
+			Actor:       e.Actor,
+			BranchState: branchStateToProto[e.BranchState],
+			Call:        e.Call,
+			Attempt:     int32(e.Attempt),
+		}
+		if e.Kind == tcc.EventAttempt {
+			pe.Latency = durationpb.New(e.Latency)
+		}
+		out.Events = append(out.Events, pe)
+	}
+	if len(h.Events) > 0 {
+		out.BeginTime = timestamp(h.Events[0].At, timestamppb.New(h.Events[0].At))
+	}
+	ids := make([]string, 0, len(h.Dropped))
+	for id := range h.Dropped {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		out.DroppedAttempts = append(out.DroppedAttempts, &adminv1.DroppedAttempts{BranchId: id, Count: int64(h.Dropped[id])})
+	}
+	return out
+}

@@ -168,13 +168,14 @@ func (p *Participants) Deliver(ctx context.Context, o tcc.Outcome, b *tcc.Branch
 		return nil
 	}
 	st := status.Convert(err)
+	ce := &tcc.CallError{Code: st.Code().String(), Message: st.Message()}
 	switch st.Code() {
 	case codes.FailedPrecondition:
-		return fmt.Errorf("%w: %s %s", tcc.ErrParticipantRefused, st.Code(), st.Message())
+		ce.Kind = tcc.ErrParticipantRefused
 	case codes.InvalidArgument:
-		return fmt.Errorf("%w: %s %s", tcc.ErrParticipantInvalid, st.Code(), st.Message())
+		ce.Kind = tcc.ErrParticipantInvalid
 	}
-	return fmt.Errorf("%s: %s", st.Code(), st.Message())
+	return ce
 }
 
 // Close closes every participant connection.

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -11,21 +12,34 @@ import (
 	"github.com/settle-tcc/settle/internal/tcc"
 )
 
-// RetryNow implements tcc.Store.
-func (s *Store) RetryNow(ctx context.Context, gid string, now time.Time) (*tcc.Transaction, error) {
-	db := s.db.WithContext(ctx)
-	res := db.Exec(`UPDATE transaction_record`+s.pk()+`
-		SET next_attempt_us = ?, version = version + 1, updated_us = ?
-		WHERE gid = ? AND state IN (?, ?) AND (lease_owner = '' OR next_attempt_us <= ?)`,
-		micros(now), micros(now), gid, string(tcc.StateCommitting), string(tcc.StateAborting), micros(now))
-	if res.Error != nil {
-		return nil, s.interpret("retry now", res.Error)
-	}
-	tx, err := s.getTransaction(db, gid)
+// RetryNow implements tcc.Store: the record's update and its event in one
+// database transaction.
+func (s *Store) RetryNow(ctx context.Context, p tcc.RetryParams) (*tcc.Transaction, error) {
+	gid, now := p.GID, p.Now
+	var tx *tcc.Transaction
+	var changed bool
+	err := s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
+		res := db.Exec(`UPDATE transaction_record`+s.pk()+`
+			SET next_attempt_us = ?, version = version + 1, updated_us = ?
+			WHERE gid = ? AND state IN (?, ?) AND (lease_owner = '' OR next_attempt_us <= ?)`,
+			micros(now), micros(now), gid, string(tcc.StateCommitting), string(tcc.StateAborting), micros(now))
+		if res.Error != nil {
+			return res.Error
+		}
+		if changed = res.RowsAffected == 1; changed {
+			ev := eventsInsert([]tcc.Event{{GID: gid, At: now, Kind: tcc.EventRetryNow, Actor: p.Actor}})
+			if err := db.Exec(ev.query, ev.args...).Error; err != nil {
+				return err
+			}
+		}
+		var err error
+		tx, err = s.getTransaction(db, gid)
+		return err
+	})
 	if err != nil {
-		return nil, err
+		return nil, s.interpret("retry now", err)
 	}
-	if res.RowsAffected == 1 {
+	if changed {
 		return tx, nil
 	}
 	if tx.State != tcc.StateCommitting && tx.State != tcc.StateAborting {
@@ -60,6 +74,13 @@ func (s *Store) ResolveBranch(ctx context.Context, p tcc.ResolveParams) (*tcc.Tr
 			string(p.State), p.Reason, now, p.GID, p.BranchID, string(tcc.BranchRegistered))
 		if res.Error != nil {
 			return res.Error
+		}
+		if res.RowsAffected == 1 {
+			ev := eventsInsert([]tcc.Event{{GID: p.GID, At: p.Now, Kind: tcc.EventResolved, BranchID: p.BranchID,
+				BranchState: p.State, Message: p.Reason, Actor: p.Actor}})
+			if err := db.Exec(ev.query, ev.args...).Error; err != nil {
+				return err
+			}
 		}
 		tx, err := s.getTransaction(db, p.GID)
 		if err != nil {
@@ -98,6 +119,34 @@ func (s *Store) ListTransactions(ctx context.Context, p tcc.ListParams) ([]*tcc.
 	if !p.CreatedBefore.IsZero() {
 		where = append(where, "created_us < ?")
 		args = append(args, micros(p.CreatedBefore))
+	}
+	if !p.CreatedAfter.IsZero() {
+		where = append(where, "created_us >= ?")
+		args = append(args, micros(p.CreatedAfter))
+	}
+	if p.GIDPrefix != "" {
+		// A range on the primary key: gids are printable ASCII (below
+		// 0x7f) compared bytewise, so every gid with the prefix is in
+		// [prefix, prefix+"\x7f").
+		where = append(where, "gid >= ? AND gid < ?")
+		args = append(args, p.GIDPrefix, p.GIDPrefix+"\x7f")
+	}
+	if p.Participant != "" {
+		where = append(where, "EXISTS (SELECT 1 FROM branch_record b WHERE b.gid = transaction_record.gid AND b.participant = ?)")
+		args = append(args, p.Participant)
+	}
+	if p.LabelKey != "" {
+		// labels is the JSON object encodeLabels wrote (json.Marshal, keys
+		// sorted): a key is preceded by '{' or ',' and followed by ':',
+		// which a key or value inside a string never is (its quotes are
+		// escaped). The pattern is matched literally ('!' escapes LIKE's
+		// wildcards).
+		needle, err := labelNeedle(p.LabelKey, p.LabelValue, p.LabelValueSet)
+		if err != nil {
+			return nil, err
+		}
+		where = append(where, "(labels LIKE ? ESCAPE '!' OR labels LIKE ? ESCAPE '!')")
+		args = append(args, "%{"+needle+"%", "%,"+needle+"%")
 	}
 	if p.After != "" {
 		where = append(where, "gid > ?")
@@ -165,6 +214,9 @@ func (s *Store) Purge(ctx context.Context, p tcc.PurgeParams) (int, error) {
 		if err := tx.Exec(`DELETE FROM branch_record WHERE gid IN (`+marks+`)`, gids...).Error; err != nil {
 			return err
 		}
+		if err := tx.Exec(`DELETE FROM transaction_event WHERE gid IN (`+marks+`)`, gids...).Error; err != nil {
+			return err
+		}
 		args := append(append([]any{}, gids...), string(tcc.StateCommitted), string(tcc.StateAborted))
 		res := tx.Exec(`DELETE FROM transaction_record WHERE gid IN (`+marks+`) AND state IN (?, ?)`, args...)
 		n = res.RowsAffected
@@ -174,4 +226,30 @@ func (s *Store) Purge(ctx context.Context, p tcc.PurgeParams) (int, error) {
 		return 0, s.interpret("purge", err)
 	}
 	return int(n), nil
+}
+
+// labelNeedle is the text a label filter looks for in the labels column:
+// "key": for any value, "key":"value" for that value (JSON-encoded as
+// encodeLabels encodes them), with LIKE's wildcards escaped by '!'.
+func labelNeedle(key, value string, valueSet bool) (string, error) {
+	k, err := json.Marshal(key)
+	if err != nil {
+		return "", fmt.Errorf("label filter: %w", err)
+	}
+	needle := string(k) + ":"
+	if valueSet || value != "" {
+		// With the value's closing quote: "a" does not match "ab".
+		v, err := json.Marshal(value)
+		if err != nil {
+			return "", fmt.Errorf("label filter: %w", err)
+		}
+		needle += string(v)
+	}
+	return likeEscape(needle), nil
+}
+
+// likeEscape escapes LIKE's wildcards and the escape character '!'.
+func likeEscape(s string) string {
+	r := strings.NewReplacer("!", "!!", "%", "!%", "_", "!_")
+	return r.Replace(s)
 }

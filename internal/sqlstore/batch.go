@@ -319,7 +319,7 @@ func (s *Store) registerShare(batch []*pending[tcc.AddBranchParams, *tcc.Transac
 		return share{}
 	}
 	known, unknown, rest := splitKnown(&s.known, batch, func(p tcc.AddBranchParams) string { return p.Branch.GID })
-	stmts := make([]stmt, 0, 2*len(known))
+	stmts := make([]stmt, 0, 3*len(known))
 	for _, it := range known {
 		p, b := it.r.p, it.r.p.Branch
 		stmts = append(stmts,
@@ -329,11 +329,13 @@ func (s *Store) registerShare(batch []*pending[tcc.AddBranchParams, *tcc.Transac
 			stmt{`INSERT INTO branch_record (gid, branch_id, participant, payload, payload_digest, state, created_us, updated_us)
 				SELECT ?, ?, ?, ?, ?, ?, ?, ?` + s.ifLastChanged(),
 				[]any{b.GID, b.BranchID, b.Participant, nonNil(b.Payload), b.PayloadDigest, string(tcc.BranchRegistered),
-					micros(p.Now), micros(p.Now)}})
+					micros(p.Now), micros(p.Now)}},
+			// Its event, only if the branch was inserted.
+			s.eventIfChanged(registeredEvent(b.GID, b, p.Now)))
 	}
 	return share{stmts: stmts, settle: func(affected []int64, err error, _ bool) func(context.Context) {
 		for i, it := range known {
-			if err != nil || affected[2*i] != 1 || affected[2*i+1] != 1 {
+			if err != nil || affected[3*i] != 1 || affected[3*i+1] != 1 || affected[3*i+2] != 1 {
 				unknown = append(unknown, it.r)
 				continue
 			}
@@ -398,6 +400,14 @@ func (s *Store) registerBatch(ctx context.Context, batch []*pending[tcc.AddBranc
 	if err := s.insertBranches(ctx, dbtx, branches); err != nil {
 		return false
 	}
+	events := make([]tcc.Event, 0, n)
+	for _, b := range branches {
+		events = append(events, registeredEvent(b.GID, b, b.CreatedAt))
+	}
+	ev := eventsInsert(events)
+	if _, err := s.exec(ctx, dbtx, ev.query, ev.args...); err != nil {
+		return false
+	}
 	txs, err := s.loadMany(ctx, dbtx, gids)
 	if err != nil || len(txs) != n {
 		return false
@@ -457,13 +467,15 @@ func (s *Store) decideShare(batch []*pending[tcc.DecideParams, decision]) share 
 		return share{}
 	}
 	known, unknown, rest := splitKnown(&s.known, batch, func(p tcc.DecideParams) string { return p.GID })
-	stmts := make([]stmt, len(known))
-	for i, it := range known {
-		stmts[i] = decideRecord(s.pk(), it.r.p, it.known.Version)
+	// Each compare-and-set is followed by its event, inserted only if it
+	// matched.
+	stmts := make([]stmt, 0, 2*len(known))
+	for _, it := range known {
+		stmts = append(stmts, decideRecord(s.pk(), it.r.p, it.known.Version), s.eventIfChanged(decidedEvent(it.r.p)))
 	}
 	return share{stmts: stmts, settle: func(affected []int64, err error, _ bool) func(context.Context) {
 		for i, it := range known {
-			if err != nil || affected[i] != 1 {
+			if err != nil || affected[2*i] != 1 {
 				unknown = append(unknown, it.r)
 				continue
 			}
@@ -576,6 +588,14 @@ func (s *Store) decideBatch(ctx context.Context, batch []*pending[tcc.DecidePara
 		if err != nil || n != int64(len(params)) {
 			return false
 		}
+		events := make([]tcc.Event, len(params))
+		for i, p := range params {
+			events[i] = decidedEvent(p)
+		}
+		ev := eventsInsert(events)
+		if _, err := s.exec(ctx, dbtx, ev.query, ev.args...); err != nil {
+			return false
+		}
 	}
 	txs, err := s.loadMany(ctx, dbtx, gids)
 	if err != nil {
@@ -640,14 +660,29 @@ func (s *Store) roundShare(batch []*pending[tcc.RoundParams, unit]) share {
 			continue
 		}
 		stmts = append(stmts, finishBranches(g))
+		// The history's facts of the whole group in one INSERT.
+		var facts []tcc.Event
+		for _, r := range g {
+			facts = append(facts, roundFacts(r.p)...)
+		}
+		if len(facts) > 0 {
+			stmts = append(stmts, eventsInsert(facts))
+		}
+		for _, r := range g {
+			stmts = append(stmts, trimAttempts(r.p)...)
+		}
 		for _, r := range g {
 			stmts = append(stmts, recordFinish(s.pk(), r.p))
 			ordered, cas = append(ordered, r), append(cas, len(stmts)-1)
+			if e, ok := roundEnd(r.p); ok {
+				stmts = append(stmts, s.eventIfChanged(e))
+			}
 		}
 	}
 	for _, r := range single {
-		stmts = append(stmts, roundStatements(s.pk(), r.p)...)
-		ordered, cas = append(ordered, r), append(cas, len(stmts)-1)
+		rs, c := s.roundStatements(r.p)
+		ordered, cas = append(ordered, r), append(cas, len(stmts)+c)
+		stmts = append(stmts, rs...)
 	}
 	return share{stmts: stmts, settle: func(affected []int64, err error, _ bool) func(context.Context) {
 		if err != nil {

@@ -184,17 +184,22 @@ func (s *Store) insertAll(ctx context.Context, txs []*tcc.Transaction) error {
 	return s.interpret("insert transaction", err)
 }
 
-// insertStatements builds the INSERT of records and, when some have
-// branches, the INSERT of those.
+// insertStatements builds the INSERT of records, when some have
+// branches the INSERT of those, and the INSERT of their first events
+// (history.go).
 func insertStatements(txs []*tcc.Transaction) ([]stmt, error) {
 	records, err := recordsInsert(txs)
 	if err != nil {
 		return nil, err
 	}
-	if branches := branchesOf(txs...); len(branches) > 0 {
-		return []stmt{records, branchesInsert(branches)}, nil
+	var events []tcc.Event
+	for _, tx := range txs {
+		events = append(events, beginEvents(tx)...)
 	}
-	return []stmt{records}, nil
+	if branches := branchesOf(txs...); len(branches) > 0 {
+		return []stmt{records, branchesInsert(branches), eventsInsert(events)}, nil
+	}
+	return []stmt{records, eventsInsert(events)}, nil
 }
 
 // recordsInsert builds the multi-row INSERT of records (their branch_count
@@ -415,6 +420,11 @@ func (s *Store) registerBranch(ctx context.Context, p tcc.AddBranchParams) (*tcc
 			if !errors.Is(refusal, tcc.ErrDuplicate) {
 				return nil, refusal
 			}
+		} else {
+			ev := eventsInsert([]tcc.Event{registeredEvent(b.GID, b, p.Now)})
+			if _, err := s.exec(ctx, dbtx, ev.query, ev.args...); err != nil {
+				return nil, s.interpret("register branch", err)
+			}
 		}
 	}
 	if refusal == nil {
@@ -467,17 +477,20 @@ func (s *Store) Decide(ctx context.Context, p tcc.DecideParams) (*tcc.Transactio
 }
 
 func (s *Store) decide(ctx context.Context, p tcc.DecideParams) (*tcc.Transaction, bool, error) {
-	cas := decideRecord(s.pk(), p, 0)
-	n, err := s.exec(ctx, s.sql, cas.query, cas.args...)
-	// A deadlock or lock wait timeout rolled the one-statement
-	// compare-and-set back whole: run it again (bounded) rather than
-	// answer UNAVAILABLE for what is only contention.
+	// The compare-and-set and its event, which is inserted only if it
+	// matched: one transaction (one script on MySQL).
+	stmts := []stmt{decideRecord(s.pk(), p, 0), s.eventIfChanged(decidedEvent(p))}
+	affected, err := s.write(ctx, stmts...)
+	// A deadlock or lock wait timeout rolled the write back whole: run it
+	// again (bounded) rather than answer UNAVAILABLE for what is only
+	// contention.
 	for try := 0; try < 3 && err != nil && database.IsRetryable(err) && ctx.Err() == nil; try++ {
-		n, err = s.exec(ctx, s.sql, cas.query, cas.args...)
+		affected, err = s.write(ctx, stmts...)
 	}
 	if err != nil {
 		return nil, false, s.interpret("decide", err)
 	}
+	n := affected[0]
 	tx, err := s.load(ctx, s.sql, p.GID)
 	if err != nil {
 		return nil, false, err
@@ -497,20 +510,24 @@ func (s *Store) RecordRound(ctx context.Context, p tcc.RoundParams) error {
 }
 
 func (s *Store) recordRound(ctx context.Context, p tcc.RoundParams) error {
-	affected, err := s.write(ctx, roundStatements(s.pk(), p)...)
+	stmts, cas := s.roundStatements(p)
+	affected, err := s.write(ctx, stmts...)
 	if err != nil {
 		return s.interpret("record round", err)
 	}
-	n := affected[len(affected)-1]
+	n := affected[cas]
 	if n == 0 {
 		return fmt.Errorf("record round of %s at version %d: %w", p.GID, p.Version, tcc.ErrConflict)
 	}
 	return nil
 }
 
-// roundStatements returns the statements of one delivery round; the last
-// one is the record's compare-and-set.
-func roundStatements(pk string, p tcc.RoundParams) []stmt {
+// roundStatements returns the statements of one delivery round and the
+// index of the record's compare-and-set among them: the branch facts, the
+// history's facts (attempts, conflicts, the trimming of old attempts), the
+// compare-and-set, and the event it writes if it matches (history.go).
+func (s *Store) roundStatements(p tcc.RoundParams) ([]stmt, int) {
+	pk := s.pk()
 	decided, branchDone := p.Outcome.DecidedState(), p.Outcome.BranchDone()
 	now := micros(p.Now)
 	var stmts []stmt
@@ -533,6 +550,10 @@ func roundStatements(pk string, p tcc.RoundParams) []stmt {
 			WHERE gid = ? AND branch_id = ? AND state = ?`,
 			[]any{f.Err, true, now, p.GID, f.BranchID, string(tcc.BranchRegistered)}})
 	}
+	if facts := roundFacts(p); len(facts) > 0 {
+		stmts = append(stmts, eventsInsert(facts))
+	}
+	stmts = append(stmts, trimAttempts(p)...)
 	if p.Finish {
 		stmts = append(stmts, recordFinish(pk, p))
 	} else {
@@ -542,7 +563,11 @@ func roundStatements(pk string, p tcc.RoundParams) []stmt {
 			WHERE gid = ? AND version = ? AND state = ?`,
 			[]any{micros(p.NextAttemptAt), p.LastError, p.NeedsAttention, now, p.GID, p.Version, string(decided)}})
 	}
-	return stmts
+	cas := len(stmts) - 1
+	if e, ok := roundEnd(p); ok {
+		stmts = append(stmts, s.eventIfChanged(e))
+	}
+	return stmts, cas
 }
 
 // recordFinish is a finishing round's compare-and-set: the record at the

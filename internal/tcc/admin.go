@@ -27,6 +27,23 @@ func (c *Coordinator) List(ctx context.Context, p ListParams) ([]*Transaction, s
 			return nil, "", fmt.Errorf("list: page token: %w", err)
 		}
 	}
+	if p.GIDPrefix != "" {
+		if err := ValidateGID(p.GIDPrefix); err != nil {
+			return nil, "", fmt.Errorf("list: gid prefix: %w", err)
+		}
+	}
+	if p.Participant != "" && (len(p.Participant) > 255 || !printableASCII(p.Participant)) {
+		return nil, "", fmt.Errorf("list: %w", invalidf("participant must be at most 255 printable ASCII bytes"))
+	}
+	if p.LabelKey == "" && (p.LabelValue != "" || p.LabelValueSet) {
+		return nil, "", fmt.Errorf("list: %w", invalidf("a label filter needs a key"))
+	}
+	if len(p.LabelKey) > 256 || len(p.LabelValue) > 1024 {
+		return nil, "", fmt.Errorf("list: %w", invalidf("label filter too long"))
+	}
+	if !p.CreatedBefore.IsZero() && !p.CreatedAfter.IsZero() && p.CreatedAfter.After(p.CreatedBefore) {
+		return nil, "", fmt.Errorf("list: %w", invalidf("max age must not be below min age"))
+	}
 	txs, err := c.store.ListTransactions(ctx, p)
 	if err != nil {
 		return nil, "", fmt.Errorf("list: %w", err)
@@ -40,15 +57,16 @@ func (c *Coordinator) List(ctx context.Context, p ListParams) ([]*Transaction, s
 
 // RetryNow makes a decided, unfinished transaction due at once (after an
 // operator fixed a participant, say) instead of at its next backoff time.
-func (c *Coordinator) RetryNow(ctx context.Context, gid string) (*Transaction, error) {
+// actor names who asked, for the history.
+func (c *Coordinator) RetryNow(ctx context.Context, gid, actor string) (*Transaction, error) {
 	if err := ValidateGID(gid); err != nil {
 		return nil, fmt.Errorf("retry now: %w", err)
 	}
-	tx, err := c.store.RetryNow(ctx, gid, c.now())
+	tx, err := c.store.RetryNow(ctx, RetryParams{GID: gid, Actor: truncate(actor, 255), Now: c.now()})
 	if err != nil {
 		return nil, opError("retry now "+gid, err)
 	}
-	c.log.Warn("operator: retry now", "gid", gid, "state", string(tx.State))
+	c.log.Warn("operator: retry now", "gid", gid, "state", string(tx.State), "actor", actor)
 	return tx, nil
 }
 
@@ -56,8 +74,9 @@ func (c *Coordinator) RetryNow(ctx context.Context, gid string) (*Transaction, e
 // branch is set to state (confirmed or cancelled) with the reason stored,
 // and the transaction is retried at once so it can finish. Use it for a
 // conflict (S11) or a participant that will never answer again, after
-// fixing the participant's data by hand.
-func (c *Coordinator) ResolveBranch(ctx context.Context, gid, branchID string, state BranchState, reason string) (*Transaction, error) {
+// fixing the participant's data by hand. actor names who did, for the
+// history.
+func (c *Coordinator) ResolveBranch(ctx context.Context, gid, branchID string, state BranchState, reason, actor string) (*Transaction, error) {
 	if err := ValidateGID(gid); err != nil {
 		return nil, fmt.Errorf("resolve branch: %w", err)
 	}
@@ -74,7 +93,7 @@ func (c *Coordinator) ResolveBranch(ctx context.Context, gid, branchID string, s
 	if err := validateReason(reason); err != nil {
 		return nil, fmt.Errorf("resolve branch %s of %s: %w", branchID, gid, err)
 	}
-	tx, err := c.store.ResolveBranch(ctx, ResolveParams{GID: gid, BranchID: branchID, State: state, Reason: reason, Now: c.now()})
+	tx, err := c.store.ResolveBranch(ctx, ResolveParams{GID: gid, BranchID: branchID, State: state, Reason: reason, Actor: truncate(actor, 255), Now: c.now()})
 	if err != nil {
 		return nil, opError("resolve branch "+branchID+" of "+gid, err)
 	}
@@ -90,4 +109,14 @@ func opError(op string, err error) error {
 		return err
 	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// printableASCII reports whether s holds only printable ASCII characters.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }

@@ -71,6 +71,11 @@ type Config struct {
 	// runs out (LeaseTTL): under overload delivery is delayed, never lost,
 	// and goroutines and connections stay bounded. Default 4096.
 	MaxRounds int
+	// HistoryAttempts bounds the history: of each branch's Confirm/Cancel
+	// attempts the first and the last HistoryAttempts are kept, the ones in
+	// between dropped (and counted). Every other event is kept. Default
+	// DefaultHistoryAttempts; 1..1000.
+	HistoryAttempts int
 }
 
 func (c *Config) setDefaults() error {
@@ -85,6 +90,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxRounds == 0 {
 		c.MaxRounds = 4096
+	}
+	if c.HistoryAttempts == 0 {
+		c.HistoryAttempts = DefaultHistoryAttempts
 	}
 	if c.DefaultTimeout == 0 {
 		c.DefaultTimeout = DefaultTimeout
@@ -132,6 +140,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("tcc config: need 0 < call timeout (%s) < lease TTL (%s)", c.CallTimeout, c.LeaseTTL)
 	case c.RetryHorizon < time.Second || c.MaxAttempts < 0:
 		return fmt.Errorf("tcc config: retry horizon %s must be at least 1s and max attempts %d not negative", c.RetryHorizon, c.MaxAttempts)
+	case c.HistoryAttempts < 1 || c.HistoryAttempts > 1000:
+		return fmt.Errorf("tcc config: history attempts %d must be within 1..1000", c.HistoryAttempts)
 	case c.MaxRetryAfter < time.Second:
 		return fmt.Errorf("tcc config: max retry-after %s must be at least 1s", c.MaxRetryAfter)
 	case c.ParticipantRetryRate < 0 || c.ParticipantRetryRate > 1e6 || math.IsNaN(c.ParticipantRetryRate):
@@ -481,7 +491,7 @@ func Digest(payload []byte) string {
 //
 // model: decide
 func (c *Coordinator) Commit(ctx context.Context, gid string, wait bool) (*Transaction, error) {
-	return c.decide(ctx, gid, Commit, "", wait, "commit")
+	return c.decide(ctx, gid, Commit, "", wait, "commit", CauseCommit)
 }
 
 // Rollback decides abort and starts delivering Cancel to every branch.
@@ -494,20 +504,20 @@ func (c *Coordinator) Rollback(ctx context.Context, gid, reason string, wait boo
 	if reason == "" {
 		reason = "rolled back by the initiator"
 	}
-	return c.decide(ctx, gid, Abort, reason, wait, "rollback")
+	return c.decide(ctx, gid, Abort, reason, wait, "rollback", CauseRollback)
 }
 
-func (c *Coordinator) decide(ctx context.Context, gid string, o Outcome, reason string, wait bool, op string) (*Transaction, error) {
+func (c *Coordinator) decide(ctx context.Context, gid string, o Outcome, reason string, wait bool, op string, cause Cause) (*Transaction, error) {
 	if err := ValidateGID(gid); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	tx, _, err := c.Decide(ctx, gid, o, reason)
+	tx, _, err := c.Decide(ctx, gid, o, reason, cause)
 	// A record still TRYING after an undecided compare-and-set did not
 	// exist when the compare-and-set ran: a Begin of the same gid raced
 	// this call and created it after. Decide again, now that it exists
 	// (bounded: a record, once there, stays until it is decided).
 	for try := 0; err == nil && tx.State == StateTrying && try < 3; try++ {
-		tx, _, err = c.Decide(ctx, gid, o, reason)
+		tx, _, err = c.Decide(ctx, gid, o, reason, cause)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", op, gid, err)
@@ -529,10 +539,11 @@ func (c *Coordinator) decide(ctx context.Context, gid string, o Outcome, reason 
 // call made the decision, starts delivering it in the background. It is
 // used by Commit, Rollback, CheckBack and the recovery loop alike. It
 // returns the record after the call and whether this call decided; the
-// caller compares the recorded outcome with the one it wanted.
+// caller compares the recorded outcome with the one it wanted. cause is
+// what made the decision, for the history.
 //
 // model: decide
-func (c *Coordinator) Decide(ctx context.Context, gid string, o Outcome, reason string) (*Transaction, bool, error) {
+func (c *Coordinator) Decide(ctx context.Context, gid string, o Outcome, reason string, cause Cause) (*Transaction, bool, error) {
 	c.mu.Lock()
 	closed := c.closed
 	c.mu.Unlock()
@@ -546,6 +557,7 @@ func (c *Coordinator) Decide(ctx context.Context, gid string, o Outcome, reason 
 		Owner:       c.cfg.InstanceID,
 		LeaseUntil:  now.Add(c.cfg.LeaseTTL),
 		AbortReason: reason,
+		Cause:       cause,
 		Now:         now,
 	})
 	if err != nil {
@@ -742,6 +754,7 @@ func (c *Coordinator) deliver(ctx context.Context, tx *Transaction) error {
 	// A retried round sends only the calls its participants' retry budgets
 	// allow; the others fail with ErrRateLimited, unsent.
 	results := make([]error, len(pending))
+	latencies := make([]time.Duration, len(pending))
 	var calls []int
 	started := c.now()
 	for i, b := range pending {
@@ -760,22 +773,29 @@ func (c *Coordinator) deliver(ctx context.Context, tx *Transaction) error {
 	var wg sync.WaitGroup
 	for n, i := range calls {
 		if n == len(calls)-1 {
-			results[i] = c.deliverOne(ctx, o, pending[i])
+			latencies[i], results[i] = c.deliverOne(ctx, o, pending[i])
 			break
 		}
 		wg.Add(1)
 		c.work.run(func() {
 			defer wg.Done()
-			results[i] = c.deliverOne(ctx, o, pending[i])
+			latencies[i], results[i] = c.deliverOne(ctx, o, pending[i])
 		})
 	}
 	wg.Wait()
 
 	now := c.now()
-	round := RoundParams{GID: tx.GID, Outcome: o, Version: tx.Version, Now: now}
+	round := RoundParams{GID: tx.GID, Outcome: o, Version: tx.Version, Now: now,
+		Instance: c.cfg.InstanceID, KeepAttempts: c.cfg.HistoryAttempts, Calls: make([]CallRecord, 0, len(pending))}
 	invalid := 0 // branches whose participant rejected the payload
 	for i, b := range pending {
 		err := results[i]
+		result, code := classify(err)
+		rec := CallRecord{BranchID: b.BranchID, Attempt: b.Attempts + 1, Result: result, Code: code, Latency: latencies[i]}
+		if err != nil {
+			rec.Message = truncate(err.Error(), 1000)
+		}
+		round.Calls = append(round.Calls, rec)
 		if err == nil {
 			round.Done = append(round.Done, b.BranchID)
 			continue
@@ -828,6 +848,7 @@ func (c *Coordinator) deliver(ctx context.Context, tx *Transaction) error {
 		if why != "" {
 			round.NeedsAttention = true
 			if !tx.NeedsAttention {
+				round.Attention = why
 				c.log.Error("transaction needs attention", "gid", tx.GID, "state", string(tx.State), "why", why,
 					"attempt", attempt, "last_error", round.LastError)
 				if c.hooks.Attention != nil {
@@ -860,16 +881,19 @@ func (c *Coordinator) deliver(ctx context.Context, tx *Transaction) error {
 	return nil
 }
 
-func (c *Coordinator) deliverOne(ctx context.Context, o Outcome, b *Branch) error {
+// deliverOne calls Confirm or Cancel on b and returns how long it took
+// and its error.
+func (c *Coordinator) deliverOne(ctx context.Context, o Outcome, b *Branch) (time.Duration, error) {
 	cctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
 	defer cancel()
 	start := time.Now()
 	err := c.parts.Deliver(cctx, o, b)
+	took := time.Since(start)
 	if c.hooks.Delivered != nil {
-		c.hooks.Delivered(b.GID, b.BranchID, o, err, time.Since(start))
+		c.hooks.Delivered(b.GID, b.BranchID, o, err, took)
 	}
 	c.fault("after_branch_call")
-	return err
+	return took, err
 }
 
 // Get returns a transaction with its branches.
@@ -928,7 +952,7 @@ func (c *Coordinator) CheckBack(ctx context.Context, gid, branchID string) (Chec
 			return CheckBackResult{Verdict: VerdictPending, State: tx.State, RetryAfter: c.retryAfter(tx.Deadline.Sub(now))}, nil
 		}
 		// model: expire
-		tx, _, err = c.Decide(ctx, gid, Abort, "deadline passed (check-back)")
+		tx, _, err = c.Decide(ctx, gid, Abort, "deadline passed (check-back)", CauseCheckBack)
 		if err != nil {
 			return CheckBackResult{}, fmt.Errorf("check-back %s: %w", gid, err)
 		}

@@ -19,7 +19,8 @@ var (
 	ErrTooManyBranches = errors.New("tcc: too many branches")
 )
 
-// Store persists transaction_record and branch_record. Every method is one
+// Store persists transaction_record, branch_record and each transaction's
+// history (transaction_event; see history.go). Every method is one
 // short database transaction (or one statement); none is ever held open
 // across a network call. Every state change is a compare-and-set on the
 // expected state and/or version; zero matched rows is reported as an error
@@ -32,7 +33,9 @@ var (
 // internal/tcc/storetest.
 type Store interface {
 	// InsertTransaction inserts a new record with its Branches (none, or
-	// the branches registered at Begin), all in one database transaction.
+	// the branches registered at Begin), all in one database transaction,
+	// with its first events: EventBegun and an EventBranchRegistered per
+	// branch, or, for a tombstone, an EventDecided by check-back.
 	// It returns ErrDuplicate if the gid exists (nothing is written).
 	InsertTransaction(ctx context.Context, tx *Transaction) error
 
@@ -41,7 +44,8 @@ type Store interface {
 	GetTransaction(ctx context.Context, gid string) (*Transaction, error)
 
 	// AddBranch inserts a branch if, in the same database transaction, the
-	// record is TRYING and has fewer than p.MaxBranches branches. Errors:
+	// record is TRYING and has fewer than p.MaxBranches branches, with its
+	// EventBranchRegistered. Errors:
 	// ErrNotFound; a *StateError if the record is not TRYING;
 	// ErrTooManyBranches; ErrDuplicate if the branch id exists (nothing is
 	// written in each case).
@@ -57,7 +61,8 @@ type Store interface {
 	RegisterBranch(ctx context.Context, p AddBranchParams) (*Transaction, error)
 
 	// Decide is the one decision: a compare-and-set TRYING -> COMMITTING or
-	// ABORTING that also takes the lease for p.Owner until p.LeaseUntil.
+	// ABORTING that also takes the lease for p.Owner until p.LeaseUntil,
+	// and appends an EventDecided (p.Cause) only if it decided.
 	// It returns the record as it is after the call, with its branches, and
 	// won=true if this call made the decision. If the record was already
 	// decided it returns it unchanged with won=false; the caller compares
@@ -72,6 +77,13 @@ type Store interface {
 	// released. The record update requires version p.Version (the version
 	// the lease was taken at); if it does not match, the branch facts are
 	// still stored and ErrConflict is returned.
+	//
+	// History, in the same database transaction: an EventAttempt per
+	// p.Calls and an EventConflict per p.Conflicts (facts, stored like the
+	// branch facts), then, only if the record's compare-and-set matched,
+	// EventFinished (p.Finish) or EventNeedsAttention (p.Attention not
+	// empty). Attempts of a branch numbered above p.KeepAttempts and up
+	// to its newest minus p.KeepAttempts are deleted (0: keep all).
 	RecordRound(ctx context.Context, p RoundParams) error
 
 	// Claim takes the lease on a transaction that is due: a compare-and-set
@@ -80,25 +92,32 @@ type Store interface {
 	// was not due or changed.
 	Claim(ctx context.Context, p ClaimParams) (*Transaction, error)
 
-	// RetryNow makes a decided, unfinished transaction due now. It
-	// returns ErrNotFound, a *StateError if the record is not COMMITTING or
-	// ABORTING, or ErrConflict if an instance holds its lease (it is being
-	// driven at this moment).
-	RetryNow(ctx context.Context, gid string, now time.Time) (*Transaction, error)
+	// RetryNow makes a decided, unfinished transaction due now, and
+	// appends an EventRetryNow with p.Actor in the same database
+	// transaction. It returns ErrNotFound, a *StateError if the record is
+	// not COMMITTING or ABORTING, or ErrConflict if an instance holds its
+	// lease (it is being driven at this moment); then nothing is written.
+	RetryNow(ctx context.Context, p RetryParams) (*Transaction, error)
 
 	// ResolveBranch records an operator's resolution of a REGISTERED branch
 	// of a decided transaction: the branch moves to p.State with
 	// p.Reason stored, and the transaction becomes due now so the loop can
 	// finish it. Errors: ErrNotFound (transaction or branch), a *StateError
 	// if the transaction is TRYING or final or the branch is not
-	// REGISTERED.
+	// REGISTERED. An EventResolved (p.Actor, p.Reason) is appended with
+	// the change, in the same database transaction.
 	ResolveBranch(ctx context.Context, p ResolveParams) (*Transaction, error)
 
 	// ListTransactions returns records (without branches) ordered by gid,
 	// after p.After, filtered as p says, at most p.Limit.
 	ListTransactions(ctx context.Context, p ListParams) ([]*Transaction, error)
 
-	// Purge deletes up to p.Limit final transactions (and their branches)
+	// History returns the events of gid in the order they were written
+	// (none, not an error, for an unknown gid).
+	History(ctx context.Context, gid string) ([]Event, error)
+
+	// Purge deletes up to p.Limit final transactions (their branches and
+	// history with them)
 	// that became final before p.Before, tombstones only if they were
 	// created before p.TombstonesBefore. It returns how many it deleted.
 	Purge(ctx context.Context, p PurgeParams) (int, error)
@@ -130,7 +149,9 @@ type DecideParams struct {
 	LeaseUntil time.Time
 	// AbortReason is stored when Outcome is Abort.
 	AbortReason string
-	Now         time.Time
+	// Cause is what made the decision (for the history).
+	Cause Cause
+	Now   time.Time
 }
 
 // BranchResult is the outcome of one Confirm/Cancel call.
@@ -160,6 +181,16 @@ type RoundParams struct {
 	NextAttemptAt time.Time
 	LastError     string
 	Now           time.Time
+	// Calls are the round's Confirm/Cancel calls for the history, made by
+	// Instance; KeepAttempts is the history's bound N (the first and last
+	// N attempts of each branch are kept; 0 keeps all).
+	Calls        []CallRecord
+	Instance     string
+	KeepAttempts int
+	// Attention, when not empty, says why this round flags the
+	// transaction as needing attention for the first time (an
+	// EventNeedsAttention).
+	Attention string
 }
 
 // ClaimParams are the arguments of Store.Claim.
@@ -185,15 +216,37 @@ type ResolveParams struct {
 	// State is BranchConfirmed or BranchCancelled.
 	State  BranchState
 	Reason string
-	Now    time.Time
+	// Actor is who resolved it (for the history).
+	Actor string
+	Now   time.Time
+}
+
+// RetryParams are the arguments of Store.RetryNow.
+type RetryParams struct {
+	GID string
+	// Actor is who asked (for the history).
+	Actor string
+	Now   time.Time
 }
 
 // ListParams filter Store.ListTransactions. Zero fields do not filter.
 type ListParams struct {
 	State          State
 	NeedsAttention bool
-	// CreatedBefore keeps records created before this time.
+	// CreatedBefore keeps records created before this time, CreatedAfter
+	// those created at or after it.
 	CreatedBefore time.Time
+	CreatedAfter  time.Time
+	// GIDPrefix keeps records whose gid starts with it.
+	GIDPrefix string
+	// Participant keeps records with a branch whose participant target is
+	// exactly this.
+	Participant string
+	// LabelKey keeps records with this label; with LabelValue set (or
+	// LabelValueSet, for an empty value), only with that value.
+	LabelKey      string
+	LabelValue    string
+	LabelValueSet bool
 	// After is the last gid of the previous page.
 	After string
 	Limit int

@@ -47,6 +47,7 @@ func Run(t *testing.T, newStore func(t *testing.T) tcc.Store) {
 		{"ListTransactions", testListTransactions},
 		{"Purge", testPurge},
 	}
+	tests = append(tests, historyTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStore(t)
@@ -731,22 +732,22 @@ func testRecordRoundConflict(t *testing.T, s tcc.Store) {
 func testRetryNow(t *testing.T, s tcc.Store) {
 	ctx := context.Background()
 	mustInsert(t, s, "g", "a")
-	if _, err := s.RetryNow(ctx, "g", t0); !errors.Is(err, tcc.ErrState) {
+	if _, err := s.RetryNow(ctx, tcc.RetryParams{GID: "g", Now: t0}); !errors.Is(err, tcc.ErrState) {
 		t.Fatalf("retry TRYING: %v", err)
 	}
 	tx, _ := decide(t, s, "g", tcc.Commit) // leased until t0+30s
-	if _, err := s.RetryNow(ctx, "g", t0.Add(time.Second)); !errors.Is(err, tcc.ErrConflict) {
+	if _, err := s.RetryNow(ctx, tcc.RetryParams{GID: "g", Now: t0.Add(time.Second)}); !errors.Is(err, tcc.ErrConflict) {
 		t.Fatalf("retry while leased: %v", err)
 	}
 	if err := s.RecordRound(ctx, tcc.RoundParams{GID: "g", Outcome: tcc.Commit, Version: tx.Version,
 		Failed: []tcc.BranchResult{{BranchID: "a", Err: "down"}}, NextAttemptAt: t0.Add(time.Hour), Now: t0}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.RetryNow(ctx, "g", t0.Add(2*time.Second))
+	got, err := s.RetryNow(ctx, tcc.RetryParams{GID: "g", Now: t0.Add(2 * time.Second)})
 	if err != nil || !got.NextAttemptAt.Equal(t0.Add(2*time.Second)) {
 		t.Fatalf("retry now: %v %+v", err, got)
 	}
-	if _, err := s.RetryNow(ctx, "missing", t0); !errors.Is(err, tcc.ErrNotFound) {
+	if _, err := s.RetryNow(ctx, tcc.RetryParams{GID: "missing", Now: t0}); !errors.Is(err, tcc.ErrNotFound) {
 		t.Fatalf("retry unknown: %v", err)
 	}
 }
