@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,8 +23,10 @@ import (
 const adminUsage = `usage: coordinator admin <command> [flags]
 
 commands:
-  list      list transactions: [-state S] [-needs-attention] [-min-age 1h] [-limit N] [-page TOKEN]
+  list      list transactions: [-state S] [-needs-attention] [-min-age 1h] [-max-age 24h]
+            [-gid-prefix P] [-participant host:port] [-label key[=value]] [-limit N] [-page TOKEN]
   show      one transaction with its branches: -gid G
+  history   one transaction's timeline, times relative to Begin: -gid G (or: history G)
   retry     make a decided, unfinished transaction due now: -gid G
   resolve   resolve a branch by hand: -gid G -branch B -state confirmed|cancelled -reason "why, who"
 
@@ -56,13 +59,17 @@ func (c *adminConn) register(fs *flag.FlagSet) {
 type adminCommand struct {
 	name  string
 	flags func(fs *flag.FlagSet) func(ctx context.Context, client adminv1.AdminServiceClient, stdout io.Writer) error
+	// gidArg: the command also takes the gid as its one argument instead
+	// of -gid.
+	gidArg bool
 }
 
 var adminCommands = []adminCommand{
-	{"list", adminList},
-	{"show", adminShow},
-	{"retry", adminRetry},
-	{"resolve", adminResolve},
+	{name: "list", flags: adminList},
+	{name: "show", flags: adminShow},
+	{name: "history", flags: adminHistory, gidArg: true},
+	{name: "retry", flags: adminRetry},
+	{name: "resolve", flags: adminResolve},
 }
 
 // admin runs `coordinator admin ...` against a running coordinator's
@@ -102,6 +109,15 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := sub.Parse(rest); err != nil {
 		return err
 	}
+	if cmd.gidArg && sub.NArg() > 0 && sub.Lookup("gid").Value.String() == "" {
+		// "history G [flags]": the gid, then flags again.
+		if err := sub.Set("gid", sub.Arg(0)); err != nil {
+			return err
+		}
+		if err := sub.Parse(sub.Args()[1:]); err != nil {
+			return err
+		}
+	}
 	if sub.NArg() > 0 {
 		sub.Usage()
 		return fmt.Errorf("admin %s: unexpected arguments %v", name, sub.Args())
@@ -137,10 +153,21 @@ func adminList(fs *flag.FlagSet) func(context.Context, adminv1.AdminServiceClien
 	state := fs.String("state", "", "TRYING, COMMITTING, COMMITTED, ABORTING or ABORTED")
 	attention := fs.Bool("needs-attention", false, "only transactions flagged as needing attention")
 	minAge := fs.Duration("min-age", 0, "only transactions at least this old")
+	maxAge := fs.Duration("max-age", 0, "only transactions at most this old (0: any age)")
+	prefix := fs.String("gid-prefix", "", "only transactions whose gid starts with this")
+	participant := fs.String("participant", "", "only transactions with a branch on this participant target (host:port)")
+	label := fs.String("label", "", "only transactions with this label: key, or key=value")
 	limit := fs.Int("limit", 100, "page size (1..1000)")
-	page := fs.String("page", "", "page token printed by the previous page")
+	page := fs.String("page", "", "page token printed by the previous page (with the same filters)")
 	return func(ctx context.Context, client adminv1.AdminServiceClient, stdout io.Writer) error {
+		if *minAge < 0 || *maxAge < 0 {
+			return errors.New("-min-age and -max-age must not be negative")
+		}
+		if *limit < 1 || *limit > 1000 {
+			return fmt.Errorf("-limit %d must be within 1..1000", *limit)
+		}
 		req := &adminv1.ListTransactionsRequest{NeedsAttention: *attention, MinAgeSeconds: int64(minAge.Seconds()),
+			MaxAgeSeconds: int64(math.Ceil(maxAge.Seconds())), GidPrefix: *prefix, Participant: *participant, Label: *label,
 			PageSize: int32(*limit), PageToken: *page}
 		if *state != "" {
 			v, ok := tccv1.TransactionState_value["TRANSACTION_STATE_"+strings.ToUpper(*state)]
@@ -178,6 +205,70 @@ func adminShow(fs *flag.FlagSet) func(context.Context, adminv1.AdminServiceClien
 		}
 		printTransaction(stdout, resp.GetTransaction(), resp.GetBranchDetails(), resp.GetLeaseOwner())
 		return nil
+	}
+}
+
+func adminHistory(fs *flag.FlagSet) func(context.Context, adminv1.AdminServiceClient, io.Writer) error {
+	gid := fs.String("gid", "", "global transaction id")
+	return func(ctx context.Context, client adminv1.AdminServiceClient, stdout io.Writer) error {
+		resp, err := client.GetTransactionHistory(ctx, &adminv1.GetTransactionHistoryRequest{Gid: *gid})
+		if err != nil {
+			return err
+		}
+		printHistory(stdout, *gid, resp)
+		return nil
+	}
+}
+
+// printHistory prints a transaction's timeline: one line per event, times
+// relative to Begin (the first event), with a line where the bound
+// dropped attempts.
+func printHistory(w io.Writer, gid string, h *adminv1.GetTransactionHistoryResponse) {
+	origin := h.GetBeginTime().AsTime()
+	fmt.Fprintf(w, "gid %s, begun %s; times relative to it\n", gid, origin.Format(time.RFC3339Nano))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tEVENT\tBRANCH\tDETAIL")
+	lastAttempt := map[string]int32{}
+	for _, e := range h.GetEvents() {
+		at := "+" + e.GetTime().AsTime().Sub(origin).Round(time.Microsecond).String()
+		kind := strings.TrimPrefix(e.GetKind().String(), "EVENT_KIND_")
+		var detail string
+		switch e.GetKind() {
+		case adminv1.EventKind_EVENT_KIND_BRANCH_REGISTERED:
+			detail = e.GetParticipant()
+		case adminv1.EventKind_EVENT_KIND_DECIDED:
+			detail = stateName(e.GetState()) + " by " + strings.ToLower(strings.TrimPrefix(e.GetCause().String(), "DECISION_CAUSE_"))
+			if e.GetMessage() != "" {
+				detail += ": " + oneLine(e.GetMessage(), 100)
+			}
+		case adminv1.EventKind_EVENT_KIND_ATTEMPT:
+			b := e.GetBranchId()
+			if prev, ok := lastAttempt[b]; ok && e.GetAttempt() > prev+1 {
+				fmt.Fprintf(tw, "\t…\t%s\t%d attempts dropped (the history keeps the first and last ones)\n", b, e.GetAttempt()-prev-1)
+			}
+			lastAttempt[b] = e.GetAttempt()
+			detail = fmt.Sprintf("%s #%d %s %s %s", e.GetCall(), e.GetAttempt(),
+				strings.TrimPrefix(e.GetResult().String(), "ATTEMPT_RESULT_"), e.GetCode(), e.GetLatency().AsDuration().Round(time.Microsecond))
+			if e.GetMessage() != "" {
+				detail += ": " + oneLine(e.GetMessage(), 100)
+			}
+		case adminv1.EventKind_EVENT_KIND_RESOLVED:
+			detail = strings.TrimPrefix(e.GetBranchState().String(), "BRANCH_STATE_") + " by " + e.GetActor() + ": " + oneLine(e.GetMessage(), 100)
+		case adminv1.EventKind_EVENT_KIND_RETRY_NOW:
+			detail = "by " + e.GetActor()
+		case adminv1.EventKind_EVENT_KIND_FINISHED:
+			detail = stateName(e.GetState())
+		default:
+			detail = oneLine(e.GetMessage(), 100)
+		}
+		if inst := e.GetInstance(); inst != "" && e.GetKind() != adminv1.EventKind_EVENT_KIND_RETRY_NOW {
+			detail += " [" + inst + "]"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", at, kind, e.GetBranchId(), detail)
+	}
+	_ = tw.Flush()
+	for _, d := range h.GetDroppedAttempts() {
+		fmt.Fprintf(w, "branch %s: %d attempts dropped by the history's bound\n", d.GetBranchId(), d.GetCount())
 	}
 }
 

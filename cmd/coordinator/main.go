@@ -113,6 +113,7 @@ func parseFlags(name string, args []string, stderr io.Writer) (*flags, *flag.Fla
 	reflect := fs.Bool("reflection", true, "serve gRPC server reflection (open to every caller)")
 	fs.IntVar(&c.Limits.MaxInFlight, "max-in-flight", 2048, "calls served at once; more are refused with RESOURCE_EXHAUSTED at once (0: no limit)")
 	fs.IntVar(&c.Limits.MaxInFlightPerCaller, "max-in-flight-per-caller", 0, "calls of one authenticated identity served at once (0: no limit)")
+	fs.IntVar(&c.Coordinator.HistoryAttempts, "history-attempts", tcc.DefaultHistoryAttempts, "the history keeps the first and the last this many Confirm/Cancel attempts of each branch (1..1000); the ones between are dropped and counted")
 	fs.IntVar(&c.Coordinator.MaxRounds, "max-delivery-rounds", 4096, "delivery rounds run at once for new decisions; beyond it a decision's round waits for the recovery loop (after -lease-ttl)")
 	fs.IntVar(&c.MaxParticipantTargets, "max-participant-targets", 1024, "participant connections held open; the least recently used idle one is closed for a new target")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")

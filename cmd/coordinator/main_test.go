@@ -131,8 +131,8 @@ func TestHelp(t *testing.T) {
 		notWant []string
 	}{
 		{[]string{"-h"}, []string{"migrate", "admin <command>", "-listen", "-http-listen"}, nil},
-		{[]string{"admin", "-h"}, []string{"list", "show", "retry", "resolve"}, nil},
-		{[]string{"admin", "list", "-h"}, []string{"-state", "-needs-attention", "-addr", "-tls-ca"}, []string{"-gid", "-reason"}},
+		{[]string{"admin", "-h"}, []string{"list", "show", "history", "retry", "resolve"}, nil},
+		{[]string{"admin", "list", "-h"}, []string{"-state", "-needs-attention", "-gid-prefix", "-label", "-addr", "-tls-ca"}, []string{"-gid string", "-reason"}},
 		{[]string{"admin", "resolve", "-h"}, []string{"-gid", "-branch", "-reason", "-addr"}, []string{"-needs-attention"}},
 	} {
 		out, code := command(t, ctx, tc.args...)
@@ -317,5 +317,34 @@ func TestSIGHUPReloadsTokens(t *testing.T) {
 	t.Setenv("SETTLE_TOKEN", newTok)
 	if _, err := list(); err != nil {
 		t.Fatalf("a broken file dropped the tokens in force: %v", err)
+	}
+}
+
+// TestAdminHistory: `admin history` prints a transaction's timeline with
+// times relative to Begin, given the gid as -gid or as its argument.
+func TestAdminHistory(t *testing.T) {
+	addr := startCoordinator(t)
+	for _, args := range [][]string{
+		{"admin", "history", "-gid", "done", "-addr", addr},
+		{"admin", "history", "done", "-addr", addr},
+		{"admin", "-addr", addr, "history", "done"},
+	} {
+		var out, errOut bytes.Buffer
+		if err := run(context.Background(), args, &out, &errOut); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, errOut.String())
+		}
+		for _, want := range []string{"gid done, begun", "+0s", "BEGUN", "DECIDED", "COMMITTING by commit", "FINISHED", "COMMITTED"} {
+			if !strings.Contains(out.String(), want) {
+				t.Fatalf("%v printed no %q:\n%s", args, want, out.String())
+			}
+		}
+	}
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"admin", "history", "missing", "-addr", addr}, &out, &errOut); err == nil ||
+		!strings.Contains(err.Error(), "NotFound") {
+		t.Fatalf("history of an unknown gid: %v", err)
+	}
+	if err := run(context.Background(), []string{"admin", "history", "a", "b", "-addr", addr}, &out, &errOut); err == nil {
+		t.Fatal("two gids accepted")
 	}
 }
