@@ -364,14 +364,21 @@ inline decide(o) {
   :: rec_state == TRYING ->
        set_state(o); bump_version(c);
        rec_owner = c; rec_leased = true; busy[c] = true;
-#ifdef LOAD_AFTER_CAS
        if
-       :: true          /* a remembered record (known.go) or decideBatch */
-       :: ver_mine[c] = false; goto load   /* sqlstore.Store.decide: read after */
-       fi;
+       :: true ->
+#ifdef LOAD_AFTER_CAS
+            if
+            :: true        /* a remembered record (known.go) or decideBatch */
+            :: ver_mine[c] = false; goto load   /* sqlstore.Store.decide: read after */
+            fi;
 #endif
-       dec = o; SNAPSHOT(0); SNAPSHOT(1);
-       goto drive
+            dec = o; SNAPSHOT(0); SNAPSHOT(1);
+            goto drive
+       :: /* startRound defers the round (MaxRounds rounds running, or
+           * closing): the decision stands, the lease runs out unused and
+           * a recovery claim delivers it */
+          busy[c] = false; ver_mine[c] = false
+       fi
 #ifdef BUG_BATCH_TOTAL_COUNT
   :: rec_state != TRYING ->
        /* BUG: this CAS matched nothing, but the shared statement also
