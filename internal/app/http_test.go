@@ -383,7 +383,7 @@ func TestHTTPBadInput(t *testing.T) {
 			t.Errorf("check-back with an unknown field %s: %d %s", body, code, got)
 		}
 	}
-	for _, q := range []string{"state=BOGUS", "pageSize=many", "needsAttention=perhaps"} {
+	for _, q := range []string{"state=BOGUS", "pageSize=many", "needsAttention=perhaps", "bogus=1"} {
 		if code, got := callHTTP(t, ctx, hc, "GET", base+"/v1/admin/transactions?"+q, "", ""); code != 400 || !strings.Contains(got, `"code":"INVALID_ARGUMENT"`) {
 			t.Errorf("GET /v1/admin/transactions?%s: %d %s, want 400", q, code, got)
 		}

@@ -10,9 +10,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/codes"
@@ -20,6 +23,8 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	adminv1 "github.com/settle-tcc/settle/gen/settle/admin/v1"
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
@@ -107,6 +112,9 @@ func HTTPHandler(cfg HTTPConfig) (http.Handler, error) {
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithOutgoingTrailerMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithDisablePathLengthFallback(),
+		// grpc-gateway keeps the query parser in a package variable: every
+		// gateway of the process parses strictly.
+		runtime.SetQueryParameterParser(strictQuery{}),
 	)
 	cc := cfg.Services
 	ctx := context.Background()
@@ -203,6 +211,41 @@ func (d *bodyDecoder) explain(err error) error {
 		return fmt.Errorf("the body is longer than the limit of %d bytes", mbe.Limit)
 	}
 	return fmt.Errorf("the body is not JSON: %w", err)
+}
+
+// strictQuery is grpc-gateway's query parser refusing a parameter that
+// names no field of the request, as unknown body fields are refused: a
+// misspelt filter (?stat=COMMITTED) must not silently match everything.
+type strictQuery struct{ runtime.DefaultQueryParser }
+
+func (q strictQuery) Parse(msg proto.Message, values url.Values, filter *utilities.DoubleArray) error {
+	for key := range values {
+		if !hasFieldPath(msg.ProtoReflect().Descriptor(), strings.Split(key, ".")) {
+			return fmt.Errorf("unknown query parameter %q", key)
+		}
+	}
+	return q.DefaultQueryParser.Parse(msg, values, filter)
+}
+
+// hasFieldPath reports whether path (field names, proto or JSON) leads
+// from md to a field.
+func hasFieldPath(md protoreflect.MessageDescriptor, path []string) bool {
+	for i, name := range path {
+		fd := md.Fields().ByName(protoreflect.Name(name))
+		if fd == nil {
+			fd = md.Fields().ByJSONName(name)
+		}
+		switch {
+		case fd == nil:
+			return false
+		case i == len(path)-1:
+			return true
+		case fd.Message() == nil || fd.IsList() || fd.IsMap():
+			return false
+		}
+		md = fd.Message()
+	}
+	return false
 }
 
 // writeError answers an error as {"code": "NOT_FOUND", "message": ...}
