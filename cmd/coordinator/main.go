@@ -77,7 +77,7 @@ func parseFlags(name string, args []string, stderr io.Writer) (*flags, *flag.Fla
 	}
 	c := &f.cfg
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:7400", "gRPC listen address")
-	fs.StringVar(&c.HTTPListen, "http-listen", "", "HTTP listen address for /metrics, /healthz and the JSON status/check-back endpoints (default: -listen's port + 1; empty or \"off\" turns it off)")
+	fs.StringVar(&c.HTTPListen, "http-listen", "", "HTTP listen address for the HTTP/JSON API (every gRPC method; /openapi.json describes it), /metrics and /healthz (default: -listen's port + 1; empty or \"off\" turns it off)")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go profiling endpoints under /debug/pprof/ on -http-listen")
 	fs.StringVar(&c.DB, "db", "sqlite:settle.db", "database: sqlite:<path> or mysql:<go-sql-driver DSN>")
 	fs.StringVar(&c.AllowParticipants, "allow-participants", allowlist.Default, "comma-separated host:port patterns of participants the coordinator may call (* wildcards; \"*\" allows all)")
