@@ -244,7 +244,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 			}
 			return h
 		}
-		httpHandler, err = server.HTTPHandler(server.HTTPConfig{Services: local, Registry: a.mets.Registry, Guard: guard, Log: log,
+		httpHandler, err = server.HTTPHandler(server.HTTPConfig{Services: local, Registry: a.mets.Registry, Guard: guard,
 			MaxBodyBytes: server.MaxBodyBytes(a.coord.Config().MaxPayloadBytes, a.coord.Config().MaxBranches)})
 		if err != nil {
 			_ = a.lis.Close()

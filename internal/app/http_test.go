@@ -421,8 +421,9 @@ func TestHTTPBadInput(t *testing.T) {
 // the participant's Try aside: Begin with its branches, Try at the
 // participant, Commit(wait) over HTTP -> COMMITTED with one Confirm per
 // branch; another begun bare, its branch registered over HTTP, rolled back
-// over HTTP -> ABORTED with one Cancel. The HTTP calls are measured in
-// settle_rpc_seconds under their gRPC methods.
+// over HTTP -> ABORTED with one Cancel; a gid with colons in it routes
+// right. The HTTP calls are measured in settle_rpc_seconds under their
+// gRPC methods.
 func TestHTTPOnlyOrder(t *testing.T) {
 	e := setup(t, dbtest.NewSQLite(t), withoutRecovery, withHTTP)
 	part, participant := e.part, e.pc
@@ -482,6 +483,15 @@ func TestHTTPOnlyOrder(t *testing.T) {
 	if res := post("/v1/checkback", `{"gid":"web-order-2","branchId":"pay"}`); res["verdict"] != "VERDICT_CANCEL" {
 		t.Errorf("check-back of the rolled-back order: %v", res)
 	}
+	// A gid holding the separators the routes use (":" before a verb, ".").
+	post("/v1/transactions", `{"gid":"shop:order.3:commit"}`)
+	if res := post("/v1/transactions/shop:order.3:commit:commit", `{"wait":true}`); res["transaction"].(map[string]any)["gid"] != "shop:order.3:commit" {
+		t.Errorf("commit of a gid with colons: %v", res)
+	}
+	if code, got := callHTTP(t, ctx, hc, "GET", base+"/v1/transactions/shop:order.3:commit", "", ""); code != 200 || !strings.Contains(got, "TRANSACTION_STATE_COMMITTED") {
+		t.Errorf("get of a gid with colons: %d %s", code, got)
+	}
+
 	m := httpGet(t, base+"/metrics")
 	for _, method := range []string{"Begin", "RegisterBranch", "Commit", "Rollback", "GetTransaction", "CheckBack"} {
 		if !strings.Contains(m, `settle_rpc_seconds_count{code="OK",method="/settle.tcc.v1.CoordinatorService/`+method+`"}`) {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -54,7 +53,6 @@ type HTTPConfig struct {
 	// 400 INVALID_ARGUMENT before anything is done. Default
 	// DefaultMaxBodyBytes.
 	MaxBodyBytes int64
-	Log          *slog.Logger
 }
 
 // DefaultMaxBodyBytes is the default bound of an HTTP request body: a
@@ -94,9 +92,6 @@ func HTTPHandler(cfg HTTPConfig) (http.Handler, error) {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &jsonMarshaler{JSONPb: runtime.JSONPb{
