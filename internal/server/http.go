@@ -97,7 +97,7 @@ func HTTPHandler(cfg HTTPConfig) (http.Handler, error) {
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &jsonMarshaler{JSONPb: runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}, limit: cfg.MaxBodyBytes}),
+		}}),
 		runtime.WithErrorHandler(writeError),
 		runtime.WithRoutingErrorHandler(routingError),
 		// Only the Authorization header (passed by the gateway itself) and
@@ -165,7 +165,6 @@ func (a httpAddr) String() string  { return string(a) }
 // request message).
 type jsonMarshaler struct {
 	runtime.JSONPb
-	limit int64
 }
 
 // NewDecoder returns a decoder of one JSON value; the gateway refuses
