@@ -16,6 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/settle-tcc/settle/client"
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 	"github.com/settle-tcc/settle/internal/app"
 	"github.com/settle-tcc/settle/internal/auth"
@@ -257,8 +261,7 @@ func TestHTTPAuthMutualTLS(t *testing.T) {
 // TestHTTPInFlightLimit: a gateway route over -max-in-flight is refused at
 // once with 429 RESOURCE_EXHAUSTED and Retry-After, counted in
 // settle_rpc_shed_total under its gRPC method, and served again once there
-// is room; the per-caller bound counts HTTP and gRPC calls of one identity
-// together.
+// is room.
 func TestHTTPInFlightLimit(t *testing.T) {
 	h := holdConfirms(t)
 	a, err := app.Start(context.Background(), app.Config{Listen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", DB: dbtest.NewSQLite(t),
@@ -329,6 +332,43 @@ func TestHTTPInFlightLimit(t *testing.T) {
 	// with no branches, begun once.
 	if code, body := callHTTP(t, ctx, hc, "GET", base+"/v1/transactions/http-over-limit", "", ""); code != 200 || strings.Contains(body, "branches") {
 		t.Errorf("after the retry: %d %s", code, body)
+	}
+}
+
+// TestHTTPInFlightLimitPerCaller: the per-caller bound counts the gRPC and
+// HTTP calls of one identity together: with its one call in flight over
+// gRPC, the same token is refused over HTTP (429, limit "caller") while
+// another identity is served.
+func TestHTTPInFlightLimitPerCaller(t *testing.T) {
+	h := holdConfirms(t)
+	a, err := app.Start(context.Background(), app.Config{Listen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", DB: dbtest.NewSQLite(t), DisableRecovery: true,
+		Auth:   auth.Config{TokenFile: writeTokenFile(t, tokenLines)},
+		Limits: limit.Config{MaxInFlightPerCaller: 1}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	orders := tccv1.NewCoordinatorServiceClient(dialWith(t, a.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(client.BearerToken(tokInitiator))))
+	var commits sync.WaitGroup
+	commitHeld(t, ctx, orders, h, "pc-1", &commits)
+	base := "http://" + a.HTTPAddr()
+	hc := &http.Client{}
+	if code, body := callHTTP(t, ctx, hc, "GET", base+"/v1/transactions/pc-1", "", tokInitiator); code != 429 || !strings.Contains(body, "this caller") {
+		t.Errorf("orders over HTTP with a call in flight over gRPC: %d %s, want 429 for this caller", code, body)
+	}
+	if code, body := callHTTP(t, ctx, hc, "GET", base+"/v1/transactions/pc-1", "", tokOperator); code != 200 {
+		t.Errorf("another caller over HTTP: %d %s", code, body)
+	}
+	if m := httpGet(t, base+"/metrics"); !strings.Contains(m, `settle_rpc_shed_total{limit="caller",method="/settle.tcc.v1.CoordinatorService/GetTransaction"} 1`) {
+		t.Errorf("shed metric:\n%s", grepLines(m, "settle_rpc_shed_total"))
+	}
+	h.open()
+	commits.Wait()
+	if code, body := callHTTP(t, ctx, hc, "GET", base+"/v1/transactions/pc-1", "", tokInitiator); code != 200 {
+		t.Errorf("orders once its call finished: %d %s", code, body)
 	}
 }
 
