@@ -478,9 +478,10 @@ end_idle:
 #ifdef LOAD_AFTER_CAS
 load:
     /* -DLOAD_AFTER_CAS: the Go code as it is.  sqlstore.Store.Claim and
-     * the single-request Store.decide run the compare-and-set as one
-     * autocommit statement and read the record back with another (load).
-     * The round then uses the version it read, whoever wrote it. */
+     * the single-request Store.decide write the compare-and-set (decide:
+     * with its history event, one transaction) and read the record back
+     * with a separate statement (load).  The round then uses the version
+     * it read, whoever wrote it. */
     atomic {
       if
       :: rec_state == COMMITTING || rec_state == ABORTING ->
