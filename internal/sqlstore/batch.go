@@ -467,15 +467,13 @@ func (s *Store) decideShare(batch []*pending[tcc.DecideParams, decision]) share 
 		return share{}
 	}
 	known, unknown, rest := splitKnown(&s.known, batch, func(p tcc.DecideParams) string { return p.GID })
-	// Each compare-and-set is followed by its event, inserted only if it
-	// matched.
-	stmts := make([]stmt, 0, 2*len(known))
-	for _, it := range known {
-		stmts = append(stmts, decideRecord(s.pk(), it.r.p, it.known.Version), s.eventIfChanged(decidedEvent(it.r.p)))
+	stmts := make([]stmt, len(known))
+	for i, it := range known {
+		stmts[i] = decideRecord(s.pk(), it.r.p, it.known.Version)
 	}
 	return share{stmts: stmts, settle: func(affected []int64, err error, _ bool) func(context.Context) {
 		for i, it := range known {
-			if err != nil || affected[2*i] != 1 {
+			if err != nil || affected[i] != 1 {
 				unknown = append(unknown, it.r)
 				continue
 			}
@@ -499,13 +497,16 @@ func (s *Store) decideShare(batch []*pending[tcc.DecideParams, decision]) share 
 }
 
 // decideRecord is the compare-and-set TRYING -> decided of one record;
-// with a version (above 0) it also requires the record's version.
+// with a version (above 0) it also requires the record's version. It
+// writes the decision's history too (decided_by, decided_instance with
+// decided_us and abort_reason: the DECIDED event, history.go).
 func decideRecord(pk string, p tcc.DecideParams, version int64) stmt {
 	query := `UPDATE transaction_record` + pk + `
-		SET state = ?, version = version + 1, lease_owner = ?, next_attempt_us = ?, abort_reason = ?, decided_us = ?, updated_us = ?
+		SET state = ?, version = version + 1, lease_owner = ?, next_attempt_us = ?, abort_reason = ?, decided_us = ?, updated_us = ?,
+		    decided_by = ?, decided_instance = ?
 		WHERE gid = ? AND state = ?`
 	args := []any{string(p.Outcome.DecidedState()), p.Owner, micros(p.LeaseUntil), abortReason(p), micros(p.Now), micros(p.Now),
-		p.GID, string(tcc.StateTrying)}
+		string(p.Cause), p.Owner, p.GID, string(tcc.StateTrying)}
 	if version > 0 {
 		query += ` AND version = ?`
 		args = append(args, version)
@@ -516,10 +517,10 @@ func decideRecord(pk string, p tcc.DecideParams, version int64) stmt {
 // decideStatement builds the compare-and-set TRYING -> decided of several
 // records, each with its own decision, lease and time.
 func decideStatement(pk string, params []tcc.DecideParams) (string, []any) {
-	var state, owner, next, reason, decided strings.Builder
-	var sArgs, oArgs, nArgs, rArgs, dArgs, in []any
+	var state, owner, next, reason, decided, cause strings.Builder
+	var sArgs, oArgs, nArgs, rArgs, dArgs, cArgs, in []any
 	for _, p := range params {
-		for _, b := range []*strings.Builder{&state, &owner, &next, &reason, &decided} {
+		for _, b := range []*strings.Builder{&state, &owner, &next, &reason, &decided, &cause} {
 			b.WriteString(" WHEN ? THEN ?")
 		}
 		sArgs = append(sArgs, p.GID, string(p.Outcome.DecidedState()))
@@ -527,21 +528,25 @@ func decideStatement(pk string, params []tcc.DecideParams) (string, []any) {
 		nArgs = append(nArgs, p.GID, micros(p.LeaseUntil))
 		rArgs = append(rArgs, p.GID, abortReason(p))
 		dArgs = append(dArgs, p.GID, micros(p.Now))
+		cArgs = append(cArgs, p.GID, string(p.Cause))
 		in = append(in, p.GID)
 	}
-	args := make([]any, 0, 13*len(params)+1)
+	args := make([]any, 0, 17*len(params)+1)
 	args = append(args, sArgs...)
 	args = append(args, oArgs...)
 	args = append(args, nArgs...)
 	args = append(args, rArgs...)
 	args = append(args, dArgs...)
 	args = append(args, dArgs...)
+	args = append(args, cArgs...)
+	args = append(args, oArgs...)
 	args = append(args, string(tcc.StateTrying))
 	args = append(args, in...)
 	return `UPDATE transaction_record` + pk + `
 		SET state = CASE gid` + state.String() + ` END, version = version + 1, lease_owner = CASE gid` + owner.String() + ` END,
 		    next_attempt_us = CASE gid` + next.String() + ` END, abort_reason = CASE gid` + reason.String() + ` END,
-		    decided_us = CASE gid` + decided.String() + ` END, updated_us = CASE gid` + decided.String() + ` END
+		    decided_us = CASE gid` + decided.String() + ` END, updated_us = CASE gid` + decided.String() + ` END,
+		    decided_by = CASE gid` + cause.String() + ` END, decided_instance = CASE gid` + owner.String() + ` END
 		WHERE state = ? AND gid IN (` + placeholders(len(in)) + `)`, args
 }
 
@@ -586,14 +591,6 @@ func (s *Store) decideBatch(ctx context.Context, batch []*pending[tcc.DecidePara
 		query, args := decideStatement(s.pk(), params)
 		n, err := s.exec(ctx, dbtx, query, args...)
 		if err != nil || n != int64(len(params)) {
-			return false
-		}
-		events := make([]tcc.Event, len(params))
-		for i, p := range params {
-			events[i] = decidedEvent(p)
-		}
-		ev := eventsInsert(events)
-		if _, err := s.exec(ctx, dbtx, ev.query, ev.args...); err != nil {
 			return false
 		}
 	}

@@ -8,27 +8,38 @@ import (
 	"github.com/settle-tcc/settle/internal/tcc"
 )
 
-// History: transaction_event rows (migrations/*/00003_history.sql).
+// History: transaction_event rows (migrations/*/00003_history.sql), and
+// two events that live in the record itself.
 //
 // Every event is written by the statements of the state change it
 // describes, in the same database transaction (one script on MySQL), so
 // it costs no round trip of its own on MySQL:
 //
-//   - Begin: one multi-row INSERT of the batch's events after the records
-//     and branches;
-//   - a registration or decision of a remembered record: an INSERT ...
-//     SELECT that inserts only if the statement before it (the branch
-//     insert, the decision's compare-and-set) changed one row
+//   - Begin: one multi-row INSERT of the batch's events (BEGUN, a
+//     BRANCH_REGISTERED per branch) after the records and branches;
+//   - a registration of a remembered record: an INSERT ... SELECT after
+//     the branch insert that inserts only if that inserted
 //     (ifLastChanged);
+//   - the decision: no statement of its own. Its compare-and-set writes
+//     decided_by (the cause) and decided_instance with decided_us and
+//     abort_reason (00004_decision_cause.sql), once, and History reads
+//     them back as the DECIDED event, after the registrations (a decision
+//     ends registration, and every other event comes after it). A lone
+//     decision therefore stays one autocommit statement;
 //   - a delivery round: one multi-row INSERT of its attempts and conflicts
 //     (facts, stored like the branch facts), the DELETE of attempts beyond
 //     the bound (only once a branch has more than 2N), and after the
-//     record's compare-and-set an INSERT ... SELECT of FINISHED or
-//     NEEDS_ATTENTION that happens only if it matched.
+//     record's compare-and-set an INSERT ... SELECT of NEEDS_ATTENTION
+//     (when the round flags it) that happens only if that matched. The
+//     finish is the record's final state and finish time (next_attempt_us
+//     of a final record), read back as the FINISHED event, last;
+//   - a tombstone: its DECIDED event (by check-back) is a row, written
+//     with the record.
 //
 // The paths that read the record in their transaction (records this store
 // does not remember, batches of them, the admin calls) insert their events
-// after the change in the same transaction.
+// after the change in the same transaction. History reads the rows and the
+// record in one statement, so it sees one snapshot.
 
 const eventColumns = `gid, at_us, kind, branch_id, participant, state, cause, attempt, code, message, latency_us, instance, actor`
 
@@ -93,15 +104,6 @@ func registeredEvent(gid string, b tcc.Branch, at time.Time) tcc.Event {
 	return tcc.Event{GID: gid, At: at, Kind: tcc.EventBranchRegistered, BranchID: b.BranchID, Participant: b.Participant}
 }
 
-func decidedEvent(p tcc.DecideParams) tcc.Event {
-	e := tcc.Event{GID: p.GID, At: p.Now, Kind: tcc.EventDecided, State: p.Outcome.DecidedState(), Cause: p.Cause,
-		Instance: p.Owner}
-	if p.Outcome == tcc.Abort {
-		e.Message = p.AbortReason
-	}
-	return e
-}
-
 // roundFacts are a round's attempts and conflicts.
 func roundFacts(p tcc.RoundParams) []tcc.Event {
 	call := "confirm"
@@ -142,37 +144,53 @@ func trimAttempts(p tcc.RoundParams) []stmt {
 }
 
 // roundEnd is the event a round's compare-and-set writes when it matches:
-// FINISHED, NEEDS_ATTENTION, or none.
+// NEEDS_ATTENTION when the round flags the transaction, or none (the
+// finish is read from the record).
 func roundEnd(p tcc.RoundParams) (tcc.Event, bool) {
-	switch {
-	case p.Finish:
-		return tcc.Event{GID: p.GID, At: p.Now, Kind: tcc.EventFinished, State: p.Outcome.FinalState(), Instance: p.Instance}, true
-	case p.Attention != "":
+	if p.Attention != "" && !p.Finish {
 		return tcc.Event{GID: p.GID, At: p.Now, Kind: tcc.EventNeedsAttention, Message: p.Attention, Instance: p.Instance}, true
 	}
 	return tcc.Event{}, false
 }
 
+// historyQuery reads a gid's event rows and, as the row with id 0, its
+// record's decision and finish columns (kind '', the decided_us in at_us,
+// decided_by in cause, tombstone in attempt, abort_reason in message, the
+// finish time in latency_us, decided_instance in instance): one statement,
+// one snapshot.
+const historyQuery = `SELECT id, ` + eventColumns + ` FROM transaction_event WHERE gid = ?
+	UNION ALL
+	SELECT 0, gid, decided_us, '', '', '', state, decided_by, tombstone, '', abort_reason, next_attempt_us, decided_instance, ''
+	FROM transaction_record WHERE gid = ?
+	ORDER BY 1`
+
 // History implements tcc.Store.
 func (s *Store) History(ctx context.Context, gid string) ([]tcc.Event, error) {
-	rows, err := s.sql.QueryContext(ctx, `SELECT `+eventColumns+` FROM transaction_event WHERE gid = ? ORDER BY id`, gid)
+	rows, err := s.sql.QueryContext(ctx, historyQuery, gid, gid)
 	if err != nil {
 		return nil, s.interpret("history", err)
 	}
 	defer rows.Close()
-	var out []tcc.Event
+	var (
+		out    []tcc.Event
+		record *tcc.Event
+	)
 	for rows.Next() {
 		var (
+			id, at, latency    int64
 			e                  tcc.Event
-			at, latency        int64
 			kind, state, cause string
 		)
-		if err := rows.Scan(&e.GID, &at, &kind, &e.BranchID, &e.Participant, &state, &cause, &e.Attempt, &e.Code,
+		if err := rows.Scan(&id, &e.GID, &at, &kind, &e.BranchID, &e.Participant, &state, &cause, &e.Attempt, &e.Code,
 			&e.Message, &latency, &e.Instance, &e.Actor); err != nil {
 			return nil, s.interpret("history", err)
 		}
 		e.At, e.Kind, e.Latency = fromMicros(at), tcc.EventKind(kind), time.Duration(latency)*time.Microsecond
 		switch e.Kind {
+		case "":
+			e.State, e.Cause = tcc.State(state), tcc.Cause(cause)
+			record = &e
+			continue
 		case tcc.EventResolved:
 			e.BranchState = tcc.BranchState(state)
 		case tcc.EventAttempt:
@@ -184,7 +202,38 @@ func (s *Store) History(ctx context.Context, gid string) ([]tcc.Event, error) {
 		}
 		out = append(out, e)
 	}
-	return out, s.interpret("history", rows.Err())
+	if err := rows.Err(); err != nil {
+		return nil, s.interpret("history", err)
+	}
+	if record != nil {
+		out = withRecordEvents(out, *record)
+	}
+	return out, nil
+}
+
+// withRecordEvents adds the events that live in the record (r, the
+// record's row of historyQuery): DECIDED after the registrations, FINISHED
+// last. A tombstone's decision is a row already.
+func withRecordEvents(events []tcc.Event, r tcc.Event) []tcc.Event {
+	tombstone := r.Attempt != 0
+	if tombstone || r.At.IsZero() {
+		return events
+	}
+	o, _ := tcc.OutcomeOf(r.State)
+	decided := tcc.Event{GID: r.GID, At: r.At, Kind: tcc.EventDecided, State: o.DecidedState(), Cause: r.Cause,
+		Instance: r.Instance}
+	if o == tcc.Abort {
+		decided.Message = r.Message
+	}
+	i := 0
+	for i < len(events) && (events[i].Kind == tcc.EventBegun || events[i].Kind == tcc.EventBranchRegistered) {
+		i++
+	}
+	events = append(events[:i], append([]tcc.Event{decided}, events[i:]...)...)
+	if r.State.Final() {
+		events = append(events, tcc.Event{GID: r.GID, At: fromMicros(r.Latency.Microseconds()), Kind: tcc.EventFinished, State: r.State})
+	}
+	return events
 }
 
 // truncate cuts s to at most n bytes, on a UTF-8 boundary.

@@ -77,8 +77,8 @@ func TestDecideKnownRecord(t *testing.T) {
 		ctx := context.Background()
 		a, b := openTwo(t, spec)
 
-		// Alone: the compare-and-set and its history event, one script on
-		// MySQL; BEGIN, UPDATE, INSERT, COMMIT on SQLite (in-process).
+		// Alone: one statement (the decision's history is in the record's
+		// own columns).
 		if err := a.InsertTransaction(ctx, knownTx("solo", "p", "q")); err != nil {
 			t.Fatal(err)
 		}
@@ -87,12 +87,8 @@ func TestDecideKnownRecord(t *testing.T) {
 		if err != nil || !won {
 			t.Fatalf("decide solo: won=%v err=%v", won, err)
 		}
-		want := int64(4)
-		if strings.HasPrefix(spec, "mysql:") {
-			want = 1
-		}
-		if n := a.RoundTrips() - before; n != want {
-			t.Fatalf("deciding a record the store wrote took %d round trips, want %d", n, want)
+		if n := a.RoundTrips() - before; n != 1 {
+			t.Fatalf("deciding a record the store wrote took %d statements, want 1", n)
 		}
 		wantStored(t, a, "Decide", tx)
 
@@ -218,19 +214,13 @@ func TestRegisterKnownRecord(t *testing.T) {
 			t.Fatalf("duplicate branch: err=%v tx=%+v", err, tx)
 		}
 		wantStored(t, b, "RegisterBranch", tx)
-		// Still known after the refusals: deciding is one round trip on
-		// MySQL (one script: the compare-and-set and its event; four
-		// statements on SQLite), with no read.
+		// Still known after the refusals: deciding is one round trip.
 		before = a.RoundTrips()
 		if _, won, err := decideAs(a, "A", "reg", tcc.Commit, time.Second); err != nil || !won {
 			t.Fatalf("decide reg: won=%v err=%v", won, err)
 		}
-		wantDecide := int64(4)
-		if strings.HasPrefix(spec, "mysql:") {
-			wantDecide = 1
-		}
-		if n := a.RoundTrips() - before; n != wantDecide {
-			t.Fatalf("deciding after refused registrations took %d round trips, want %d", n, wantDecide)
+		if n := a.RoundTrips() - before; n != 1 {
+			t.Fatalf("deciding after refused registrations took %d round trips, want 1", n)
 		}
 		// Decided: registration refused with the state.
 		var se *tcc.StateError

@@ -104,30 +104,38 @@ const branchColumns = `gid, branch_id, participant, payload, payload_digest, sta
 // GetTransaction, AddBranch, RegisterBranch, Decide, RecordRound, Claim) use
 // database/sql directly with plain SQL: no ORM reflection, no callbacks, and
 // with MySQL's client-side interpolation no prepare round trip. Each one
-// costs a fixed, small number of round trips, counted by RoundTrips:
+// costs a fixed, small number of round trips, counted by RoundTrips. Every
+// write carries its history (history.go) in the same transaction, which on
+// MySQL is the same script, or in the same statement, so it costs no round
+// trip there:
 //
-//	InsertTransaction  1 (with branches on SQLite: 4, BEGIN, two INSERTs,
-//	                   COMMIT; on MySQL those four are one script)
+//	InsertTransaction  1 on MySQL (one script: the record, its branches,
+//	                   its events); on SQLite BEGIN, two or three INSERTs,
+//	                   COMMIT
 //	GetTransaction     1 (record and branches in one joined SELECT)
 //	RegisterBranch     1 on MySQL when the record is one this store wrote
 //	                   (known.go: one script with the compare-and-set on
-//	                   the version and the insert, no read); otherwise 5
-//	                   (BEGIN, UPDATE record, INSERT branch, SELECT, COMMIT)
+//	                   the version, the insert and its event, no read);
+//	                   otherwise 6 (BEGIN, UPDATE record, INSERT branch,
+//	                   INSERT event, SELECT, COMMIT)
 //	Decide             1 (UPDATE record on state and version, autocommit,
-//	                   durable) when the record is one this store wrote
-//	                   (known.go); otherwise 2 (UPDATE on state, SELECT)
+//	                   durable; the decision's history is in the record's
+//	                   own columns) when the record is one this store
+//	                   wrote (known.go); otherwise 2 (UPDATE on state,
+//	                   SELECT)
 //	RecordRound        1 on MySQL (one script: BEGIN, the branch updates,
-//	                   the record's compare-and-set, COMMIT); on SQLite
-//	                   those statements one by one
+//	                   the attempts' events, the record's compare-and-set,
+//	                   COMMIT); on SQLite those statements one by one
 //	Claim              2
 //
 // so a two-branch transaction registered at Begin costs 1 + 1 + 1 = 3 round
 // trips on MySQL when it runs alone, and 1 + 2*1 + 1 + 1 = 5 with one
-// RegisterBranch per branch through the instance that began it. Under
-// concurrency the writes are grouped (batch.go): the Begins, registrations
-// and decisions of known records and delivery rounds queued while a write
-// runs share the next one, 1 round trip on MySQL for all of them; other
-// registrations and decisions cost 5 per batch.
+// RegisterBranch per branch through the instance that began it: the same
+// as before the history. Under concurrency the writes are grouped
+// (batch.go): the Begins, registrations and decisions of known records and
+// delivery rounds queued while a write runs share the next one, 1 round
+// trip on MySQL for all of them; other registrations and decisions cost 6
+// per batch.
 
 // querier is what *sql.DB and *sql.Tx have in common.
 type querier interface {
@@ -477,20 +485,19 @@ func (s *Store) Decide(ctx context.Context, p tcc.DecideParams) (*tcc.Transactio
 }
 
 func (s *Store) decide(ctx context.Context, p tcc.DecideParams) (*tcc.Transaction, bool, error) {
-	// The compare-and-set and its event, which is inserted only if it
-	// matched: one transaction (one script on MySQL).
-	stmts := []stmt{decideRecord(s.pk(), p, 0), s.eventIfChanged(decidedEvent(p))}
-	affected, err := s.write(ctx, stmts...)
-	// A deadlock or lock wait timeout rolled the write back whole: run it
-	// again (bounded) rather than answer UNAVAILABLE for what is only
-	// contention.
+	// One statement, autocommit: the compare-and-set, which also writes
+	// the decision's history (decided_by, decided_instance; history.go).
+	cas := decideRecord(s.pk(), p, 0)
+	n, err := s.exec(ctx, s.sql, cas.query, cas.args...)
+	// A deadlock or lock wait timeout rolled the one-statement
+	// compare-and-set back whole: run it again (bounded) rather than
+	// answer UNAVAILABLE for what is only contention.
 	for try := 0; try < 3 && err != nil && database.IsRetryable(err) && ctx.Err() == nil; try++ {
-		affected, err = s.write(ctx, stmts...)
+		n, err = s.exec(ctx, s.sql, cas.query, cas.args...)
 	}
 	if err != nil {
 		return nil, false, s.interpret("decide", err)
 	}
-	n := affected[0]
 	tx, err := s.load(ctx, s.sql, p.GID)
 	if err != nil {
 		return nil, false, err
