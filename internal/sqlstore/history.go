@@ -154,7 +154,7 @@ func roundEnd(p tcc.RoundParams) (tcc.Event, bool) {
 }
 
 // historyQuery reads a gid's event rows and, as the row with id 0, its
-// record's decision and finish columns (kind ”, the decided_us in at_us,
+// record's decision and finish columns (an empty kind, decided_us in at_us,
 // decided_by in cause, tombstone in attempt, abort_reason in message, the
 // finish time in latency_us, decided_instance in instance): one statement,
 // one snapshot.
