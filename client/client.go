@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
+	"github.com/settle-tcc/settle/internal/httpparticipant"
 	"github.com/settle-tcc/settle/internal/rpcopt"
 )
 
@@ -73,6 +75,18 @@ type config struct {
 	rollbackTimeout  time.Duration
 	runWait          bool
 	token            string
+	httpClient       *http.Client
+}
+
+// WithParticipantHTTPClient sets the http.Client used to call HTTP
+// participants (targets that are http:// or https:// base URLs), for
+// example one whose Transport has the participants' CA and a client
+// certificate. It must not follow redirects: set CheckRedirect to return
+// http.ErrUseLastResponse, as the protocol treats a redirect as an answer
+// outside the contract. The default client uses the system roots, no
+// proxy, and does not follow redirects.
+func WithParticipantHTTPClient(hc *http.Client) Option {
+	return func(c *config) { c.httpClient = hc }
 }
 
 // WithTransportCredentials sets the transport credentials (TLS, mTLS) used
@@ -123,9 +137,10 @@ func WithRunWait(wait bool) Option {
 // Client talks to one Settle coordinator and to the participants of the
 // transactions it begins. It is safe for concurrent use.
 type Client struct {
-	cfg   config
-	conn  *grpc.ClientConn
-	coord tccv1.CoordinatorServiceClient
+	ownHTTP bool // cfg.httpClient is the SDK's own, closed by Close
+	cfg     config
+	conn    *grpc.ClientConn
+	coord   tccv1.CoordinatorServiceClient
 
 	mu           sync.Mutex
 	closed       bool
@@ -155,11 +170,16 @@ func New(target string, opts ...Option) (*Client, error) {
 		dial = append(dial, grpc.WithPerRPCCredentials(BearerToken(cfg.token)))
 	}
 	dial = append(dial, cfg.dialOpts...)
+	ownHTTP := cfg.httpClient == nil
+	if ownHTTP {
+		cfg.httpClient = httpparticipant.NewHTTPClient(nil, 0, 100, 90*time.Second)
+	}
 	conn, err := grpc.NewClient(target, dial...)
 	if err != nil {
 		return nil, fmt.Errorf("client: coordinator %s: %w", target, err)
 	}
 	return &Client{
+		ownHTTP:      ownHTTP,
 		cfg:          cfg,
 		conn:         conn,
 		coord:        tccv1.NewCoordinatorServiceClient(conn),
@@ -181,6 +201,9 @@ func (c *Client) Close() error {
 	c.participants = nil
 	c.mu.Unlock()
 
+	if c.ownHTTP {
+		c.cfg.httpClient.CloseIdleConnections()
+	}
 	errs := []error{c.conn.Close()}
 	for _, cc := range conns {
 		errs = append(errs, cc.Close())
@@ -199,6 +222,10 @@ func (c *Client) participant(target string) (tccv1.ParticipantServiceClient, err
 	defer c.mu.Unlock()
 	if c.closed {
 		return nil, ErrClosed
+	}
+	if httpparticipant.IsTarget(target) {
+		// An HTTP participant: POST <target>/try (docs/participant-protocol.md).
+		return httpparticipant.New(c.cfg.httpClient, target), nil
 	}
 	if cc, ok := c.participants[target]; ok {
 		return tccv1.NewParticipantServiceClient(cc), nil

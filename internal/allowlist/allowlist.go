@@ -8,14 +8,17 @@
 // "[::1]:*". The pattern "*" alone allows everything.
 //
 // Targets may be plain "host:port" or use the "dns:///" or "passthrough:///"
-// schemes of gRPC; other schemes (unix, custom resolvers) are refused unless
-// the list allows everything.
+// schemes of gRPC, or be an HTTP participant's base URL ("http://host:port/
+// path" or "https://..."), whose host:port is matched, with the scheme's
+// default port (80, 443) when the URL has none; other schemes (unix, custom
+// resolvers) are refused unless the list allows everything.
 package allowlist
 
 import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -86,7 +89,12 @@ func (l *List) Check(target string) error {
 			break
 		}
 	}
-	if strings.Contains(addr, "://") || strings.Contains(addr, "/") {
+	if hp, ok, err := urlHostPort(target); ok {
+		if err != nil {
+			return fmt.Errorf("%w: %q: %v", ErrDenied, target, err)
+		}
+		addr = hp
+	} else if strings.Contains(addr, "://") || strings.Contains(addr, "/") {
 		return fmt.Errorf("%w: %q (only host:port, dns:/// and passthrough:/// targets can be allowed)", ErrDenied, target)
 	}
 	host, port, err := net.SplitHostPort(addr)
@@ -106,4 +114,41 @@ func (l *List) Check(target string) error {
 		}
 	}
 	return fmt.Errorf("%w: %q (allowed: %s)", ErrDenied, target, l.text)
+}
+
+// urlHostPort returns the host:port of an http:// or https:// target (ok
+// false for any other target), with the scheme's default port when the URL
+// has none. A URL with credentials is refused: "http://a.svc:80@evil:80"
+// must not be matched as a.svc.
+func urlHostPort(target string) (hostport string, ok bool, err error) {
+	scheme, _, found := strings.Cut(target, "://")
+	if !found {
+		return "", false, nil
+	}
+	scheme = strings.ToLower(scheme)
+	if scheme != "http" && scheme != "https" {
+		return "", false, nil
+	}
+	u, err := url.Parse(target)
+	if err != nil {
+		return "", true, errors.New("not a valid URL")
+	}
+	if u.User != nil {
+		return "", true, errors.New("a URL with credentials")
+	}
+	host := u.Hostname()
+	if host == "" {
+		return "", true, errors.New("a URL without a host")
+	}
+	port := u.Port()
+	if port == "" {
+		if strings.HasSuffix(u.Host, ":") {
+			return "", true, errors.New("an empty port")
+		}
+		port = "80"
+		if scheme == "https" {
+			port = "443"
+		}
+	}
+	return net.JoinHostPort(host, port), true, nil
 }

@@ -33,6 +33,20 @@ func TestCheck(t *testing.T) {
 		{"127.0.0.1:0", false},
 		{"127.0.0.1:65536", false},
 		{"127.0.0.1:65535", true},
+		// HTTP participants: the URL's host:port, default port by scheme.
+		{"http://127.0.0.1:8080/settle", true},
+		{"HTTPS://localhost:8443", true},
+		{"https://accounts.svc.local:7501/tcc/", true},
+		{"https://accounts.svc.local/tcc", false}, // port 443 not allowed
+		{"http://10.0.0.7", true},                 // port 80
+		{"https://10.0.0.7", false},               // port 443
+		{"http://169.254.169.254/latest", false},
+		{"http://127.0.0.1:80@169.254.169.254/", false}, // credentials
+		{"http://u:p@127.0.0.1:80/", false},
+		{"http://127.0.0.1:/", false},
+		{"http://127.0.0.1:x/", false},
+		{"http:///path", false},
+		{"ftp://127.0.0.1:21", false},
 	}
 	for _, tc := range tests {
 		err := l.Check(tc.target)

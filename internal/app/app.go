@@ -156,12 +156,18 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	httpTLS, err := cfg.TLS.participantHTTPTLS()
+	if err != nil {
+		return nil, err
+	}
 
 	store, err := sqlstore.Open(ctx, cfg.DB)
 	if err != nil {
 		return nil, err
 	}
-	a := &App{log: log, cfg: cfg, store: store, parts: server.NewBoundedParticipants(cfg.MaxParticipantTargets, 0, rpcopt.DialOptions(dialOpts...)...), serveErr: make(chan error, 2), mets: metrics.New(), auth: authn, tls: serverTLS}
+	a := &App{log: log, cfg: cfg, store: store, parts: server.NewParticipantsFromConfig(server.ParticipantsConfig{
+		MaxTargets: cfg.MaxParticipantTargets, DialOptions: rpcopt.DialOptions(dialOpts...), HTTPTLS: httpTLS,
+	}), serveErr: make(chan error, 2), mets: metrics.New(), auth: authn, tls: serverTLS}
 	a.coord, err = tcc.NewCoordinator(store, a.parts, cfg.Coordinator, log, cfg.Clock, a.mets.Hooks(fault.Hit))
 	if err != nil {
 		_ = store.Close()

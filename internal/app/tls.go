@@ -97,6 +97,16 @@ func (r *tlsReloader) reload() error {
 	return nil
 }
 
+// participantHTTPTLS returns the TLS configuration for calls to https://
+// participants, from the same files as participantDialOptions.
+func (c TLSConfig) participantHTTPTLS() (*tls.Config, error) {
+	cfg, err := ClientTLSConfig(c.ParticipantCAFile, c.ParticipantCertFile, c.ParticipantKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("participant %w", err)
+	}
+	return cfg, nil
+}
+
 // participantDialOptions returns the dial options for calls to
 // participants.
 func (c TLSConfig) participantDialOptions() ([]grpc.DialOption, error) {
@@ -124,6 +134,17 @@ func ClientCredentials(caFile, certFile, keyFile string) (credentials.TransportC
 	if caFile == "" && certFile == "" && keyFile == "" {
 		return insecure.NewCredentials(), nil
 	}
+	cfg, err := ClientTLSConfig(caFile, certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+// ClientTLSConfig is the TLS configuration of ClientCredentials, for
+// clients that are not gRPC (HTTPS participants): verified against caFile
+// (PEM; empty: the system roots), presenting certFile/keyFile when given.
+func ClientTLSConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
 		pool, err := loadPool(caFile)
@@ -142,7 +163,7 @@ func ClientCredentials(caFile, certFile, keyFile string) (credentials.TransportC
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}
-	return credentials.NewTLS(cfg), nil
+	return cfg, nil
 }
 
 func loadPool(path string) (*x509.CertPool, error) {

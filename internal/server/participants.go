@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -15,11 +17,18 @@ import (
 
 	"github.com/settle-tcc/settle/client"
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
+	"github.com/settle-tcc/settle/internal/httpparticipant"
 	"github.com/settle-tcc/settle/internal/tcc"
 )
 
-// Participants delivers Confirm and Cancel over gRPC, with one client
-// connection per participant target, created on first use.
+// Participants delivers Confirm and Cancel to participants over one of two
+// transports, chosen by the target: an http:// or https:// base URL is an
+// HTTP participant (internal/httpparticipant: POST <base>/confirm and
+// <base>/cancel with protojson bodies), anything else a gRPC target. Both
+// are a tccv1.ParticipantServiceClient, and Deliver is one code path for
+// both: the same metadata, the same answer classification.
+//
+// gRPC: one client connection per participant target, created on first use.
 //
 // Connections are bounded: at most MaxTargets targets are held open. A new
 // target beyond that closes the connection least recently used that has no
@@ -28,7 +37,14 @@ import (
 // connections without bound. A connection unused for IdleTimeout is closed
 // the next time a new target is opened, and grpc-go drops the transport of
 // an idle channel on its own after IdleTimeout.
+//
+// HTTP: one http.Client for every HTTP participant, over a Transport that
+// holds at most HTTPMaxConnsPerHost connections to one host:port (a call
+// beyond that waits for a connection, bounded by the call timeout), at most
+// MaxTargets idle connections in all, closed after IdleTimeout unused, TLS
+// from ParticipantsConfig.HTTPTLS, no proxy and no redirects followed.
 type Participants struct {
+	http       *http.Client
 	opts       []grpc.DialOption
 	maxTargets int
 	idle       time.Duration
@@ -57,6 +73,42 @@ var ErrTooManyTargets = errors.New("participants: too many participant targets w
 
 var _ tcc.Participants = (*Participants)(nil)
 
+// DefaultHTTPMaxConnsPerHost bounds the connections to one HTTP
+// participant host:port.
+const DefaultHTTPMaxConnsPerHost = 64
+
+// ParticipantsConfig configures Participants. Zero values are the
+// defaults.
+type ParticipantsConfig struct {
+	// MaxTargets bounds the gRPC connections held, and the idle HTTP
+	// connections kept. Default DefaultMaxTargets.
+	MaxTargets int
+	// IdleTimeout closes connections unused for this long. Default
+	// DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// DialOptions are the gRPC dial options (transport credentials).
+	// Default: plaintext.
+	DialOptions []grpc.DialOption
+	// HTTPTLS is the TLS configuration for https:// participants: the same
+	// CA and client certificate as the gRPC credentials. nil: the system
+	// roots and no client certificate.
+	HTTPTLS *tls.Config
+	// HTTPMaxConnsPerHost bounds the connections to one HTTP participant
+	// host:port. Default DefaultHTTPMaxConnsPerHost.
+	HTTPMaxConnsPerHost int
+}
+
+// NewParticipantsFromConfig returns a Participants configured by cfg.
+func NewParticipantsFromConfig(cfg ParticipantsConfig) *Participants {
+	p := NewBoundedParticipants(cfg.MaxTargets, cfg.IdleTimeout, cfg.DialOptions...)
+	perHost := cfg.HTTPMaxConnsPerHost
+	if perHost <= 0 {
+		perHost = DefaultHTTPMaxConnsPerHost
+	}
+	p.http = httpparticipant.NewHTTPClient(cfg.HTTPTLS, perHost, p.maxTargets, p.idle)
+	return p
+}
+
 // NewParticipants returns a Participants that dials with opts (insecure
 // transport credentials when opts is empty), holding at most
 // DefaultMaxTargets connections.
@@ -77,7 +129,10 @@ func NewBoundedParticipants(maxTargets int, idle time.Duration, opts ...grpc.Dia
 		idle = DefaultIdleTimeout
 	}
 	opts = append(opts[:len(opts):len(opts)], grpc.WithIdleTimeout(idle))
-	return &Participants{opts: opts, maxTargets: maxTargets, idle: idle, now: time.Now, conns: map[string]*participantConn{}}
+	return &Participants{
+		http: httpparticipant.NewHTTPClient(nil, DefaultHTTPMaxConnsPerHost, maxTargets, idle),
+		opts: opts, maxTargets: maxTargets, idle: idle, now: time.Now, conns: map[string]*participantConn{},
+	}
 }
 
 // Open returns how many participant connections are held.
@@ -146,23 +201,43 @@ func (p *Participants) makeRoomLocked() error {
 	return nil
 }
 
+// participant returns the client for target over its transport, counting
+// a call in flight until release.
+func (p *Participants) participant(target string) (tccv1.ParticipantServiceClient, func(), error) {
+	if httpparticipant.IsTarget(target) {
+		p.mu.Lock()
+		closed := p.closed
+		p.mu.Unlock()
+		if closed {
+			return nil, nil, errors.New("participants: closed")
+		}
+		return httpparticipant.New(p.http, target), func() {}, nil
+	}
+	cc, release, err := p.conn(target)
+	if err != nil {
+		return nil, nil, err
+	}
+	return tccv1.NewParticipantServiceClient(cc), release, nil
+}
+
 // Deliver implements tcc.Participants. The gid and branch id also travel as
-// gRPC metadata (client.MetadataGID, client.MetadataBranchID), as the client
-// SDK sends them with Try. A FAILED_PRECONDITION answer is wrapped in
-// tcc.ErrParticipantRefused, INVALID_ARGUMENT in tcc.ErrParticipantInvalid;
-// every other failure is transient.
+// gRPC metadata (client.MetadataGID, client.MetadataBranchID) or HTTP
+// headers (Settle-Gid, Settle-Branch-Id), as the client SDK sends them with
+// Try. A FAILED_PRECONDITION answer (HTTP 409) is wrapped in
+// tcc.ErrParticipantRefused, INVALID_ARGUMENT (HTTP 400, 422) in
+// tcc.ErrParticipantInvalid, an HTTP answer outside the contract in
+// tcc.ErrParticipantUnexpected; every other failure is transient.
 func (p *Participants) Deliver(ctx context.Context, o tcc.Outcome, b *tcc.Branch) error {
-	cc, release, err := p.conn(b.Participant)
+	pc, release, err := p.participant(b.Participant)
 	if err != nil {
 		return err
 	}
 	defer release()
 	ctx = metadata.AppendToOutgoingContext(ctx, client.MetadataGID, b.GID, client.MetadataBranchID, b.BranchID)
-	client := tccv1.NewParticipantServiceClient(cc)
 	if o == tcc.Commit {
-		_, err = client.Confirm(ctx, &tccv1.ConfirmRequest{Gid: b.GID, BranchId: b.BranchID, Payload: b.Payload})
+		_, err = pc.Confirm(ctx, &tccv1.ConfirmRequest{Gid: b.GID, BranchId: b.BranchID, Payload: b.Payload})
 	} else {
-		_, err = client.Cancel(ctx, &tccv1.CancelRequest{Gid: b.GID, BranchId: b.BranchID, Payload: b.Payload})
+		_, err = pc.Cancel(ctx, &tccv1.CancelRequest{Gid: b.GID, BranchId: b.BranchID, Payload: b.Payload})
 	}
 	if err == nil {
 		return nil
@@ -174,6 +249,10 @@ func (p *Participants) Deliver(ctx context.Context, o tcc.Outcome, b *tcc.Branch
 		ce.Kind = tcc.ErrParticipantRefused
 	case codes.InvalidArgument:
 		ce.Kind = tcc.ErrParticipantInvalid
+	default:
+		if ae := (*httpparticipant.AnswerError)(nil); errors.As(err, &ae) && ae.Unexpected {
+			ce.Kind = tcc.ErrParticipantUnexpected
+		}
 	}
 	return ce
 }
@@ -183,6 +262,7 @@ func (p *Participants) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed = true
+	p.http.CloseIdleConnections()
 	var errs []error
 	for t, pc := range p.conns {
 		errs = append(errs, pc.cc.Close())

@@ -186,6 +186,13 @@ var ErrParticipantRefused = errors.New("tcc: participant refused")
 // participant is fixed), instead of quietly until the retry horizon.
 var ErrParticipantInvalid = errors.New("tcc: participant rejected the payload as invalid")
 
+// ErrParticipantUnexpected is returned (wrapped) by Participants when the
+// participant's answer is outside its transport's contract (over HTTP: a
+// redirect, 404, 405, ...). The outcome is unknown, so the call is retried
+// with the usual backoff, but the transaction is flagged as needing
+// attention at once: a misconfigured participant URL does not fix itself.
+var ErrParticipantUnexpected = errors.New("tcc: participant answered outside the protocol")
+
 // Participants delivers Confirm and Cancel to participants.
 type Participants interface {
 	// Deliver calls Confirm (Commit) or Cancel (Abort) for branch b on its
@@ -787,7 +794,8 @@ func (c *Coordinator) deliver(ctx context.Context, tx *Transaction) error {
 	now := c.now()
 	round := RoundParams{GID: tx.GID, Outcome: o, Version: tx.Version, Now: now,
 		Instance: c.cfg.InstanceID, KeepAttempts: c.cfg.HistoryAttempts, Calls: make([]CallRecord, 0, len(pending))}
-	invalid := 0 // branches whose participant rejected the payload
+	invalid := 0    // branches whose participant rejected the payload
+	unexpected := 0 // branches whose participant answered outside the protocol
 	for i, b := range pending {
 		err := results[i]
 		result, code := classify(err)
@@ -815,6 +823,9 @@ func (c *Coordinator) deliver(ctx context.Context, tx *Transaction) error {
 		if errors.Is(err, ErrParticipantInvalid) {
 			invalid++
 		}
+		if errors.Is(err, ErrParticipantUnexpected) {
+			unexpected++
+		}
 		if round.LastError == "" || !strings.HasPrefix(round.LastError, "conflict") {
 			round.LastError = truncate(b.BranchID+": "+res.Err, 1000)
 		}
@@ -840,6 +851,8 @@ func (c *Coordinator) deliver(ctx context.Context, tx *Transaction) error {
 			}
 		case invalid > 0:
 			why = "a participant rejected the payload as invalid (INVALID_ARGUMENT); retried at the longest backoff"
+		case unexpected > 0:
+			why = "a participant answered outside the protocol (e.g. an HTTP redirect or 404); check its URL"
 		case !tx.DecidedAt.IsZero() && now.Sub(tx.DecidedAt) >= c.cfg.RetryHorizon:
 			why = fmt.Sprintf("unfinished %s after its decision (retry horizon)", now.Sub(tx.DecidedAt).Round(time.Second))
 		case c.cfg.MaxAttempts > 0 && attempt >= c.cfg.MaxAttempts:

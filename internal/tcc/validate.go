@@ -3,6 +3,7 @@ package tcc
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -121,13 +122,28 @@ func validateParticipant(target string) error {
 	return validateTargetAddress(target)
 }
 
+// grpcSchemes are the gRPC target schemes grpc-go resolves; any other
+// "scheme://" is refused, so that a mistyped URL ("htp://", "ftp://") is
+// an InvalidArgument at registration rather than a target retried until
+// the horizon.
+var grpcSchemes = map[string]bool{"dns": true, "passthrough": true, "unix": true, "unix-abstract": true, "vsock": true, "xds": true}
+
 // validateTargetAddress checks that a gRPC target written as host:port,
 // dns:///host:port or passthrough:///host:port has a host and a decimal
 // port in 1..65535. A target like "127.0.0.1:80@10.0.0.1" or
 // "127.0.0.1:notaport" could never be dialled, and would be retried until
-// the retry horizon. Other schemes (unix:, custom resolvers) are left to
-// the allow-list, which refuses them unless it allows everything.
+// the retry horizon. Other gRPC schemes (unix:, xds:) are left to the
+// allow-list, which refuses them unless it allows everything. An http://
+// or https:// target is an HTTP participant's base URL (validateURL).
 func validateTargetAddress(target string) error {
+	if scheme, _, ok := strings.Cut(target, "://"); ok {
+		switch s := strings.ToLower(scheme); {
+		case s == "http" || s == "https":
+			return validateURL(target)
+		case !grpcSchemes[s]:
+			return invalidf("participant %q: scheme %q is neither http, https nor a gRPC target scheme (dns, passthrough, unix)", target, scheme)
+		}
+	}
 	addr := target
 	for _, scheme := range []string{"dns:///", "passthrough:///"} {
 		if rest, ok := strings.CutPrefix(target, scheme); ok {
@@ -148,6 +164,37 @@ func validateTargetAddress(target string) error {
 	n, err := strconv.ParseUint(port, 10, 16)
 	if err != nil || n == 0 || strings.TrimLeft(port, "0123456789") != "" {
 		return invalidf("participant %q: port %q is not a number in 1..65535", target, port)
+	}
+	return nil
+}
+
+// validateURL checks an HTTP participant's base URL: http or https, a
+// host and a valid port if one is given, and no credentials, query or
+// fragment (the calls go to <base>/try, <base>/confirm and <base>/cancel,
+// which a query or fragment would break, and credentials would be stored
+// and shown in every listing).
+func validateURL(target string) error {
+	u, err := url.Parse(target)
+	if err != nil {
+		return invalidf("participant %q is not a valid URL", target)
+	}
+	switch {
+	case u.User != nil:
+		return invalidf("participant URL must not carry credentials (user:password@); configure participant TLS instead")
+	case u.Fragment != "" || strings.Contains(target, "#"):
+		return invalidf("participant URL %q must not have a fragment (#...)", target)
+	case u.RawQuery != "" || u.ForceQuery:
+		return invalidf("participant URL %q must not have a query (?...)", target)
+	case u.Opaque != "":
+		return invalidf("participant URL %q is not scheme://host[:port][/path]", target)
+	case u.Hostname() == "":
+		return invalidf("participant URL %q has no host", target)
+	}
+	if port := u.Port(); port != "" || strings.HasSuffix(u.Host, ":") {
+		n, err := strconv.ParseUint(port, 10, 16)
+		if err != nil || n == 0 {
+			return invalidf("participant URL %q: port %q is not a number in 1..65535", target, port)
+		}
 	}
 	return nil
 }

@@ -178,6 +178,22 @@ func TestValidateParticipantAddress(t *testing.T) {
 		{":7501", false},
 		{"127.0.0.1", false},
 		{"dns:///127.0.0.1:x", false},
+		// HTTP participants' base URLs.
+		{"http://127.0.0.1:8080", true},
+		{"https://payments.svc/tcc/v1", true},
+		{"HTTP://127.0.0.1:8080/x/", true},
+		{"http://user:pw@127.0.0.1:8080", false},
+		{"http://127.0.0.1:8080/x#frag", false},
+		{"http://127.0.0.1:8080/x?a=1", false},
+		{"http://127.0.0.1:8080/x?", false},
+		{"http://127.0.0.1:0", false},
+		{"http://127.0.0.1:99999", false},
+		{"http://127.0.0.1:/", false},
+		{"http:///only-a-path", false},
+		{"http:opaque", false},
+		{"ftp://127.0.0.1:21", false},
+		{"file:///etc/passwd", false},
+		{"htp://127.0.0.1:8080", false},
 	} {
 		err := validateParticipant(tc.target)
 		if (err == nil) != tc.ok {
