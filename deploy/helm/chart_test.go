@@ -1,5 +1,5 @@
 // Package helm_test renders the chart in ./settle with the helm pinned in
-// tools/go.mod (go tool -modfile=tools/go.mod helm template) and checks
+// tools/go.mod (go tool -modfile=tools/go.mod helm, built once) and checks
 // the manifests: what issue 17 asks of the deployment, and that the chart
 // only uses flags the coordinator has (docs/configuration.md, which
 // cmd/coordinator's TestConfigurationReference keeps current) and alerts
@@ -44,13 +44,31 @@ const (
 
 type obj = map[string]any
 
+// helmBin is the helm that `go tool -modfile=tools/go.mod helm` runs,
+// built (or found in the build cache) once: `go tool` itself spends about
+// a second per call checking that it is up to date.
+var helmBin string
+
+func TestMain(m *testing.M) {
+	cmd := exec.Command("go", "tool", "-modfile=tools/go.mod", "-n", "helm")
+	cmd.Dir = root
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "go tool -modfile=tools/go.mod -n helm:", err)
+		os.Exit(1)
+	}
+	helmBin = strings.TrimSpace(string(out))
+	os.Exit(m.Run())
+}
+
 // render runs helm template with extra arguments; it returns the objects
 // by "Kind/name", or helm's error output.
 func render(t *testing.T, args ...string) (map[string]obj, error) {
 	t.Helper()
-	cmdArgs := append([]string{"tool", "-modfile=tools/go.mod", "helm", "template", release, chart,
+	cmdArgs := append([]string{"template", release, chart,
 		"--namespace", namespace, "--kube-version", kubeVersion}, args...)
-	cmd := exec.Command("go", cmdArgs...)
+	cmd := exec.Command(helmBin, cmdArgs...)
 	cmd.Dir = root
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
