@@ -6,7 +6,10 @@
 #   2. the binary built with the Dockerfile's own `go build` line, parsed
 #      from it (imagecheck build), is static, stripped and path-free
 #      (imagecheck binary: debug/elf, no PT_INTERP, no DT_NEEDED);
-#   3. with podman (Debian's podman and runc): an image from the
+#   3. with podman (Debian's podman and runc): the build context with
+#      .dockerignore applied holds what `go build` needs (the Dockerfile's
+#      line builds there) and none of .git, docs, deploy, tools, model;
+#      an image from the
 #      Dockerfile's final stage with that binary (imagecheck context),
 #      started read-only, all capabilities dropped, on 0.0.0.0 with a token
 #      file and MariaDB; its gRPC health service must answer SERVING, its
@@ -40,6 +43,26 @@ fi
 if ! command -v podman >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1; then
   echo "FATAL: podman and runc are needed to build and run the image (apt-get install podman runc), or set SETTLE_CI_NO_CONTAINER=1" >&2
   exit 1
+fi
+
+# The build context as the engine sees it (.dockerignore applied): copied
+# into an image, exported, and built there with the Dockerfile's line.
+printf 'FROM scratch\nCOPY . /src/\n' > "$work/Containerfile.context"
+podman build -q -f "$work/Containerfile.context" -t "localhost/settle-context:ci-$$" . >/dev/null
+cid=$(podman create "localhost/settle-context:ci-$$" /none)
+mkdir "$work/context"
+podman export "$cid" | tar -x -C "$work/context"
+podman rm "$cid" >/dev/null
+podman rmi -f "localhost/settle-context:ci-$$" >/dev/null
+echo "build context after .dockerignore: $(find "$work/context/src" -type f | wc -l) files, $(du -sh "$work/context/src" | cut -f1)"
+for f in .git tools docs deploy model Dockerfile; do
+  [[ ! -e "$work/context/src/$f" ]] || { echo "FATAL: $f is in the build context (.dockerignore)" >&2; exit 1; }
+done
+"$work/imagecheck" build -f Dockerfile -C "$work/context/src" -o "$work/coordinator-from-context"
+if cmp -s "$work/coordinator" "$work/coordinator-from-context"; then
+  echo "the binary built from the context is identical to the one from the checkout"
+else
+  echo "note: the binary built from the context differs from the checkout's (uncommitted files?)"
 fi
 
 "$work/imagecheck" context -f Dockerfile -bin "$work/coordinator" -o "$work/ctx" >/dev/null

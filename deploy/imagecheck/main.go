@@ -4,7 +4,7 @@
 //	imagecheck dockerfile [-f Dockerfile]
 //	    the final stage is FROM scratch (or distroless static), runs as a
 //	    numeric non-root USER, ENTRYPOINT ["/coordinator"], EXPOSE 7400 7401
-//	imagecheck build [-f Dockerfile] -o BIN
+//	imagecheck build [-f Dockerfile] [-C DIR] -o BIN
 //	    runs the Dockerfile's own `go build` line (the one RUN line with
 //	    CGO_ENABLED=0 go build), with -o pointed at BIN, from the repository
 //	    root, so the flags cannot drift from the Dockerfile's
@@ -207,6 +207,7 @@ func cmdBuild(args []string) error {
 	fs := flag.NewFlagSet("build", flag.ExitOnError)
 	path := fs.String("f", "Dockerfile", "Dockerfile")
 	out := fs.String("o", "", "output binary")
+	dir := fs.String("C", "", "build in this directory (default: the Dockerfile's, the repository root)")
 	_ = fs.Parse(args)
 	if *out == "" {
 		return errors.New("build: -o is required")
@@ -227,6 +228,9 @@ func cmdBuild(args []string) error {
 	fmt.Println("+", cmdline)
 	cmd := exec.Command("sh", "-c", cmdline)
 	cmd.Dir = filepath.Dir(*path) // the build context: the repository root
+	if *dir != "" {
+		cmd.Dir = *dir
+	}
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	return cmd.Run()
 }
