@@ -11,11 +11,14 @@
 #      line builds there) and none of .git, docs, deploy, tools, model;
 #      an image from the
 #      Dockerfile's final stage with that binary (imagecheck context),
-#      started read-only, all capabilities dropped, on 0.0.0.0 with a token
-#      file and MariaDB; its gRPC health service must answer SERVING, its
-#      process must run as uid 65532, an authenticated admin call must
-#      work, and SIGTERM must stop it cleanly. Without auth it must refuse
-#      to start.
+#      started read-only, all capabilities dropped; `migrate` in it as a
+#      database user with docs/operations.md's migration GRANTs (and
+#      refused as the serving user); then serving on 0.0.0.0 with a token
+#      file as the serving user (SELECT, INSERT, UPDATE, DELETE only): its
+#      gRPC health service must answer SERVING, /healthz 200, its process
+#      must run as uid 65532, an authenticated admin call and a committed
+#      transaction must work, a call without a token must get 401, and
+#      SIGTERM must stop it cleanly. Without auth it must refuse to start.
 # Needs MariaDB on 127.0.0.1:3306 (.ci/run starts it). SETTLE_CI_NO_CONTAINER=1
 # skips part 3 (saying so); otherwise a missing podman fails the run.
 set -euo pipefail
@@ -75,11 +78,35 @@ podman image inspect "$image" --format 'image: user {{.Config.User}}, entrypoint
 # ulimits are set below the host's because the sandbox may not raise them.
 run=(podman --runtime runc run --network host --ulimit nofile=4096:4096 --ulimit nproc=4096:4096
   --read-only --cap-drop ALL --security-opt no-new-privileges)
-db="settle_ci_image"
+# The two database users of docs/operations.md ("Database privileges"),
+# with exactly its GRANTs: the migration runs as one (like the chart's hook
+# Job: the image with the argument migrate), the coordinator as the other.
+db="settle_ci_image_$$"
+mig="settle_ci_mig_$$"
+app="settle_ci_app_$$"
+pw=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 CLIENT=$(command -v mariadb || command -v mysql)
-"$CLIENT" -h127.0.0.1 -P3306 -uroot -e "DROP DATABASE IF EXISTS $db; CREATE DATABASE $db"
+sql() { "$CLIENT" -h127.0.0.1 -P3306 -uroot -e "$1"; }
+sql "DROP DATABASE IF EXISTS $db; CREATE DATABASE $db;
+  DROP USER IF EXISTS '$mig'@'%', '$app'@'%';
+  CREATE USER '$mig'@'%' IDENTIFIED BY '$pw';
+  GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, DROP ON $db.* TO '$mig'@'%';
+  CREATE USER '$app'@'%' IDENTIFIED BY '$pw';
+  GRANT SELECT, INSERT, UPDATE, DELETE ON $db.* TO '$app'@'%';"
+teardown() {
+  cleanup
+  podman rmi -f "$image" >/dev/null 2>&1 || true
+  sql "DROP DATABASE IF EXISTS $db; DROP USER IF EXISTS '$mig'@'%', '$app'@'%'" || true
+}
+trap teardown EXIT
+if out=$(timeout 60 "${run[@]}" --rm -e "SETTLE_DB=mysql:$app:$pw@tcp(127.0.0.1:3306)/$db" "$image" migrate 2>&1); then
+  echo "FATAL: the serving user could migrate (it must have no DDL rights)" >&2; exit 1
+fi
+grep -q "CREATE command denied" <<<"$out" || { echo "FATAL: unexpected migrate failure: $out" >&2; exit 1; }
+echo "migrate as the serving user: refused (CREATE command denied)"
+timeout 120 "${run[@]}" --rm -e "SETTLE_DB=mysql:$mig:$pw@tcp(127.0.0.1:3306)/$db" "$image" migrate
 port=$((20000 + $$ % 20000))
-env=(-e "SETTLE_DB=mysql:root@tcp(127.0.0.1:3306)/$db" -e "SETTLE_LISTEN=0.0.0.0:$port"
+env=(-e "SETTLE_DB=mysql:$app:$pw@tcp(127.0.0.1:3306)/$db" -e "SETTLE_LISTEN=0.0.0.0:$port"
   -e "SETTLE_HTTP_LISTEN=0.0.0.0:$((port + 1))" -e SETTLE_SHUTDOWN_TIMEOUT=5s -e SETTLE_LOG_FORMAT=json)
 
 # No authentication on 0.0.0.0: refused.
@@ -90,7 +117,8 @@ grep -q "without authentication" <<<"$out" || { echo "FATAL: unexpected refusal:
 echo "no auth on 0.0.0.0: refused ($out)"
 
 token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-printf '%s,ci,operator\n' "$token" > "$work/tokens.csv"
+itoken=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+printf '%s,ci,operator\n%s,ci-orders,initiator\n' "$token" "$itoken" > "$work/tokens.csv"
 chmod 0444 "$work/tokens.csv"
 "${run[@]}" -d --name "$name" "${env[@]}" \
   -v "$work/tokens.csv:/etc/settle/tokens/tokens.csv:ro" -e SETTLE_AUTH_TOKEN_FILE=/etc/settle/tokens/tokens.csv \
@@ -106,8 +134,15 @@ uids=$(awk '/^Uid:/ {print $2, $3, $4, $5}' "/proc/$pid/status")
 echo "container process uid: $uids; /healthz 200"
 podman exec -e "SETTLE_TOKEN=$token" "$name" /coordinator admin list -addr "127.0.0.1:$port" >/dev/null
 echo "authenticated admin list through the image: ok"
+# A transaction as the serving user (DML only): Begin and Commit over HTTP.
+h="http://127.0.0.1:$((port + 1))"
+code=$(curl -s -o /dev/null -w '%{http_code}' -d '{"gid":"ci-image-1","timeout":"30s"}' "$h/v1/transactions")
+[[ "$code" == 401 ]] || { echo "FATAL: Begin without a token answered $code, want 401" >&2; exit 1; }
+curl -sf -H "authorization: Bearer $itoken" -d '{"gid":"ci-image-1","timeout":"30s"}' "$h/v1/transactions" >/dev/null
+out=$(curl -sf -H "authorization: Bearer $itoken" -d '{"gid":"ci-image-1","wait":true}' "$h/v1/transactions/ci-image-1:commit")
+grep -q TRANSACTION_STATE_COMMITTED <<<"$out" || { echo "FATAL: commit: $out" >&2; exit 1; }
+echo "a transaction committed as the DML-only user; Begin without a token: 401"
 podman stop -t 20 "$name" >/dev/null
 [[ "$(podman inspect "$name" --format '{{.State.ExitCode}}')" == 0 ]] || { podman logs "$name" >&2; echo "FATAL: nonzero exit after SIGTERM" >&2; exit 1; }
 podman logs "$name" 2>&1 | grep -q '"coordinator stopped"' || { podman logs "$name" >&2; echo "FATAL: no clean shutdown logged" >&2; exit 1; }
 echo "SIGTERM: clean shutdown, exit 0"
-"$CLIENT" -h127.0.0.1 -P3306 -uroot -e "DROP DATABASE IF EXISTS $db"
