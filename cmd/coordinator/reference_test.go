@@ -39,7 +39,8 @@ func configurationReference(t *testing.T) []byte {
 
 <!-- Generated from the coordinator's flag definitions (cmd/coordinator,
 parseFlags) by TestConfigurationReference; do not edit by hand. After
-changing a flag: go test ./cmd/coordinator -run TestConfigurationReference -update -->
+changing a flag: go generate ./cmd/coordinator (it runs
+go test -run TestConfigurationReference -update) -->
 
 Every flag of ` + "`coordinator`" + ` (the serve command) can also be given as an
 environment variable, ` + "`SETTLE_`" + ` and the flag name in upper case with ` + "`-`" + ` as
