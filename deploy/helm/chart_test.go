@@ -263,7 +263,8 @@ func hasSecretVolume(d obj, secret, mountPath string) bool {
 }
 
 // TestListensOnAllInterfacesWithAuth: the pod listens on 0.0.0.0 (gRPC
-// 7400, HTTP 7401) with authentication on and -insecure-no-auth false.
+// 7400, HTTP 7401) with authentication on and -insecure-no-auth false, and
+// keeps the default instance id.
 func TestListensOnAllInterfacesWithAuth(t *testing.T) {
 	t.Parallel()
 	env := envOf(t, container(t, need(t, mustRender(t), coordinatorKey), "coordinator"))
@@ -271,11 +272,15 @@ func TestListensOnAllInterfacesWithAuth(t *testing.T) {
 		"SETTLE_LISTEN":           "0.0.0.0:7400",
 		"SETTLE_HTTP_LISTEN":      "0.0.0.0:7401",
 		"SETTLE_INSECURE_NO_AUTH": "false",
-		"SETTLE_INSTANCE_ID":      "field:metadata.name",
 	} {
 		if env[k] != want {
 			t.Errorf("%s = %q, want %q", k, env[k], want)
 		}
+	}
+	// The default instance id (hostname-pid-random) is unique per process,
+	// a container restart included; the pod name alone would not be.
+	if v, ok := env["SETTLE_INSTANCE_ID"]; ok {
+		t.Errorf("SETTLE_INSTANCE_ID = %q set: leave the unique default", v)
 	}
 }
 
