@@ -604,6 +604,11 @@ func TestMonitoringOptional(t *testing.T) {
 			}
 		}
 	}
+	// With every instance down, count() has no series: the alert must
+	// still fire.
+	if !strings.Contains(str(alerts["SettleCoordinatorDown"], "expr"), "or vector(0)") {
+		t.Errorf("SettleCoordinatorDown %q does not fire with every instance down", str(alerts["SettleCoordinatorDown"], "expr"))
+	}
 	// The backlog threshold follows the recovery batch.
 	if !strings.HasSuffix(str(alerts["SettleRecoveryBacklog"], "expr"), ">= 200") {
 		t.Errorf("backlog expr %q, want the production recovery-batch 200", str(alerts["SettleRecoveryBacklog"], "expr"))
