@@ -319,7 +319,7 @@ func (s *Store) registerShare(batch []*pending[tcc.AddBranchParams, *tcc.Transac
 		return share{}
 	}
 	known, unknown, rest := splitKnown(&s.known, batch, func(p tcc.AddBranchParams) string { return p.Branch.GID })
-	stmts := make([]stmt, 0, 3*len(known))
+	stmts := make([]stmt, 0, 2*len(known))
 	for _, it := range known {
 		p, b := it.r.p, it.r.p.Branch
 		stmts = append(stmts,
@@ -329,13 +329,11 @@ func (s *Store) registerShare(batch []*pending[tcc.AddBranchParams, *tcc.Transac
 			stmt{`INSERT INTO branch_record (gid, branch_id, participant, payload, payload_digest, state, created_us, updated_us)
 				SELECT ?, ?, ?, ?, ?, ?, ?, ?` + s.ifLastChanged(),
 				[]any{b.GID, b.BranchID, b.Participant, nonNil(b.Payload), b.PayloadDigest, string(tcc.BranchRegistered),
-					micros(p.Now), micros(p.Now)}},
-			// Its event, only if the branch was inserted.
-			s.eventIfChanged(registeredEvent(b.GID, b, p.Now)))
+					micros(p.Now), micros(p.Now)}})
 	}
 	return share{stmts: stmts, settle: func(affected []int64, err error, _ bool) func(context.Context) {
 		for i, it := range known {
-			if err != nil || affected[3*i] != 1 || affected[3*i+1] != 1 || affected[3*i+2] != 1 {
+			if err != nil || affected[2*i] != 1 || affected[2*i+1] != 1 {
 				unknown = append(unknown, it.r)
 				continue
 			}
@@ -398,14 +396,6 @@ func (s *Store) registerBatch(ctx context.Context, batch []*pending[tcc.AddBranc
 		branches = append(branches, b)
 	}
 	if err := s.insertBranches(ctx, dbtx, branches); err != nil {
-		return false
-	}
-	events := make([]tcc.Event, 0, n)
-	for _, b := range branches {
-		events = append(events, registeredEvent(b.GID, b, b.CreatedAt))
-	}
-	ev := eventsInsert(events)
-	if _, err := s.exec(ctx, dbtx, ev.query, ev.args...); err != nil {
 		return false
 	}
 	txs, err := s.loadMany(ctx, dbtx, gids)

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"sort"
 	"strings"
 	"time"
 
@@ -9,37 +10,36 @@ import (
 )
 
 // History: transaction_event rows (migrations/*/00003_history.sql), and
-// two events that live in the record itself.
+// the events that live in the rows of the change itself.
 //
 // Every event is written by the statements of the state change it
 // describes, in the same database transaction (one script on MySQL), so
-// it costs no round trip of its own on MySQL:
+// it costs no round trip of its own on MySQL. Where the changed row
+// already holds the event's facts, once and for good, it is the event and
+// no statement is added:
 //
-//   - Begin: one multi-row INSERT of the batch's events (BEGUN, a
-//     BRANCH_REGISTERED per branch) after the records and branches;
-//   - a registration of a remembered record: an INSERT ... SELECT after
-//     the branch insert that inserts only if that inserted
-//     (ifLastChanged);
-//   - the decision: no statement of its own. Its compare-and-set writes
-//     decided_by (the cause) and decided_instance with decided_us and
-//     abort_reason (00004_decision_cause.sql), once, and History reads
-//     them back as the DECIDED event, after the registrations (a decision
-//     ends registration, and every other event comes after it). A lone
-//     decision therefore stays one autocommit statement;
-//   - a delivery round: one multi-row INSERT of its attempts and conflicts
-//     (facts, stored like the branch facts), the DELETE of attempts beyond
-//     the bound (only once a branch has more than 2N), and after the
-//     record's compare-and-set an INSERT ... SELECT of NEEDS_ATTENTION
-//     (when the round flags it) that happens only if that matched. The
-//     finish is the record's final state and finish time (next_attempt_us
-//     of a final record), read back as the FINISHED event, last;
-//   - a tombstone: its DECIDED event (by check-back) is a row, written
-//     with the record.
+//   - BEGUN is the record (created_us); BRANCH_REGISTERED is each
+//     branch_record row (created_us, participant), whether registered with
+//     Begin or later: Begins and registrations write nothing more;
+//   - DECIDED: the decision's compare-and-set also writes decided_by (the
+//     cause) and decided_instance, with decided_us and abort_reason
+//     (00004_decision_cause.sql); a decision never changes;
+//   - FINISHED is a final record's state and finish time
+//     (next_attempt_us of a final record);
+//   - a delivery round writes one multi-row INSERT of its attempts and
+//     conflicts (facts, stored like the branch facts), the DELETE of
+//     attempts beyond the bound (only once a branch has more than 2N),
+//     and after the record's compare-and-set an INSERT ... SELECT of
+//     NEEDS_ATTENTION (when the round flags it) that happens only if that
+//     matched (ifLastChanged);
+//   - a tombstone's DECIDED (by check-back) is a row written with it;
+//   - RETRY_NOW and RESOLVED are rows written by the admin calls'
+//     transactions after their change.
 //
-// The paths that read the record in their transaction (records this store
-// does not remember, batches of them, the admin calls) insert their events
-// after the change in the same transaction. History reads the rows and the
-// record in one statement, so it sees one snapshot.
+// History reads the rows, the record and its branches in one statement,
+// so it sees one snapshot, and orders them by the state machine: BEGUN,
+// the registrations (by time), DECIDED (a decision ends registration),
+// the rows in the order written (all after the decision), FINISHED.
 
 const eventColumns = `gid, at_us, kind, branch_id, participant, state, cause, attempt, code, message, latency_us, instance, actor`
 
@@ -85,23 +85,10 @@ func (s *Store) eventIfChanged(e tcc.Event) stmt {
 		SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?` + s.ifLastChanged(), eventArgs(e)}
 }
 
-// beginEvents are the first events of a new record: BEGUN and a
-// BRANCH_REGISTERED per branch, or a tombstone's decision by check-back.
-func beginEvents(tx *tcc.Transaction) []tcc.Event {
-	if tx.Tombstone {
-		return []tcc.Event{{GID: tx.GID, At: tx.CreatedAt, Kind: tcc.EventDecided, State: tx.State,
-			Cause: tcc.CauseCheckBack, Message: tx.AbortReason}}
-	}
-	out := make([]tcc.Event, 0, 1+len(tx.Branches))
-	out = append(out, tcc.Event{GID: tx.GID, At: tx.CreatedAt, Kind: tcc.EventBegun})
-	for _, b := range tx.Branches {
-		out = append(out, registeredEvent(tx.GID, b, tx.CreatedAt))
-	}
-	return out
-}
-
-func registeredEvent(gid string, b tcc.Branch, at time.Time) tcc.Event {
-	return tcc.Event{GID: gid, At: at, Kind: tcc.EventBranchRegistered, BranchID: b.BranchID, Participant: b.Participant}
+// tombstoneEvent is a tombstone's history: its decision by check-back.
+func tombstoneEvent(tx *tcc.Transaction) tcc.Event {
+	return tcc.Event{GID: tx.GID, At: tx.CreatedAt, Kind: tcc.EventDecided, State: tx.State, Cause: tcc.CauseCheckBack,
+		Message: tx.AbortReason}
 }
 
 // roundFacts are a round's attempts and conflicts.
@@ -153,87 +140,104 @@ func roundEnd(p tcc.RoundParams) (tcc.Event, bool) {
 	return tcc.Event{}, false
 }
 
-// historyQuery reads a gid's event rows and, as the row with id 0, its
-// record's decision and finish columns (an empty kind, decided_us in at_us,
-// decided_by in cause, tombstone in attempt, abort_reason in message, the
-// finish time in latency_us, decided_instance in instance): one statement,
-// one snapshot.
-const historyQuery = `SELECT id, ` + eventColumns + ` FROM transaction_event WHERE gid = ?
+// historyQuery reads, in one statement (one snapshot), a gid's event rows
+// (id > 0), its record as the row of id 0 and kind '-' (decided_us in
+// at_us, decided_by in cause, tombstone in attempt, abort_reason in
+// message, the finish time in latency_us, decided_instance in instance,
+// created_us in the last column), and its branches as rows of id 0 and
+// kind BRANCH_REGISTERED.
+const historyQuery = `SELECT id, ` + eventColumns + `, 0 FROM transaction_event WHERE gid = ?
 	UNION ALL
-	SELECT 0, gid, decided_us, '', '', '', state, decided_by, tombstone, '', abort_reason, next_attempt_us, decided_instance, ''
+	SELECT 0, gid, decided_us, '-', '', '', state, decided_by, tombstone, '', abort_reason, next_attempt_us, decided_instance, '', created_us
 	FROM transaction_record WHERE gid = ?
+	UNION ALL
+	SELECT 0, gid, created_us, 'BRANCH_REGISTERED', branch_id, participant, '', '', 0, '', '', 0, '', '', 0
+	FROM branch_record WHERE gid = ?
 	ORDER BY 1`
 
 // History implements tcc.Store.
 func (s *Store) History(ctx context.Context, gid string) ([]tcc.Event, error) {
-	rows, err := s.sql.QueryContext(ctx, historyQuery, gid, gid)
+	rows, err := s.sql.QueryContext(ctx, historyQuery, gid, gid, gid)
 	if err != nil {
 		return nil, s.interpret("history", err)
 	}
 	defer rows.Close()
 	var (
-		out    []tcc.Event
-		record *tcc.Event
+		written, branches []tcc.Event
+		record            *tcc.Event
+		created           int64
 	)
 	for rows.Next() {
 		var (
-			id, at, latency    int64
-			e                  tcc.Event
-			kind, state, cause string
+			id, at, latency, extra int64
+			e                      tcc.Event
+			kind, state, cause     string
 		)
 		if err := rows.Scan(&id, &e.GID, &at, &kind, &e.BranchID, &e.Participant, &state, &cause, &e.Attempt, &e.Code,
-			&e.Message, &latency, &e.Instance, &e.Actor); err != nil {
+			&e.Message, &latency, &e.Instance, &e.Actor, &extra); err != nil {
 			return nil, s.interpret("history", err)
 		}
 		e.At, e.Kind, e.Latency = fromMicros(at), tcc.EventKind(kind), time.Duration(latency)*time.Microsecond
-		switch e.Kind {
-		case "":
+		switch {
+		case id == 0 && kind == "-":
 			e.State, e.Cause = tcc.State(state), tcc.Cause(cause)
-			record = &e
+			record, created = &e, extra
 			continue
-		case tcc.EventResolved:
+		case id == 0:
+			branches = append(branches, e)
+			continue
+		case e.Kind == tcc.EventResolved:
 			e.BranchState = tcc.BranchState(state)
-		case tcc.EventAttempt:
+		case e.Kind == tcc.EventAttempt:
 			e.Call = strings.ToLower(state)
 			e.Result = tcc.AttemptResult(cause)
 		default:
 			e.State = tcc.State(state)
 			e.Cause = tcc.Cause(cause)
 		}
-		out = append(out, e)
+		written = append(written, e)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, s.interpret("history", err)
 	}
-	if record != nil {
-		out = withRecordEvents(out, *record)
+	if record == nil {
+		// Purged (or never begun): rows without their record are not a
+		// history.
+		return nil, nil
 	}
-	return out, nil
+	return assembleHistory(*record, fromMicros(created), branches, written), nil
 }
 
-// withRecordEvents adds the events that live in the record (r, the
-// record's row of historyQuery): DECIDED after the registrations, FINISHED
-// last. A tombstone's decision is a row already.
-func withRecordEvents(events []tcc.Event, r tcc.Event) []tcc.Event {
-	tombstone := r.Attempt != 0
-	if tombstone || r.At.IsZero() {
-		return events
+// assembleHistory orders a transaction's events by its state machine:
+// BEGUN, the registrations by time, DECIDED, the written rows in the order
+// written, FINISHED. A tombstone's history is its rows (its decision).
+func assembleHistory(r tcc.Event, created time.Time, branches, written []tcc.Event) []tcc.Event {
+	if r.Attempt != 0 { // tombstone
+		return written
 	}
-	o, _ := tcc.OutcomeOf(r.State)
-	decided := tcc.Event{GID: r.GID, At: r.At, Kind: tcc.EventDecided, State: o.DecidedState(), Cause: r.Cause,
-		Instance: r.Instance}
-	if o == tcc.Abort {
-		decided.Message = r.Message
+	out := make([]tcc.Event, 0, 3+len(branches)+len(written))
+	out = append(out, tcc.Event{GID: r.GID, At: created, Kind: tcc.EventBegun})
+	sort.SliceStable(branches, func(i, j int) bool {
+		if !branches[i].At.Equal(branches[j].At) {
+			return branches[i].At.Before(branches[j].At)
+		}
+		return branches[i].BranchID < branches[j].BranchID
+	})
+	out = append(out, branches...)
+	if !r.At.IsZero() {
+		o, _ := tcc.OutcomeOf(r.State)
+		decided := tcc.Event{GID: r.GID, At: r.At, Kind: tcc.EventDecided, State: o.DecidedState(), Cause: r.Cause,
+			Instance: r.Instance}
+		if o == tcc.Abort {
+			decided.Message = r.Message
+		}
+		out = append(out, decided)
 	}
-	i := 0
-	for i < len(events) && (events[i].Kind == tcc.EventBegun || events[i].Kind == tcc.EventBranchRegistered) {
-		i++
-	}
-	events = append(events[:i], append([]tcc.Event{decided}, events[i:]...)...)
+	out = append(out, written...)
 	if r.State.Final() {
-		events = append(events, tcc.Event{GID: r.GID, At: fromMicros(r.Latency.Microseconds()), Kind: tcc.EventFinished, State: r.State})
+		out = append(out, tcc.Event{GID: r.GID, At: fromMicros(r.Latency.Microseconds()), Kind: tcc.EventFinished, State: r.State})
 	}
-	return events
+	return out
 }
 
 // truncate cuts s to at most n bytes, on a UTF-8 boundary.

@@ -109,15 +109,14 @@ const branchColumns = `gid, branch_id, participant, payload, payload_digest, sta
 // MySQL is the same script, or in the same statement, so it costs no round
 // trip there:
 //
-//	InsertTransaction  1 on MySQL (one script: the record, its branches,
-//	                   its events); on SQLite BEGIN, two or three INSERTs,
-//	                   COMMIT
+//	InsertTransaction  1 (with branches on SQLite: 4, BEGIN, two INSERTs,
+//	                   COMMIT; on MySQL those four are one script)
 //	GetTransaction     1 (record and branches in one joined SELECT)
 //	RegisterBranch     1 on MySQL when the record is one this store wrote
 //	                   (known.go: one script with the compare-and-set on
-//	                   the version, the insert and its event, no read);
-//	                   otherwise 6 (BEGIN, UPDATE record, INSERT branch,
-//	                   INSERT event, SELECT, COMMIT)
+//	                   the version and the insert, no read); otherwise 5
+//	                   (BEGIN, UPDATE record, INSERT branch, SELECT,
+//	                   COMMIT)
 //	Decide             1 (UPDATE record on state and version, autocommit,
 //	                   durable; the decision's history is in the record's
 //	                   own columns) when the record is one this store
@@ -134,7 +133,7 @@ const branchColumns = `gid, branch_id, participant, payload, payload_digest, sta
 // as before the history. Under concurrency the writes are grouped
 // (batch.go): the Begins, registrations and decisions of known records and
 // delivery rounds queued while a write runs share the next one, 1 round
-// trip on MySQL for all of them; other registrations and decisions cost 6
+// trip on MySQL for all of them; other registrations and decisions cost 5
 // per batch.
 
 // querier is what *sql.DB and *sql.Tx have in common.
@@ -193,21 +192,28 @@ func (s *Store) insertAll(ctx context.Context, txs []*tcc.Transaction) error {
 }
 
 // insertStatements builds the INSERT of records, when some have
-// branches the INSERT of those, and the INSERT of their first events
-// (history.go).
+// branches the INSERT of those, and when some are tombstones the INSERT of
+// their decision events (history.go; a Begin's own events are its record
+// and branch rows).
 func insertStatements(txs []*tcc.Transaction) ([]stmt, error) {
 	records, err := recordsInsert(txs)
 	if err != nil {
 		return nil, err
 	}
+	stmts := []stmt{records}
+	if branches := branchesOf(txs...); len(branches) > 0 {
+		stmts = append(stmts, branchesInsert(branches))
+	}
 	var events []tcc.Event
 	for _, tx := range txs {
-		events = append(events, beginEvents(tx)...)
+		if tx.Tombstone {
+			events = append(events, tombstoneEvent(tx))
+		}
 	}
-	if branches := branchesOf(txs...); len(branches) > 0 {
-		return []stmt{records, branchesInsert(branches), eventsInsert(events)}, nil
+	if len(events) > 0 {
+		stmts = append(stmts, eventsInsert(events))
 	}
-	return []stmt{records, eventsInsert(events)}, nil
+	return stmts, nil
 }
 
 // recordsInsert builds the multi-row INSERT of records (their branch_count
@@ -427,11 +433,6 @@ func (s *Store) registerBranch(ctx context.Context, p tcc.AddBranchParams) (*tcc
 			refusal = err
 			if !errors.Is(refusal, tcc.ErrDuplicate) {
 				return nil, refusal
-			}
-		} else {
-			ev := eventsInsert([]tcc.Event{registeredEvent(b.GID, b, p.Now)})
-			if _, err := s.exec(ctx, dbtx, ev.query, ev.args...); err != nil {
-				return nil, s.interpret("register branch", err)
 			}
 		}
 	}
