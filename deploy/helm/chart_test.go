@@ -651,3 +651,136 @@ func readDoc(t *testing.T, rel string) string {
 	}
 	return string(b)
 }
+
+// TestAlertRulesPromtool: the PrometheusRule's groups pass `promtool check
+// rules` (PromQL syntax, labels, annotations templates) and its unit tests:
+// each alert fires on the series it is about. It needs promtool (the
+// PROMTOOL variable or PATH; Debian's prometheus package has it) and skips,
+// saying so, without.
+func TestAlertRulesPromtool(t *testing.T) {
+	t.Parallel()
+	promtool := os.Getenv("PROMTOOL")
+	if promtool == "" {
+		var err error
+		if promtool, err = exec.LookPath("promtool"); err != nil {
+			t.Skip("promtool not found (set PROMTOOL or install Debian's prometheus package): alert expressions not checked")
+		}
+	}
+	rule := need(t, production(t), "PrometheusRule/"+release)
+	dir := t.TempDir()
+	rules, err := json.Marshal(get(rule, "spec")) // JSON is YAML
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rules.yaml"), rules, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(promtool, "check", "rules", filepath.Join(dir, "rules.yaml")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool check rules: %v\n%s", err, out)
+	}
+	// Unit tests: one firing case per alert, on series as the Prometheus
+	// Operator labels them (job = the HTTP Service, namespace, pod), and
+	// quiet ones. promtool compares annotations too: they are the rendered
+	// ones with $labels filled in.
+	annotations := map[string]map[string]string{}
+	for _, g := range list(rule, "spec", "groups") {
+		for _, r := range list(g, "rules") {
+			a := map[string]string{}
+			for k, v := range get(r, "annotations").(obj) {
+				a[k] = v.(string)
+			}
+			annotations[str(r, "alert")] = a
+		}
+	}
+	type alert = map[string]any
+	fires := func(name, at string, labels map[string]string) alert {
+		ann := map[string]string{}
+		for k, v := range annotations[name] {
+			for lk, lv := range labels {
+				v = strings.ReplaceAll(v, "{{ $labels."+lk+" }}", lv)
+			}
+			ann[k] = v
+		}
+		return alert{"eval_time": at, "alertname": name, "exp_alerts": []any{map[string]any{"exp_labels": labels, "exp_annotations": ann}}}
+	}
+	quiet := func(name, at string) alert {
+		return alert{"eval_time": at, "alertname": name, "exp_alerts": []any{}}
+	}
+	sel := `job="settle-http", namespace="payments", pod="settle-0"`
+	series := func(s, values string) map[string]string {
+		return map[string]string{"series": s, "values": values}
+	}
+	w := map[string]string{"severity": "warning"}
+	c := map[string]string{"severity": "critical"}
+	tests := map[string]any{
+		"rule_files":          []string{"rules.yaml"},
+		"evaluation_interval": "1m",
+		"tests": []any{
+			map[string]any{
+				"interval": "1m",
+				"input_series": []any{
+					series(`settle_transactions_needing_attention_total{`+sel+`}`, "0 0 1 1 1"),
+					series(`settle_branch_conflicts_total{`+sel+`}`, "0 0 1 1 1"),
+					series(`settle_recovery_due{`+sel+`}`, "200x20"),
+					series(`settle_branch_calls_total{`+sel+`, call="confirm", result="ok"}`, "0+10x30"),
+					series(`settle_branch_calls_total{`+sel+`, call="confirm", result="error"}`, "0+10x30"),
+					series(`settle_rpc_shed_total{`+sel+`, limit="instance"}`, "0+5x30"),
+					series(`settle_delivery_rounds_deferred_total{`+sel+`}`, "0+5x30"),
+					series(`settle_recovery_passes_total{`+sel+`}`, "100x30"),
+					series(`up{`+sel+`}`, "1x30"),
+				},
+				"alert_rule_test": []any{
+					fires("SettleTransactionsNeedAttention", "4m", c),
+					fires("SettleBranchConflicts", "4m", c),
+					fires("SettleRecoveryBacklog", "15m", w),
+					fires("SettleBranchCallErrors", "20m", map[string]string{"severity": "warning", "call": "confirm"}),
+					fires("SettleCallsShed", "20m", map[string]string{"severity": "warning", "limit": "instance"}),
+					fires("SettleDeliveryRoundsDeferred", "20m", w),
+					fires("SettleRecoveryStalled", "20m", map[string]string{"severity": "warning", "pod": "settle-0"}),
+					fires("SettleCoordinatorDown", "20m", w),
+				},
+			},
+			map[string]any{
+				"interval": "1m",
+				"input_series": []any{
+					series(`settle_transactions_needing_attention_total{`+sel+`}`, "0x20"),
+					series(`settle_branch_conflicts_total{`+sel+`}`, "2x20"),
+					series(`settle_recovery_due{`+sel+`}`, "3x20"),
+					series(`settle_branch_calls_total{`+sel+`, call="confirm", result="ok"}`, "0+100x30"),
+					series(`settle_branch_calls_total{`+sel+`, call="confirm", result="error"}`, "0+1x30"),
+					series(`settle_recovery_passes_total{`+sel+`}`, "0+60x20"),
+					series(`up{job="settle-http", namespace="payments", pod="settle-0"}`, "1x20"),
+					series(`up{job="settle-http", namespace="payments", pod="settle-1"}`, "1x20"),
+					series(`up{job="settle-http", namespace="payments", pod="settle-2"}`, "1x20"),
+				},
+				"alert_rule_test": []any{
+					quiet("SettleTransactionsNeedAttention", "15m"),
+					quiet("SettleBranchConflicts", "15m"),
+					quiet("SettleRecoveryBacklog", "15m"),
+					quiet("SettleBranchCallErrors", "20m"),
+					quiet("SettleRecoveryStalled", "15m"),
+					quiet("SettleCoordinatorDown", "15m"),
+				},
+			},
+			map[string]any{
+				"interval": "1m",
+				// No settle instance scraped at all: still "down".
+				"input_series":    []any{series(`up{job="other", namespace="payments", pod="x"}`, "1x20")},
+				"alert_rule_test": []any{fires("SettleCoordinatorDown", "10m", w)},
+			},
+		},
+	}
+	testsJSON, err := json.Marshal(tests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tests.yaml"), testsJSON, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(promtool, "test", "rules", "tests.yaml")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("promtool test rules: %v\n%s", err, out)
+	}
+}
