@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -23,6 +24,21 @@ func TestRepositoryDockerfile(t *testing.T) {
 	}
 	if want := "CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/coordinator ./cmd/coordinator"; line != want {
 		t.Errorf("build line %q, want %q", line, want)
+	}
+	// The builder's Go is the one go.mod asks for (a toolchain download
+	// inside the build would need the network).
+	df, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod, err := os.ReadFile("../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goLine := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(mod)
+	arg := regexp.MustCompile(`(?m)^ARG GO_VERSION=(\S+)$`).FindSubmatch(df)
+	if goLine == nil || arg == nil || string(goLine[1]) != string(arg[1]) {
+		t.Errorf("Dockerfile ARG GO_VERSION %q, go.mod go %q: keep them equal", arg, goLine)
 	}
 }
 
