@@ -44,7 +44,15 @@ if [[ "${SETTLE_CI_NO_CONTAINER:-}" == 1 ]]; then
   exit 0
 fi
 if ! command -v podman >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1; then
-  echo "FATAL: podman and runc are needed to build and run the image (apt-get install podman runc), or set SETTLE_CI_NO_CONTAINER=1" >&2
+  # A fresh machine: install them from Debian's packages.
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "podman or runc missing: installing podman runc uidmap from Debian's packages"
+    apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends podman runc uidmap >/dev/null; }
+    apt_install || { apt-get update >/dev/null && apt_install; } || true
+  fi
+fi
+if ! command -v podman >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1; then
+  echo "FATAL: podman and runc are needed to build and run the image and could not be installed (apt-get install podman runc), or set SETTLE_CI_NO_CONTAINER=1" >&2
   exit 1
 fi
 
