@@ -47,7 +47,7 @@ if ! command -v podman >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1; the
   # A fresh machine: install them from Debian's packages.
   if command -v apt-get >/dev/null 2>&1; then
     echo "podman or runc missing: installing podman runc uidmap from Debian's packages"
-    apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends podman runc uidmap >/dev/null; }
+    apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y podman runc uidmap >/dev/null; }
     apt_install || { apt-get update >/dev/null && apt_install; } || true
   fi
 fi
