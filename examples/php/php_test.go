@@ -306,9 +306,14 @@ func TestPHPParticipant(t *testing.T) {
 				failed("begin", err)
 				return
 			}
-			if _, err := tx.Rollback(octx, "changed my mind", true); err != nil {
+			rolled, err := tx.Rollback(octx, "changed my mind", true)
+			if err != nil {
 				failed("rollback", err)
 				return
+			}
+			payCancelled := false // the PHP participant acknowledged the Cancel
+			for _, b := range rolled.GetBranches() {
+				payCancelled = payCancelled || (b.GetBranchId() == "pay" && b.GetState() == tccv1.BranchState_BRANCH_STATE_CANCELLED)
 			}
 			fig.rolledBack.Add(1)
 			// The late Try: the null compensation must refuse it.
@@ -317,6 +322,9 @@ func TestPHPParticipant(t *testing.T) {
 			case codes.FailedPrecondition:
 				fig.lateTryRefused.Add(1)
 			case codes.OK:
+				if payCancelled {
+					t.Errorf("%s: a Try after the acknowledged Cancel (a null compensation) was accepted: anti-hanging is broken", gid)
+				}
 				// The Cancel had not reached PHP (it was restarting): the
 				// Try got through, and the retried Cancel or the
 				// check-back must release it (checked below).
