@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -291,7 +292,8 @@ func TestHTTPParticipantAnswers(t *testing.T) {
 // the allow-list is refused at registration, and nothing is stored.
 func TestHTTPParticipantRegistration(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
-		e := setup(t, spec, withoutRecovery, func(c *app.Config) { c.AllowParticipants = "127.0.0.1:*,payments.svc:443" })
+		e := setup(t, spec, withoutRecovery, withHTTP, func(c *app.Config) { c.AllowParticipants = "127.0.0.1:*,payments.svc:443" })
+		api := "http://" + e.app.HTTPAddr()
 		ctx := ctxT(t)
 		if _, err := e.coord.Begin(ctx, &tccv1.BeginRequest{Gid: "reg"}); err != nil {
 			t.Fatal(err)
@@ -317,6 +319,22 @@ func TestHTTPParticipantRegistration(t *testing.T) {
 			if strings.Contains(err.Error(), "secret") {
 				t.Errorf("register %s: the error repeats the password: %v", tc.url, err)
 			}
+			// The same over the HTTP API: 400 or 403 with the code's name,
+			// for RegisterBranch and for Begin with the branch.
+			httpStatus, name := 400, "INVALID_ARGUMENT"
+			if tc.code == codes.PermissionDenied {
+				httpStatus, name = 403, "PERMISSION_DENIED"
+			}
+			branch := fmt.Sprintf(`{"branchId":"h","participant":%q,"payload":"cA=="}`, tc.url)
+			if got := httpPost(t, api+"/v1/transactions/reg/branches", branch, httpStatus); !strings.Contains(got, name) || strings.Contains(got, "secret") {
+				t.Errorf("POST branches %s: %s", tc.url, got)
+			}
+			if got := httpPost(t, api+"/v1/transactions", `{"gid":"reg-http","branches":[`+branch+`]}`, httpStatus); !strings.Contains(got, name) {
+				t.Errorf("POST transactions with %s: %s", tc.url, got)
+			}
+		}
+		if _, err := e.coord.GetTransaction(ctx, &tccv1.GetTransactionRequest{Gid: "reg-http"}); status.Code(err) != codes.NotFound {
+			t.Errorf("a Begin refused for its participant URL stored a transaction: %v", err)
 		}
 		if n := len(e.get(t, "reg").GetBranches()); n != 0 {
 			t.Fatalf("%d branches stored after refused registrations", n)
