@@ -64,15 +64,14 @@ type phpServer struct {
 	log            *os.File
 }
 
-func (s *phpServer) start(t *testing.T) {
-	t.Helper()
+func (s *phpServer) start() error {
 	cmd := exec.Command(s.php, "-S", s.addr, "router.php")
 	cmd.Dir = s.dir
 	cmd.Env = append(os.Environ(), s.env...)
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start php -S: %v", err)
+		return fmt.Errorf("start php -S: %w", err)
 	}
 	s.cmd = cmd
 	deadline := time.Now().Add(15 * time.Second)
@@ -81,11 +80,11 @@ func (s *phpServer) start(t *testing.T) {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("php -S on %s not healthy: %v", s.addr, err)
+			return fmt.Errorf("php -S on %s not healthy after 15s: %v", s.addr, err)
 		}
 		time.Sleep(30 * time.Millisecond)
 	}
@@ -184,7 +183,9 @@ func TestPHPParticipant(t *testing.T) {
 	}
 	defer phpLog.Close()
 	phpSrv := &phpServer{php: php, addr: phpAddr, dir: src, env: phpEnv, log: phpLog}
-	phpSrv.start(t)
+	if err := phpSrv.start(); err != nil {
+		t.Fatal(err)
+	}
 	defer phpSrv.kill()
 
 	demoDB := filepath.Join(dir, "demo.db")
@@ -411,7 +412,9 @@ func TestPHPParticipant(t *testing.T) {
 		phpSrv.kill()
 		down = time.Now()
 		time.Sleep(300 * time.Millisecond)
-		phpSrv.start(t)
+		if err := phpSrv.start(); err != nil {
+			t.Errorf("restart the PHP participant: %v", err)
+		}
 		t.Logf("PHP participant restarted at order %d, down %s", done.Load(), time.Since(down).Round(time.Millisecond))
 	}()
 	work := make(chan int)

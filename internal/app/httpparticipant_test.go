@@ -180,8 +180,11 @@ func TestHTTPParticipantCommitAbort(t *testing.T) {
 		if got.GetState() != tccv1.TransactionState_TRANSACTION_STATE_COMMITTED || hp.state("http-commit", "pay") != "CONFIRMED" {
 			t.Fatalf("commit: state %v, fence %q", got.GetState(), hp.state("http-commit", "pay"))
 		}
-		if hp.header["confirm"] != "http-commit" {
-			t.Errorf("Settle-Gid of the Confirm: %q", hp.header["confirm"])
+		hp.mu.Lock()
+		confirmGID := hp.header["confirm"]
+		hp.mu.Unlock()
+		if confirmGID != "http-commit" {
+			t.Errorf("Settle-Gid of the Confirm: %q", confirmGID)
 		}
 		got, err = order("http-abort").Rollback(ctx, "out of stock", true)
 		if err != nil {

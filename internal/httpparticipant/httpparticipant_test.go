@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -120,19 +121,28 @@ func FuzzClassify(f *testing.F) {
 // TestClient: the wire form of a call (path, method, content type, ids in
 // headers, protojson body) and each answer class as the SDK sees it.
 func TestClient(t *testing.T) {
+	var mu sync.Mutex // guards the three below, shared with the handler
 	answer := map[string]int{}
-	mux := http.NewServeMux()
 	var got *http.Request
 	var gotBody []byte
+	last := func() (*http.Request, []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		return got, gotBody
+	}
+	mux := http.NewServeMux()
 	mux.HandleFunc("/base/", func(w http.ResponseWriter, r *http.Request) {
-		got = r.Clone(context.Background())
-		gotBody, _ = io.ReadAll(r.Body)
+		body, _ := io.ReadAll(r.Body)
 		var req tccv1.TryRequest
-		if err := protojson.Unmarshal(gotBody, &req); err != nil {
+		if err := protojson.Unmarshal(body, &req); err != nil {
 			http.Error(w, err.Error(), 400)
 			return
 		}
-		switch st := answer[req.GetGid()]; st {
+		mu.Lock()
+		got, gotBody = r.Clone(context.Background()), body
+		st := answer[req.GetGid()]
+		mu.Unlock()
+		switch st {
 		case 0:
 			w.WriteHeader(200)
 		case 302:
@@ -153,27 +163,30 @@ func TestClient(t *testing.T) {
 	if _, err := c.Confirm(ctx, &tccv1.ConfirmRequest{Gid: "g-1", BranchId: "b1", Payload: []byte("{}")}); err != nil {
 		t.Fatal(err)
 	}
-	if got.Method != "POST" || got.URL.Path != "/base/confirm" || got.Header.Get("Content-Type") != "application/json" ||
-		got.Header.Get("Settle-Gid") != "g-1" || got.Header.Get("Settle-Branch-Id") != "b1" {
-		t.Errorf("request %s %s headers %v", got.Method, got.URL.Path, got.Header)
+	req, reqBody := last()
+	if req.Method != "POST" || req.URL.Path != "/base/confirm" || req.Header.Get("Content-Type") != "application/json" ||
+		req.Header.Get("Settle-Gid") != "g-1" || req.Header.Get("Settle-Branch-Id") != "b1" {
+		t.Errorf("request %s %s headers %v", req.Method, req.URL.Path, req.Header)
 	}
 	var sent tccv1.ConfirmRequest
-	if err := protojson.Unmarshal(gotBody, &sent); err != nil || sent.GetGid() != "g-1" || sent.GetBranchId() != "b1" || string(sent.GetPayload()) != "{}" ||
-		!strings.Contains(string(gotBody), "branchId") {
-		t.Errorf("body %s (%v), want the protojson ConfirmRequest", gotBody, err)
+	if err := protojson.Unmarshal(reqBody, &sent); err != nil || sent.GetGid() != "g-1" || sent.GetBranchId() != "b1" || string(sent.GetPayload()) != "{}" ||
+		!strings.Contains(string(reqBody), "branchId") {
+		t.Errorf("body %s (%v), want the protojson ConfirmRequest", reqBody, err)
 	}
 
 	for gid, want := range map[string]codes.Code{"c409": codes.FailedPrecondition, "c400": codes.InvalidArgument, "c422": codes.InvalidArgument,
 		"c429": codes.ResourceExhausted, "c500": codes.Unavailable, "c302": codes.Unknown, "c404": codes.Unknown, "slow": codes.DeadlineExceeded} {
 		st := map[string]int{"c409": 409, "c400": 400, "c422": 422, "c429": 429, "c500": 500, "c302": 302, "c404": 404, "slow": -1}[gid]
+		mu.Lock()
 		answer[gid] = st
+		mu.Unlock()
 		cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 		_, err := c.Try(cctx, &tccv1.TryRequest{Gid: gid, BranchId: "b"})
 		cancel()
 		if status.Code(err) != want {
 			t.Errorf("%s: %v, want %v", gid, err, want)
 		}
-		if got.URL.Path != "/base/try" {
+		if got, _ := last(); got.URL.Path != "/base/try" {
 			t.Errorf("%s: path %s", gid, got.URL.Path)
 		}
 	}
