@@ -211,3 +211,21 @@ func TestIsTarget(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPStatusInverse: what Handler answers for a code, Classify reads
+// back as the same code; CodeName is the canonical name.
+func TestHTTPStatusInverse(t *testing.T) {
+	for _, c := range []codes.Code{codes.OK, codes.FailedPrecondition, codes.InvalidArgument, codes.ResourceExhausted, codes.DeadlineExceeded, codes.Unavailable} {
+		if got := status.Code(httpparticipant.Classify(httpparticipant.HTTPStatus(c), nil)); got != c {
+			t.Errorf("Classify(HTTPStatus(%v)) = %v", c, got)
+		}
+	}
+	if got := status.Code(httpparticipant.Classify(httpparticipant.HTTPStatus(codes.Internal), nil)); got != codes.Unavailable {
+		t.Errorf("Internal: read back as %v, want Unavailable (an unknown outcome)", got)
+	}
+	for c, want := range map[codes.Code]string{codes.OK: "OK", codes.FailedPrecondition: "FAILED_PRECONDITION", codes.InvalidArgument: "INVALID_ARGUMENT", codes.DeadlineExceeded: "DEADLINE_EXCEEDED"} {
+		if got := httpparticipant.CodeName(c); got != want {
+			t.Errorf("CodeName(%v) = %q, want %q", c, got, want)
+		}
+	}
+}
