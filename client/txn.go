@@ -39,6 +39,14 @@ func (t *Txn) Begun() *tccv1.Transaction { return t.begun }
 // metadata (MetadataGID, MetadataBranchID), and ctx's deadline bounds both
 // calls.
 //
+// participant is a gRPC target ("10.0.0.7:7501", "dns:///pay.svc:7501")
+// or an HTTP participant's base URL ("https://pay.example/tcc"): the Try
+// is then POST <base>/try with the protobuf JSON request, over the client
+// of WithParticipantHTTPClient, and its answer's HTTP status is read as a
+// gRPC code (409 FailedPrecondition, 400/422 InvalidArgument, 429
+// ResourceExhausted, 5xx Unavailable, no answer Unavailable or
+// DeadlineExceeded, anything else Unknown; docs/participant-protocol.md).
+//
 // The error, if any, is a *BranchError wrapping the gRPC status error:
 // Refusal tells a participant's business refusal apart; any error means the
 // transaction should be rolled back.
