@@ -222,7 +222,7 @@ func TestHTTPParticipantCommitAbort(t *testing.T) {
 // backoff, not flagged), a redirect outside the contract (not followed,
 // retried at the first backoff and flagged).
 func TestHTTPParticipantAnswers(t *testing.T) {
-	e := setup(t, dbtest.NewSQLite(t), func(c *app.Config) {
+	e := setup(t, dbtest.NewSQLite(t), withHTTP, func(c *app.Config) {
 		c.Coordinator.CallTimeout = 300 * time.Millisecond
 	})
 	hp := newFenceParticipant(t, nil)
@@ -287,6 +287,13 @@ func TestHTTPParticipantAnswers(t *testing.T) {
 	}
 	if n := hp.count("confirm"); n < 15 {
 		t.Errorf("%d Confirm calls", n)
+	}
+	// The metrics count HTTP participants' answers as gRPC ones'.
+	m := httpGet(t, "http://"+e.app.HTTPAddr()+"/metrics")
+	for _, want := range []string{`settle_branch_calls_total{call="confirm",result="conflict"} 1`, `settle_branch_calls_total{call="confirm",result="invalid"} 2`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s:\n%s", want, grepLines(m, "settle_branch_calls"))
+		}
 	}
 }
 
