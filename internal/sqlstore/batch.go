@@ -705,14 +705,19 @@ func (s *Store) roundShare(batch []*pending[tcc.RoundParams, unit]) share {
 func finishBranches(group []*pending[tcc.RoundParams, unit]) stmt {
 	branchDone := group[0].p.Outcome.BranchDone()
 	gids := make([]any, 0, len(group))
-	var nowCase strings.Builder
-	var nowArgs, ids []any
+	var nowCase, instCase, latCase strings.Builder
+	var nowArgs, instArgs, latArgs, ids []any
 	seenID := map[string]bool{}
 	for _, r := range group {
 		gids = append(gids, r.p.GID)
 		nowCase.WriteString(" WHEN ? THEN ?")
 		nowArgs = append(nowArgs, r.p.GID, micros(r.p.Now))
+		instCase.WriteString(" WHEN ? THEN ?")
+		instArgs = append(instArgs, r.p.GID, r.p.Instance)
+		latency := callLatencies(r.p)
 		for _, id := range r.p.Done {
+			latCase.WriteString(" WHEN gid = ? AND branch_id = ? THEN ?")
+			latArgs = append(latArgs, r.p.GID, id, latency[id])
 			if !seenID[id] {
 				seenID[id] = true
 				ids = append(ids, id)
@@ -720,10 +725,16 @@ func finishBranches(group []*pending[tcc.RoundParams, unit]) stmt {
 		}
 	}
 	args := append([]any{string(branchDone)}, nowArgs...)
+	args = append(args, instArgs...)
+	args = append(args, latArgs...)
 	args = append(args, string(tcc.BranchRegistered))
 	args = append(args, gids...)
 	args = append(args, ids...)
+	// The successful calls' latency and instance go with the branch (its
+	// history event, history.go).
 	return stmt{`UPDATE branch_record SET state = ?, attempts = attempts + 1, last_error = '',
-			updated_us = CASE gid` + nowCase.String() + ` END
+			updated_us = CASE gid` + nowCase.String() + ` END,
+			done_instance = CASE gid` + instCase.String() + ` END,
+			done_latency_us = CASE` + latCase.String() + ` ELSE 0 END
 			WHERE state = ? AND gid IN (` + placeholders(len(gids)) + `) AND branch_id IN (` + placeholders(len(ids)) + `)`, args}
 }

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -91,14 +92,29 @@ func tombstoneEvent(tx *tcc.Transaction) tcc.Event {
 		Message: tx.AbortReason}
 }
 
-// roundFacts are a round's attempts and conflicts.
+// callLatencies maps the branch ids of a round's calls to their latency
+// in microseconds.
+func callLatencies(p tcc.RoundParams) map[string]int64 {
+	m := make(map[string]int64, len(p.Calls))
+	for _, c := range p.Calls {
+		m[c.BranchID] = c.Latency.Microseconds()
+	}
+	return m
+}
+
+// roundFacts are a round's attempts that did not succeed (a success is
+// stored with its branch, done_latency_us and done_instance) and its
+// conflicts.
 func roundFacts(p tcc.RoundParams) []tcc.Event {
 	call := "confirm"
 	if p.Outcome == tcc.Abort {
 		call = "cancel"
 	}
-	out := make([]tcc.Event, 0, len(p.Calls)+len(p.Conflicts))
+	var out []tcc.Event
 	for _, c := range p.Calls {
+		if c.Result == tcc.ResultSuccess {
+			continue
+		}
 		out = append(out, tcc.Event{GID: p.GID, At: p.Now, Kind: tcc.EventAttempt, BranchID: c.BranchID, Call: call,
 			Attempt: c.Attempt, Result: c.Result, Code: c.Code, Message: c.Message, Latency: c.Latency, Instance: p.Instance})
 	}
@@ -145,13 +161,16 @@ func roundEnd(p tcc.RoundParams) (tcc.Event, bool) {
 // at_us, decided_by in cause, tombstone in attempt, abort_reason in
 // message, the finish time in latency_us, decided_instance in instance,
 // created_us in the last column), and its branches as rows of id 0 and
-// kind BRANCH_REGISTERED.
+// kind BRANCH_REGISTERED (state, attempts, resolution in message,
+// done_latency_us in latency_us, done_instance in instance, updated_us in
+// the last column).
 const historyQuery = `SELECT id, ` + eventColumns + `, 0 FROM transaction_event WHERE gid = ?
 	UNION ALL
 	SELECT 0, gid, decided_us, '-', '', '', state, decided_by, tombstone, '', abort_reason, next_attempt_us, decided_instance, '', created_us
 	FROM transaction_record WHERE gid = ?
 	UNION ALL
-	SELECT 0, gid, created_us, 'BRANCH_REGISTERED', branch_id, participant, '', '', 0, '', '', 0, '', '', 0
+	SELECT 0, gid, created_us, 'BRANCH_REGISTERED', branch_id, participant, state, '', attempts, '', resolution,
+	       done_latency_us, done_instance, '', updated_us
 	FROM branch_record WHERE gid = ?
 	ORDER BY 1`
 
@@ -184,6 +203,8 @@ func (s *Store) History(ctx context.Context, gid string) ([]tcc.Event, error) {
 			record, created = &e, extra
 			continue
 		case id == 0:
+			e.BranchState, e.Actor = tcc.BranchState(state), "" // the branch row's state, for assembleHistory
+			e.Code = strconv.FormatInt(extra, 10)
 			branches = append(branches, e)
 			continue
 		case e.Kind == tcc.EventResolved:
@@ -223,7 +244,22 @@ func assembleHistory(r tcc.Event, created time.Time, branches, written []tcc.Eve
 		}
 		return branches[i].BranchID < branches[j].BranchID
 	})
-	out = append(out, branches...)
+	var done []tcc.Event
+	for _, b := range branches {
+		// The success of a branch finished by a call (not resolved by
+		// hand) is stored with the branch.
+		if (b.BranchState == tcc.BranchConfirmed || b.BranchState == tcc.BranchCancelled) && b.Message == "" {
+			updated, _ := strconv.ParseInt(b.Code, 10, 64)
+			call := "confirm"
+			if b.BranchState == tcc.BranchCancelled {
+				call = "cancel"
+			}
+			done = append(done, tcc.Event{GID: b.GID, At: fromMicros(updated), Kind: tcc.EventAttempt, BranchID: b.BranchID,
+				Call: call, Attempt: b.Attempt, Result: tcc.ResultSuccess, Code: "OK", Latency: b.Latency, Instance: b.Instance})
+		}
+		out = append(out, tcc.Event{GID: b.GID, At: b.At, Kind: tcc.EventBranchRegistered, BranchID: b.BranchID,
+			Participant: b.Participant})
+	}
 	if !r.At.IsZero() {
 		o, _ := tcc.OutcomeOf(r.State)
 		decided := tcc.Event{GID: r.GID, At: r.At, Kind: tcc.EventDecided, State: o.DecidedState(), Cause: r.Cause,
@@ -233,7 +269,17 @@ func assembleHistory(r tcc.Event, created time.Time, branches, written []tcc.Eve
 		}
 		out = append(out, decided)
 	}
-	out = append(out, written...)
+	// The successes go among the rows by time, after the rows of the same
+	// time (an operator's action comes before the round it triggers; the
+	// calls of one round have no order among themselves).
+	sort.SliceStable(done, func(i, j int) bool { return done[i].At.Before(done[j].At) })
+	for _, w := range written {
+		for len(done) > 0 && done[0].At.Before(w.At) {
+			out, done = append(out, done[0]), done[1:]
+		}
+		out = append(out, w)
+	}
+	out = append(out, done...)
 	if r.State.Final() {
 		out = append(out, tcc.Event{GID: r.GID, At: fromMicros(r.Latency.Microseconds()), Kind: tcc.EventFinished, State: r.State})
 	}

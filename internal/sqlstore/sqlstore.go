@@ -540,12 +540,22 @@ func (s *Store) roundStatements(p tcc.RoundParams) ([]stmt, int) {
 	now := micros(p.Now)
 	var stmts []stmt
 	if len(p.Done) > 0 {
-		args := make([]any, 0, 4+len(p.Done))
-		args = append(args, string(branchDone), now, p.GID, string(tcc.BranchRegistered))
+		// The successful calls' latency and instance go with the branch
+		// (its history event, history.go).
+		latency := callLatencies(p)
+		var lat strings.Builder
+		args := make([]any, 0, 6+3*len(p.Done))
+		args = append(args, string(branchDone), now, p.Instance)
+		for _, id := range p.Done {
+			lat.WriteString(" WHEN ? THEN ?")
+			args = append(args, id, latency[id])
+		}
+		args = append(args, p.GID, string(tcc.BranchRegistered))
 		for _, id := range p.Done {
 			args = append(args, id)
 		}
-		stmts = append(stmts, stmt{`UPDATE branch_record SET state = ?, attempts = attempts + 1, last_error = '', updated_us = ?
+		stmts = append(stmts, stmt{`UPDATE branch_record SET state = ?, attempts = attempts + 1, last_error = '', updated_us = ?,
+			done_instance = ?, done_latency_us = CASE branch_id` + lat.String() + ` ELSE 0 END
 			WHERE gid = ? AND state = ? AND branch_id IN (` + placeholders(len(p.Done)) + `)`, args})
 	}
 	for _, f := range p.Failed {

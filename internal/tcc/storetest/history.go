@@ -92,10 +92,24 @@ func testHistoryOrder(t *testing.T, s tcc.Store) {
 	}
 
 	events := history(t, s, "g")
+	// Round 1's calls and flag share one time; a store may order them
+	// either way, so they are checked as a set below.
 	want := []tcc.EventKind{tcc.EventBegun, tcc.EventBranchRegistered, tcc.EventBranchRegistered, tcc.EventDecided,
-		tcc.EventAttempt, tcc.EventAttempt, tcc.EventNeedsAttention, tcc.EventRetryNow, tcc.EventResolved, tcc.EventFinished}
-	if got := kinds(events); !reflect.DeepEqual(got, want) {
-		t.Fatalf("kinds:\n got %v\nwant %v", got, want)
+		"round", "round", "round", tcc.EventRetryNow, tcc.EventResolved, tcc.EventFinished}
+	got := kinds(events)
+	var a, b, attn tcc.Event
+	for i := 4; i < 7 && i < len(events); i++ {
+		switch e := events[i]; {
+		case e.Kind == tcc.EventAttempt && e.BranchID == "a":
+			a, got[i] = e, "round"
+		case e.Kind == tcc.EventAttempt && e.BranchID == "b":
+			b, got[i] = e, "round"
+		case e.Kind == tcc.EventNeedsAttention:
+			attn, got[i] = e, "round"
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("kinds:\n got %v\nwant %v", kinds(events), want)
 	}
 	for _, e := range events {
 		if e.GID != "g" {
@@ -114,7 +128,6 @@ func testHistoryOrder(t *testing.T, s tcc.Store) {
 	if e := events[3]; e.State != tcc.StateAborting || e.Cause != tcc.CauseRollback || e.Message != "out of stock" || e.Instance != "c1" {
 		t.Fatalf("decided: %+v", e)
 	}
-	a, b := events[4], events[5]
 	if a.BranchID != "a" || a.Result != tcc.ResultSuccess || a.Call != "cancel" || a.Attempt != 1 || a.Code != "OK" ||
 		a.Latency != 1500*time.Microsecond || a.Instance != "c1" {
 		t.Fatalf("attempt a: %+v", a)
@@ -123,8 +136,8 @@ func testHistoryOrder(t *testing.T, s tcc.Store) {
 		b.Latency != 3*time.Millisecond {
 		t.Fatalf("attempt b: %+v", b)
 	}
-	if e := events[6]; e.Message != "max attempts" {
-		t.Fatalf("needs attention: %+v", e)
+	if attn.Message != "max attempts" {
+		t.Fatalf("needs attention: %+v", attn)
 	}
 	if e := events[7]; e.Actor != "alice (operator)" || !e.At.Equal(t0.Add(3*time.Second)) {
 		t.Fatalf("retry now: %+v", e)

@@ -3,10 +3,15 @@
 -- as the state change each event describes. Ordered per gid by id (the
 -- rowid: a new row's id is above every existing row's).
 --
--- state: DECIDED and FINISHED the transaction state; RESOLVED the branch
--- state; ATTEMPT the call (CONFIRM or CANCEL).
--- cause: DECIDED what decided (COMMIT, ROLLBACK, DEADLINE, CHECK_BACK,
--- OPERATOR); ATTEMPT the result class (SUCCESS, FAILED, UNKNOWN).
+-- Rows hold the attempts, conflicts, needs-attention flags, operator
+-- actions and a tombstone's decision; the begin, the registrations, the
+-- decision and the finish are read from transaction_record and
+-- branch_record (see internal/sqlstore/history.go and 00004).
+--
+-- state: DECIDED the transaction state; RESOLVED the branch state;
+-- ATTEMPT the call (CONFIRM or CANCEL).
+-- cause: DECIDED what decided (CHECK_BACK for a tombstone); ATTEMPT the
+-- result class (SUCCESS, FAILED, UNKNOWN).
 -- attempt: ATTEMPT the branch's attempt number (from 1); the first and
 -- last N of each branch are kept, the ones between deleted.
 
