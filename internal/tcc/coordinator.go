@@ -746,6 +746,16 @@ func (c *Coordinator) deliver(ctx context.Context, tx *Transaction) error {
 	if !ok || tx.State.Final() {
 		return fmt.Errorf("deliver %s: %w", tx.GID, &StateError{GID: tx.GID, Actual: tx.State, Op: "deliver"})
 	}
+	if tx.LeaseOwner != c.cfg.InstanceID {
+		// The record was read after the compare-and-set that gave this
+		// instance the lease, and another instance claimed it in between
+		// (this one stalled past its lease): the version read is the new
+		// owner's, so a round recorded with it would be accepted while the
+		// new owner drives the transaction (S15). The round is theirs.
+		// Found by the model (model/README.md, LOAD_AFTER_CAS).
+		c.log.Info("delivery round skipped: another instance holds the transaction now", "gid", tx.GID, "owner", tx.LeaseOwner)
+		return nil
+	}
 	var pending []*Branch
 	conflicted := 0
 	for i := range tx.Branches {
