@@ -4,4 +4,6 @@ import "context"
 
 // DeliverForTest runs one delivery round of tx as the coordinator's own
 // rounds do (tests of the round's guards).
-func DeliverForTest(c *Coordinator, ctx context.Context, tx *Transaction) error { return c.deliver(ctx, tx) }
+func DeliverForTest(c *Coordinator, ctx context.Context, tx *Transaction) error {
+	return c.deliver(ctx, tx)
+}
