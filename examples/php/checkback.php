@@ -97,6 +97,9 @@ function pass(string $coordinator, string $token): int
                     // Pending: ask again after retry_after. No answer:
                     // exponential backoff with jitter; never guess.
                     $wait = $ans !== null ? parse_duration($ans['retryAfter'] ?? null) : null;
+                    if ($ans !== null) {
+                        error_log("checkback {$r['gid']}/{$r['branch_id']}: pending: " . ($ans['verdict'] ?? '?') . ' retry after ' . ($ans['retryAfter'] ?? '-'));
+                    }
                     if ($wait === null) {
                         $wait = min(MAX_BACKOFF_US, 500_000 << min(16, (int) $r['check_count']));
                         $wait = intdiv($wait, 2) + random_int(0, intdiv($wait, 2));

@@ -6,7 +6,9 @@ package php_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -142,12 +144,26 @@ func TestPHPParticipant(t *testing.T) {
 		return a
 	}
 	coordAddr, httpAddr, phpAddr, demoAddr := addr(), addr(), addr(), addr()
+	// Authentication on: the initiators and the participants' check-back
+	// loops present bearer tokens of their roles.
+	initiatorToken, participantToken := randomToken(t), randomToken(t)
+	tokens := filepath.Join(dir, "tokens.csv")
+	participantTokenFile := filepath.Join(dir, "participant.token")
+	for f, content := range map[string]string{
+		tokens:               "# token,name,role\n" + initiatorToken + ",orders,initiator\n" + participantToken + ",payments,participant\n",
+		participantTokenFile: participantToken + "\n",
+	} {
+		if err := os.WriteFile(f, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	coordHTTP := "http://" + httpAddr
 	phpURL := "http://" + phpAddr + "/tcc"
 
 	coord := faulttest.NewProc("coordinator", coordAddr, bins.Coordinator,
 		"-listen", coordAddr, "-http-listen", httpAddr, "-db", "sqlite:"+filepath.Join(dir, "coordinator.db"),
-		"-retry-initial", "200ms", "-retry-max", "2s", "-recovery-interval", "100ms", "-call-timeout", "2s", "-lease-ttl", "3s")
+		"-retry-initial", "200ms", "-retry-max", "2s", "-recovery-interval", "100ms", "-call-timeout", "2s", "-lease-ttl", "3s",
+		"-auth-token-file", tokens)
 	if err := coord.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -162,10 +178,10 @@ func TestPHPParticipant(t *testing.T) {
 		seed = append(seed, fmt.Sprintf("%s=%d", u, b))
 		moneyTotal += b
 	}
-	runPHP := func(args ...string) ([]byte, error) {
+	runPHPEnv := func(env []string, args ...string) ([]byte, error) {
 		cmd := exec.CommandContext(ctx, php, args...)
 		cmd.Dir = src
-		cmd.Env = append(os.Environ(), phpEnv...)
+		cmd.Env = append(append(os.Environ(), phpEnv...), env...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
@@ -174,6 +190,7 @@ func TestPHPParticipant(t *testing.T) {
 		}
 		return out, err
 	}
+	runPHP := func(args ...string) ([]byte, error) { return runPHPEnv(nil, args...) }
 	if _, err := runPHP(seed...); err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +207,8 @@ func TestPHPParticipant(t *testing.T) {
 
 	demoDB := filepath.Join(dir, "demo.db")
 	demoProc := faulttest.NewProc("participant-demo", demoAddr, bins.Demo, "serve", "-listen", demoAddr, "-db", "sqlite:"+demoDB,
-		"-resources", "inventory", "-coordinator", coordAddr, "-checkback-after", "1500ms", "-checkback-interval", "300ms")
+		"-resources", "inventory", "-coordinator", coordAddr, "-checkback-after", "1500ms", "-checkback-interval", "300ms",
+		"-token-file", participantTokenFile)
 	if err := demoProc.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +239,7 @@ func TestPHPParticipant(t *testing.T) {
 
 	// The check-back loop of the PHP participant, run by the test.
 	stopCheckback := make(chan struct{})
-	var checkbackPasses, checkbackApplied atomic.Int64
+	var checkbackPasses, checkbackApplied, checkbackPending atomic.Int64
 	var cbWG sync.WaitGroup
 	cbWG.Add(1)
 	go func() {
@@ -232,19 +250,20 @@ func TestPHPParticipant(t *testing.T) {
 				return
 			case <-time.After(300 * time.Millisecond):
 			}
-			cmd := exec.CommandContext(ctx, php, "checkback.php", "--coordinator", coordHTTP)
+			cmd := exec.CommandContext(ctx, php, "checkback.php", "--coordinator", coordHTTP, "--token-file", participantTokenFile)
 			cmd.Dir = src
 			cmd.Env = append(os.Environ(), phpEnv...)
 			out, _ := cmd.CombinedOutput()
 			checkbackPasses.Add(1)
 			checkbackApplied.Add(int64(bytes.Count(out, []byte(": confirm: "))) + int64(bytes.Count(out, []byte(": cancel: "))))
+			checkbackPending.Add(int64(bytes.Count(out, []byte(": pending: VERDICT_PENDING retry after "))))
 		}
 	}()
 	defer func() { close(stopCheckback); cbWG.Wait() }()
 
 	// Reconnect quickly after the coordinator's restart (the default
 	// backoff grows to seconds).
-	c, err := client.New(coordAddr, client.WithDialOptions(grpc.WithConnectParams(grpc.ConnectParams{
+	c, err := client.New(coordAddr, client.WithToken(initiatorToken), client.WithDialOptions(grpc.WithConnectParams(grpc.ConnectParams{
 		Backoff: backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, MaxDelay: 300 * time.Millisecond}, MinConnectTimeout: time.Second})))
 	if err != nil {
 		t.Fatal(err)
@@ -285,7 +304,7 @@ func TestPHPParticipant(t *testing.T) {
 		switch i % 10 {
 		case kindPHP:
 			fee := fmt.Sprintf(`{"user":%q,"amount":%d}`, user, 10+i%50)
-			out, err := runPHP("initiator.php", "--coordinator", coordHTTP, "--gid", gid, "--timeout", "5s", "--repeat-try",
+			out, err := runPHPEnv([]string{"SETTLE_TOKEN=" + initiatorToken}, "initiator.php", "--coordinator", coordHTTP, "--gid", gid, "--timeout", "5s", "--repeat-try",
 				"--branch", "pay|"+phpURL+"|"+string(pay), "--branch", "fee|"+phpURL+"|"+fee)
 			fig.php.Add(1)
 			var res struct{ Outcome, Refused string }
@@ -551,19 +570,30 @@ func TestPHPParticipant(t *testing.T) {
 	t.Logf("%d orders (%d by initiator.php) in %s (build %s), settled after %s; coordinator: %d committed, %d aborted; "+
 		"SDK/initiator saw %d commits, %d rollbacks (%d refusals), %d errors (coordinator kill, PHP restart); "+
 		"late Trys after Cancel: %d refused, %d let through and released, %d unanswered (PHP down); duplicated Confirms answered OK: %d, stray Cancels refused: %d; "+
-		"PHP null compensations: %d; check-back passes: %d, verdicts applied by them: %d; money moved %d cents, pens sold %d, books sold %d",
+		"PHP null compensations: %d; check-back passes: %d, verdicts applied by them: %d, pending answers: %d; money moved %d cents, pens sold %d, books sold %d",
 		orders, fig.php.Load(), placed-built, built.Round(time.Millisecond), settled-built, committed, aborted,
 		fig.committed.Load(), fig.rolledBack.Load(), fig.refused.Load(), fig.errored.Load(),
 		fig.lateTryRefused.Load(), fig.lateTryPassed.Load(), fig.lateTryUnanswered.Load(), fig.dupOK.Load(), fig.strayRefused.Load(),
-		nullComp, checkbackPasses.Load(), checkbackApplied.Load(), confirmedMoney, confirmedQty["pen"], confirmedQty["book"])
-	if committed == 0 || aborted == 0 || fig.refused.Load() == 0 || fig.lateTryRefused.Load() == 0 || fig.dupOK.Load() == 0 {
-		t.Errorf("the run did not exercise every case (committed %d, aborted %d, refused %d, late Trys refused %d, duplicated Confirms %d)",
-			committed, aborted, fig.refused.Load(), fig.lateTryRefused.Load(), fig.dupOK.Load())
+		nullComp, checkbackPasses.Load(), checkbackApplied.Load(), checkbackPending.Load(), confirmedMoney, confirmedQty["pen"], confirmedQty["book"])
+	// The check-back loop got answers (with its bearer token): the
+	// abandoned orders stay TRYING for 5 s, past the 1.5 s check delay.
+	if committed == 0 || aborted == 0 || fig.refused.Load() == 0 || fig.lateTryRefused.Load() == 0 || fig.dupOK.Load() == 0 ||
+		checkbackPending.Load()+checkbackApplied.Load() == 0 {
+		t.Errorf("the run did not exercise every case (committed %d, aborted %d, refused %d, late Trys refused %d, duplicated Confirms %d, check-back answers %d)",
+			committed, aborted, fig.refused.Load(), fig.lateTryRefused.Load(), fig.dupOK.Load(), checkbackPending.Load()+checkbackApplied.Load())
 	}
 	if t.Failed() {
 		b, _ := os.ReadFile(filepath.Join(dir, "php.log"))
 		t.Logf("php log tail:\n%s", tail(string(b), 4000))
 	}
+}
+
+func randomToken(t *testing.T) string {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
 }
 
 type fence struct {
