@@ -27,9 +27,14 @@ import (
 //     (00004_decision_cause.sql); a decision never changes;
 //   - FINISHED is a final record's state and finish time
 //     (next_attempt_us of a final record);
-//   - a delivery round writes one multi-row INSERT of its attempts and
-//     conflicts (facts, stored like the branch facts), the DELETE of
-//     attempts beyond the bound (only once a branch has more than 2N),
+//   - a successful Confirm/Cancel is stored with its branch by the
+//     round's UPDATE of it (done_latency_us, done_instance with state,
+//     attempts and updated_us; 00005_branch_done_call.sql): a transaction
+//     whose calls all succeed writes no history row;
+//   - a delivery round with failed calls writes one multi-row INSERT of
+//     them and its conflicts (facts, stored like the branch facts), the
+//     DELETE of attempts beyond the bound (only once a branch has more
+//     than 2N),
 //     and after the record's compare-and-set an INSERT ... SELECT of
 //     NEEDS_ATTENTION (when the round flags it) that happens only if that
 //     matched (ifLastChanged);
@@ -40,7 +45,8 @@ import (
 // History reads the rows, the record and its branches in one statement,
 // so it sees one snapshot, and orders them by the state machine: BEGUN,
 // the registrations (by time), DECIDED (a decision ends registration),
-// the rows in the order written (all after the decision), FINISHED.
+// the rows in the order written (all after the decision) with each
+// branch's success placed by its time, FINISHED.
 
 const eventColumns = `gid, at_us, kind, branch_id, participant, state, cause, attempt, code, message, latency_us, instance, actor`
 

@@ -123,8 +123,9 @@ const branchColumns = `gid, branch_id, participant, payload, payload_digest, sta
 //	                   wrote (known.go); otherwise 2 (UPDATE on state,
 //	                   SELECT)
 //	RecordRound        1 on MySQL (one script: BEGIN, the branch updates,
-//	                   the attempts' events, the record's compare-and-set,
-//	                   COMMIT); on SQLite those statements one by one
+//	                   the failed attempts' events if any, the record's
+//	                   compare-and-set, COMMIT); on SQLite those
+//	                   statements one by one
 //	Claim              2
 //
 // so a two-branch transaction registered at Begin costs 1 + 1 + 1 = 3 round

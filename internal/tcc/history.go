@@ -19,6 +19,13 @@ import (
 // ones are written, and how many were is reported with the history. It is
 // deleted with its transaction by retention (Store.Purge).
 //
+// A store may keep an event in the changed row itself when that row holds
+// its facts once and for good (internal/sqlstore reads BEGUN from the
+// record, BRANCH_REGISTERED and each branch's successful attempt from the
+// branch rows, DECIDED from the decision's columns and FINISHED from the
+// final record, and writes rows only for the rest): the contract is what
+// History returns.
+//
 // What writes which event:
 //
 //	Begin                     EventBegun, EventBranchRegistered per branch
