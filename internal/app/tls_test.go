@@ -54,16 +54,7 @@ func TestMutualTLS(t *testing.T) {
 	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
 
 	client := func(t *testing.T, caFile, cert, key string) tccv1.CoordinatorServiceClient {
-		opts, err := app.ClientDialOptions(caFile, cert, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cc, err := grpc.NewClient(a.Addr(), opts...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cc.Close() })
-		return tccv1.NewCoordinatorServiceClient(cc)
+		return tlsClient(t, a.Addr(), caFile, cert, key)
 	}
 
 	t.Run("refused", func(t *testing.T) {
@@ -148,18 +139,7 @@ func TestTLSReload(t *testing.T) {
 	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	conn := func(ca, cert, key string) tccv1.CoordinatorServiceClient {
-		opts, err := app.ClientDialOptions(ca, cert, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cc, err := grpc.NewClient(a.Addr(), opts...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cc.Close() })
-		return tccv1.NewCoordinatorServiceClient(cc)
-	}
+	conn := func(ca, cert, key string) tccv1.CoordinatorServiceClient { return tlsClient(t, a.Addr(), ca, cert, key) }
 	established := conn(oldCA.CAFile(), cliCert, cliKey)
 	if _, err := established.Begin(ctx, &tccv1.BeginRequest{Gid: "before-reload"}); err != nil {
 		t.Fatal(err)
@@ -191,4 +171,20 @@ func TestTLSReload(t *testing.T) {
 	if _, err := conn(newCA.CAFile(), newCliCert, newCliKey).Begin(ctx, &tccv1.BeginRequest{Gid: "after-broken-reload"}); err != nil {
 		t.Fatalf("after a failed reload: %v", err)
 	}
+}
+
+// tlsClient dials addr with app.ClientDialOptions(ca, cert, key) until
+// the test ends.
+func tlsClient(t *testing.T, addr, ca, cert, key string) tccv1.CoordinatorServiceClient {
+	t.Helper()
+	opts, err := app.ClientDialOptions(ca, cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := grpc.NewClient(addr, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	return tccv1.NewCoordinatorServiceClient(cc)
 }
