@@ -139,7 +139,9 @@ func TestTLSReload(t *testing.T) {
 	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	conn := func(ca, cert, key string) tccv1.CoordinatorServiceClient { return tlsClient(t, a.Addr(), ca, cert, key) }
+	conn := func(ca, cert, key string) tccv1.CoordinatorServiceClient {
+		return tlsClient(t, a.Addr(), ca, cert, key)
+	}
 	established := conn(oldCA.CAFile(), cliCert, cliKey)
 	if _, err := established.Begin(ctx, &tccv1.BeginRequest{Gid: "before-reload"}); err != nil {
 		t.Fatal(err)
