@@ -262,6 +262,25 @@ func Check(ctx context.Context, c *Cluster, rec *Recorder, base Baseline, o Chec
 		sawQuiet = !tried
 		sleepCtx(ctx, 250*time.Millisecond)
 	}
+	// A gid unknown at the first poll may be known now: a participant
+	// that still held its Try then (an orphan whose check-back was
+	// refused while its coordinator was down) has checked back since, and
+	// the coordinator recorded the presumed abort. Read those again, so
+	// that the checks below see the tombstone rather than a gid the
+	// coordinator "no longer knows".
+	var unknownGIDs []string
+	for gid := range missing {
+		unknownGIDs = append(unknownGIDs, gid)
+	}
+	if len(unknownGIDs) > 0 {
+		again, stillMissing, _ := finalState(ctx, c.DirectCoord[0], rec, unknownGIDs, 5*time.Second)
+		for gid, tx := range again {
+			txs[gid], states[gid] = tx, tx.GetState()
+			if !stillMissing[gid] {
+				delete(missing, gid)
+			}
+		}
+	}
 
 	// Per gid: I1 (all or nothing, from the participants' tables and
 	// against the coordinator's outcome), I4 (finished), I5 (no TRIED
