@@ -3,12 +3,13 @@ package client
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"strings"
 
 	"google.golang.org/grpc/credentials"
+
+	"github.com/settle-tcc/settle/internal/allowlist"
 )
 
 // BearerToken returns per-call credentials that send token to the
@@ -42,21 +43,23 @@ func loopbackURI(uris []string) bool {
 		return false
 	}
 	u, err := url.Parse(uris[0])
-	if err != nil {
-		return false
-	}
-	host := u.Hostname()
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return err == nil && allowlist.IsLoopbackHost(u.Hostname())
 }
 
 // WithToken makes the client send token to the coordinator with every call
 // (see BearerToken). The token is never sent to participants.
 func WithToken(token string) Option {
 	return func(c *config) { c.token = token }
+}
+
+// TokenFrom returns the token held in file, or, when file is empty, the
+// one named by the environment (TokenFromEnv): what a command's
+// -token-file flag means.
+func TokenFrom(file string) (string, error) {
+	if file != "" {
+		return ReadTokenFile(file)
+	}
+	return TokenFromEnv()
 }
 
 // TokenFromEnv returns the token named by the environment: the contents of

@@ -126,10 +126,7 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}
-	token, err := client.TokenFromEnv()
-	if conn.tokenFile != "" {
-		token, err = client.ReadTokenFile(conn.tokenFile)
-	}
+	token, err := client.TokenFrom(conn.tokenFile)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}

@@ -250,7 +250,7 @@ func (c coordTLS) creds() (credentials.TransportCredentials, error) {
 // coordinatorClient returns a client SDK for the coordinator with the
 // token and TLS settings; participants are reached in plaintext.
 func coordinatorClient(target, tokenFile string, tlsc coordTLS) (*client.Client, error) {
-	token, err := demoToken(tokenFile)
+	token, err := client.TokenFrom(tokenFile)
 	if err != nil {
 		return nil, err
 	}
@@ -262,14 +262,6 @@ func coordinatorClient(target, tokenFile string, tlsc coordTLS) (*client.Client,
 		client.WithParticipantTransportCredentials(insecure.NewCredentials()))
 }
 
-// demoToken returns the coordinator token from file, or from the
-// environment when file is empty.
-func demoToken(file string) (string, error) {
-	if file != "" {
-		return client.ReadTokenFile(file)
-	}
-	return client.TokenFromEnv()
-}
 
 // parse parses args, then the SETTLE_DEMO_* environment, then an optional
 // -config file, and refuses positional arguments.
@@ -321,7 +313,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	var checkDone chan error
 	stopCheck := func() {}
 	if cfg.Coordinator != "" {
-		token, err := demoToken(cfg.TokenFile)
+		token, err := client.TokenFrom(cfg.TokenFile)
 		if err != nil {
 			return err
 		}

@@ -101,7 +101,7 @@ func (l *List) Check(target string) error {
 	if err != nil || host == "" || port == "" {
 		return fmt.Errorf("%w: %q is not host:port", ErrDenied, target)
 	}
-	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 || strings.TrimLeft(port, "0123456789") != "" {
+	if !ValidPort(port) {
 		// A "*" port pattern must not let "127.0.0.1:80@10.0.0.1" through.
 		return fmt.Errorf("%w: %q: port %q is not a number in 1..65535", ErrDenied, target, port)
 	}
@@ -151,4 +151,21 @@ func urlHostPort(target string) (hostport string, ok bool, err error) {
 		}
 	}
 	return net.JoinHostPort(host, port), true, nil
+}
+
+// ValidPort reports whether port is a decimal TCP port in 1..65535 (no
+// sign, no other characters).
+func ValidPort(port string) bool {
+	n, err := strconv.ParseUint(port, 10, 16)
+	return err == nil && n > 0
+}
+
+// IsLoopbackHost reports whether host names this machine only:
+// "localhost" or a loopback IP. An empty host (every interface) is not.
+func IsLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -309,14 +309,7 @@ func (a *App) Reload() error {
 // on every interface).
 func isLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return err == nil && allowlist.IsLoopbackHost(host)
 }
 
 // Addr returns the address the gRPC server listens on.

@@ -4,10 +4,11 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/settle-tcc/settle/internal/allowlist"
 )
 
 // Limits on identifiers and request fields. The configurable limits
@@ -161,8 +162,7 @@ func validateTargetAddress(target string) error {
 	if host == "" {
 		return invalidf("participant %q has no host", target)
 	}
-	n, err := strconv.ParseUint(port, 10, 16)
-	if err != nil || n == 0 || strings.TrimLeft(port, "0123456789") != "" {
+	if !allowlist.ValidPort(port) {
 		return invalidf("participant %q: port %q is not a number in 1..65535", target, port)
 	}
 	return nil
@@ -191,8 +191,7 @@ func validateURL(target string) error {
 		return invalidf("participant URL %q has no host", target)
 	}
 	if port := u.Port(); port != "" || strings.HasSuffix(u.Host, ":") {
-		n, err := strconv.ParseUint(port, 10, 16)
-		if err != nil || n == 0 {
+		if !allowlist.ValidPort(port) {
 			return invalidf("participant URL %q: port %q is not a number in 1..65535", target, port)
 		}
 	}
