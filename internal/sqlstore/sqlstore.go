@@ -490,21 +490,29 @@ func (s *Store) decide(ctx context.Context, p tcc.DecideParams) (*tcc.Transactio
 	// One statement, autocommit: the compare-and-set, which also writes
 	// the decision's history (decided_by, decided_instance; history.go).
 	cas := decideRecord(s.pk(), p, 0)
-	n, err := s.exec(ctx, s.sql, cas.query, cas.args...)
-	// A deadlock or lock wait timeout rolled the one-statement
-	// compare-and-set back whole: run it again (bounded) rather than
-	// answer UNAVAILABLE for what is only contention.
-	for try := 0; try < 3 && err != nil && database.IsRetryable(err) && ctx.Err() == nil; try++ {
-		n, err = s.exec(ctx, s.sql, cas.query, cas.args...)
+	for attempt := 0; ; attempt++ {
+		n, err := s.exec(ctx, s.sql, cas.query, cas.args...)
+		// A deadlock or lock wait timeout rolled the one-statement
+		// compare-and-set back whole: run it again (bounded) rather than
+		// answer UNAVAILABLE for what is only contention.
+		for try := 0; try < 3 && err != nil && database.IsRetryable(err) && ctx.Err() == nil; try++ {
+			n, err = s.exec(ctx, s.sql, cas.query, cas.args...)
+		}
+		if err != nil {
+			return nil, false, s.interpret("decide", err)
+		}
+		tx, err := s.load(ctx, s.sql, p.GID)
+		if err != nil {
+			return nil, false, err
+		}
+		// Still TRYING after a compare-and-set that matched nothing: the
+		// record did not exist when it ran (a Begin of the same gid
+		// created it just after). Decide again, now that it exists
+		// (bounded: a record, once there, stays until it is decided).
+		if n == 1 || tx.State != tcc.StateTrying || attempt == 2 {
+			return tx, n == 1, nil
+		}
 	}
-	if err != nil {
-		return nil, false, s.interpret("decide", err)
-	}
-	tx, err := s.load(ctx, s.sql, p.GID)
-	if err != nil {
-		return nil, false, err
-	}
-	return tx, n == 1, nil
 }
 
 // RecordRound implements tcc.Store: the branch facts and the record's

@@ -519,16 +519,12 @@ func (c *Coordinator) decide(ctx context.Context, gid string, o Outcome, reason 
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	tx, _, err := c.Decide(ctx, gid, o, reason, cause)
-	// A record still TRYING after an undecided compare-and-set did not
-	// exist when the compare-and-set ran: a Begin of the same gid raced
-	// this call and created it after. Decide again, now that it exists
-	// (bounded: a record, once there, stays until it is decided).
-	for try := 0; err == nil && tx.State == StateTrying && try < 3; try++ {
-		tx, _, err = c.Decide(ctx, gid, o, reason, cause)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", op, gid, err)
 	}
+	// The store decides again when its compare-and-set ran before a
+	// racing Begin created the record; a record still TRYING after that
+	// did not exist when this call was decided.
 	if tx.State == StateTrying {
 		return nil, fmt.Errorf("%s %s: %w: %s", op, gid, ErrNotFound, gid)
 	}
