@@ -262,7 +262,6 @@ func coordinatorClient(target, tokenFile string, tlsc coordTLS) (*client.Client,
 		client.WithParticipantTransportCredentials(insecure.NewCredentials()))
 }
 
-
 // parse parses args, then the SETTLE_DEMO_* environment, then an optional
 // -config file, and refuses positional arguments.
 func parse(fs *flag.FlagSet, args []string) error {
