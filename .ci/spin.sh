@@ -3,6 +3,8 @@
 #   1. safety: assertions (I1, I2, I3, I5, L1 lease fence, B1 branch rows)
 #      and invalid end states, MAXFAULTS=1
 #   2. liveness: the LTL claim `live` under weak fairness (pan -a -f), fault-free
+#   1b, 2b. the same with -DDECIDER (the initiator's local decision and
+#      its decider, issue 18)
 #   3. each broken variant must produce a counterexample, of the property
 #      named with it (a violation of some other assertion does not count)
 # Runs in a temporary directory; nothing is left behind.
@@ -54,6 +56,22 @@ if [[ "$(errors live.out)" != "0" ]] || ! grep -q 'Full statespace search' live.
   echo "FAIL: liveness verification found an error (or did not complete)"; cat live.out; fail=1
 fi
 
+echo "--- safety with the initiator's local decision and its decider (-DDECIDER)"
+build pan_dsafety "-DDECIDER" "-DNOCLAIM"
+./pan_dsafety -m100000 >dsafety.out 2>&1 || true
+summary dsafety.out
+if [[ "$(errors dsafety.out)" != "0" ]] || ! grep -q 'Full statespace search' dsafety.out; then
+  echo "FAIL: safety verification with -DDECIDER found an error (or did not complete)"; cat dsafety.out; fail=1
+fi
+
+echo "--- liveness with the decider (-DDECIDER, weak fairness, no faults)"
+build pan_dlive "-DDECIDER -DLIVENESS -DMAXFAULTS=0" "-DNFAIR=4"
+./pan_dlive -a -f -m200000 >dlive.out 2>&1 || true
+summary dlive.out
+if [[ "$(errors dlive.out)" != "0" ]] || ! grep -q 'Full statespace search' dlive.out; then
+  echo "FAIL: liveness verification with -DDECIDER found an error (or did not complete)"; cat dlive.out; fail=1
+fi
+
 # Each broken variant with the assertion its counterexample must violate
 # (an extended regular expression on pan's "assertion violated" line; see
 # model/README.md).  A violation of some other assertion does not count.
@@ -65,6 +83,8 @@ variants=(
   "BUG_CLAIM_NO_VERSION_BUMP|rec_owner==c"                             # L1
   "BUG_BATCH_TOTAL_COUNT|$I1"
   "BUG_BATCH_GROUP_FAILED|br_state\[i\]!="                             # B1
+  "DECIDER -DBUG_DECIDER_NO_INSERT|local_row==.*decision=="            # I1, the initiator's row
+  "DECIDER -DBUG_LOCAL_COMMIT_THEN_ROLLBACK|local_row==.*decision=="   # I1, the initiator's row
 )
 for v in "${variants[@]}"; do
   bug=${v%%|*} want=${v#*|}

@@ -57,11 +57,22 @@
  *   -DBUG_BATCH_TOTAL_COUNT     a shared write reports a decision won from
  *                               the statement's total row count, not from
  *                               the transaction's own compare-and-set (I1)
+ *   -DDECIDER -DBUG_DECIDER_NO_INSERT  the decider answers ABORT for a gid
+ *                               with no decision row without inserting one
+ *                               (I1 with the initiator's own row)
+ *   -DDECIDER -DBUG_LOCAL_COMMIT_THEN_ROLLBACK  after its local commit the
+ *                               initiator settles a Commit that timed out
+ *                               with a Rollback (I1 likewise)
  *   -DBUG_BATCH_GROUP_FAILED    a shared write groups a round that has a
  *                               failed branch with other transactions'
  *                               finishing rounds, whose one branch UPDATE
  *                               (union of branch ids) then marks the failed
  *                               branch done (property B1)
+ * -DDECIDER adds the initiator's local transaction and its decider
+ * (issue 18): the initiator commits its own change and the decision row
+ * (gid, commit) in one local transaction, then calls Commit; the
+ * coordinator never aborts a TRYING transaction past its deadline without
+ * asking the decider, which inserts (gid, abort) if the row is absent.
  * -DLIVENESS adds the Environment's "calm" move (no faults from then on),
  * needed only when checking the liveness claim under weak fairness.
  * -DLOAD_AFTER_CAS reads the record back after Claim's and the single
@@ -91,7 +102,9 @@ mtype = {
   /* one branch in a delivery round (Coordinator's memory) */
   R_SKIP, R_WAIT, R_OK, R_FAIL, R_CONFLICT,
   /* ghost: the recorded decision */
-  D_NONE, D_COMMIT, D_ABORT
+  D_NONE, D_COMMIT, D_ABORT,
+  /* -DDECIDER: the initiator's decision-table row (L_NONE = no row) */
+  L_NONE, L_COMMIT, L_ABORT
 };
 
 /* ---------- coordinator database: transaction_record, branch_record ---------- */
@@ -124,6 +137,27 @@ byte faults, refusals;
 
 /* ---------- ghost state, only for the properties ---------- */
 mtype decision = D_NONE;
+
+#ifdef DECIDER
+/* ---------- -DDECIDER: the initiator's own database and its decider ----------
+ * client.Txn.CommitLocal writes the initiator's business change and the row
+ * (gid, commit) of its decision table in one local transaction, then calls
+ * Commit.  client.Decider answers "what is the outcome of gid?" by INSERTing
+ * (gid, abort) if no row exists -- on the primary key, so it waits while a
+ * running local transaction holds the key -- and answering what the row
+ * says.  The recovery loop asks it at the deadline instead of aborting.
+ * local_row is the committed row (the business change commits with it);
+ * local_busy: a local transaction has inserted the row and holds the key. */
+mtype local_row = L_NONE;
+bool  local_busy = false;
+bool  m_decide[3];                    /* instance c -> the decider           */
+mtype r_decide[3] = L_NONE;           /* the decider's answer -> instance c  */
+/* I1 with the initiator's own row: its change is never committed under an
+ * abort decision (and, in check_fence, never beside a cancelled branch). */
+#define CHECK_LOCAL assert(!(local_row == L_COMMIT && decision == D_ABORT))
+#else
+#define CHECK_LOCAL skip
+#endif
 
 /* ---------- the network: sets of messages in flight ---------- */
 /* k = K(c,i) = 2*(c-1)+i names the pair (coordinator instance c, branch i) */
@@ -175,7 +209,8 @@ inline set_state(s) {
   :: s == COMMITTING || s == COMMITTED -> assert(decision != D_ABORT);  decision = D_COMMIT
   :: s == ABORTING   || s == ABORTED   -> assert(decision != D_COMMIT); decision = D_ABORT
   :: else -> assert(decision == D_NONE)
-  fi
+  fi;
+  CHECK_LOCAL
 }
 
 /* Checked after every write of a branch_record row by a delivery round.
@@ -198,7 +233,11 @@ inline check_fence(i) {
   assert(!((fence[0] == F_CONF && fence[1] == F_CANC) ||
            (fence[0] == F_CANC && fence[1] == F_CONF)));
   /* and a branch is confirmed only after the commit was recorded */
-  assert(fence[i] != F_CONF || decision == D_COMMIT)
+  assert(fence[i] != F_CONF || decision == D_COMMIT);
+#ifdef DECIDER
+  assert(fence[i] != F_CANC || local_row != L_COMMIT);
+#endif
+  CHECK_LOCAL
 }
 
 /* ======================================================================
@@ -334,6 +373,36 @@ proctype Initiator() {
        :: atomic { !m_try[i] && !r_try_ok[i] && !r_try_no[i] -> goto rollback } /* lost */
        fi
     od;
+#ifdef DECIDER
+    /* model: commit_local -- Txn.CommitLocal's local transaction.  Its
+     * INSERT (gid, commit) takes the key; a row already there (the
+     * decider's abort) is a duplicate key: it rolls back, and so does the
+     * global transaction. */
+    atomic {
+      if
+      :: local_row == L_NONE -> local_busy = true
+      :: else -> goto rollback
+      fi }
+    atomic {
+      if
+      :: local_busy = false; local_row = L_COMMIT; CHECK_LOCAL  /* COMMIT */
+      :: local_busy = false; goto rollback    /* the business change refused */
+      fi }
+    /* model: commit -- after the local commit, Commit is never followed by
+     * a Rollback: lost, timed out or never sent (the initiator vanished
+     * here), the decider answers for it at the deadline */
+    atomic { send(m_commit) }
+#ifdef BUG_LOCAL_COMMIT_THEN_ROLLBACK
+    /* BUG: as Client.Run does without a local transaction, a Commit whose
+     * outcome is unknown is settled with a Rollback -- after the local
+     * commit, which the Rollback cannot undo */
+    if
+    :: goto gone
+    :: atomic { NET_OK -> faults++ }; goto rollback
+    fi;
+#endif
+    goto gone;
+#endif
     atomic { send(m_commit) }
     if
     :: goto gone
@@ -394,6 +463,29 @@ inline decide(o) {
   fi
 }
 
+#ifdef DECIDER
+/* A TRYING transaction with a decider, past its deadline: act on the
+ * decider's answer if this instance has one (decide by it through the one
+ * compare-and-set), else ask the decider if no question is in flight.
+ * Both the recovery loop and a check-back run it: in Go they are separate
+ * goroutines, and here one idle loop, so a stream of check-backs must not
+ * starve the answer under weak fairness. */
+inline ask_or_decide() {
+  if
+  :: r_decide[c] != L_NONE ->
+       /* model: decide_by_decider */
+       if
+       :: r_decide[c] == L_COMMIT -> r_decide[c] = L_NONE; decide(COMMITTING)
+       :: else -> r_decide[c] = L_NONE; decide(ABORTING)
+       fi
+  :: r_decide[c] == L_NONE && rec_state == TRYING && deadline_passed && !m_decide[c] ->
+       /* model: ask_decider (the call, its reply or both may be lost) */
+       send(m_decide[c])
+  :: else
+  fi
+}
+#endif
+
 /* ======================================================================
  * Coordinator(c), one coordinator instance, models
  *   tcc.Coordinator.Commit / Rollback / Decide   (sqlstore.Store.Decide)
@@ -433,14 +525,22 @@ end_idle:
          :: rec_state == NOREC ->
               /* presumeAbort: INSERT an ABORTED tombstone (a late Begin is refused) */
               set_state(ABORTED); bump_version(0); h_res = V_CANCEL
+#ifdef DECIDER
+         /* a decider decides a TRYING transaction past its deadline: the
+          * check-back says PENDING (ask later) and the recovery loop asks */
+         :: rec_state == TRYING && deadline_passed -> h_res = V_NONE
+#else
          :: rec_state == TRYING && deadline_passed -> h_res = V_CANCEL
+#endif
          fi;
          if                                          /* the answer goes on the wire */
          :: h_res == V_NONE -> skip
          :: h_res != V_NONE && NET_OK -> faults++  /* lost */
          :: h_res != V_NONE -> r_verdict[h_k] = h_res
          fi;
-#ifndef BUG_CHECKBACK_NO_RECORD
+#ifdef DECIDER
+         ask_or_decide();
+#elif !defined(BUG_CHECKBACK_NO_RECORD)
          /* model: expire -- TRYING past its deadline: Decide(Abort) first,
           * the same CAS as Rollback; here it wins, and this instance drives */
          if :: rec_state == TRYING && deadline_passed -> decide(ABORTING) :: else fi
@@ -449,10 +549,18 @@ end_idle:
           * stays TRYING: a Commit can still win the CAS */
        }
 
+#ifdef DECIDER
+    /* ---- recovery.Loop.process, a TRYING record with a decider past its
+     * deadline: ask the decider and decide by its answer ---- */
+    :: atomic { (r_decide[c] != L_NONE ||
+                 (rec_state == TRYING && deadline_passed && !m_decide[c])) ->
+         ask_or_decide() }
+#else
     /* ---- recovery.Loop.process, a TRYING record past its deadline ---- */
     :: atomic { rec_state == TRYING && deadline_passed ->
          /* model: expire -- Decide(Abort), the winner cancels */
          decide(ABORTING) }
+#endif
 
     /* ---- tcc.Coordinator.Resume (from recovery.Loop.process), a decided record whose lease ran out:
      * sqlstore.Store.Claim, UPDATE ... WHERE version = read version AND
@@ -603,12 +711,45 @@ drive:
       /* crash and restart: the memory is lost, the database is not; the
        * connections are gone, so no reply reaches this instance */
       crash_req[c] = false; busy[c] = false; ver_mine[c] = false;
+#ifdef DECIDER
+      r_decide[c] = L_NONE;
+#endif
       r_ack_ok[K(c,0)] = false; r_ack_err[K(c,0)] = false;
       r_ack_ok[K(c,1)] = false; r_ack_err[K(c,1)] = false;
       dec = NOREC; st[0] = R_SKIP; st[1] = R_SKIP; i = 0 }
   }
   od
 }
+
+#ifdef DECIDER
+/* ======================================================================
+ * Decider models client.Decider, served by the initiator's service (or an
+ * adapter in front of a third party's "query" API).  One statement:
+ * INSERT (gid, abort) if no row exists, on the primary key, so it waits
+ * while a local transaction holds the key; then the row is the answer.
+ * ====================================================================== */
+proctype Decider() {
+end:
+  do
+  :: atomic { (m_decide[1] || m_decide[2]) && !local_busy ->
+       if :: m_decide[1] -> h_k = 1 :: m_decide[2] -> h_k = 2 fi;
+       recv(m_decide[h_k]);
+       /* model: decider */
+#ifdef BUG_DECIDER_NO_INSERT
+       /* BUG: no row means "abort", answered without inserting one: a
+        * local transaction that starts later still commits */
+       if :: local_row == L_NONE -> h_res = L_ABORT :: else -> h_res = local_row fi;
+#else
+       if :: local_row == L_NONE -> local_row = L_ABORT :: else fi;
+       h_res = local_row;
+#endif
+       if
+       :: NET_OK -> faults++                /* the answer is lost */
+       :: true -> r_decide[h_k] = h_res
+       fi }
+  od
+}
+#endif
 
 /* ======================================================================
  * Environment: time and faults (not Go code: the world around it).
@@ -629,7 +770,13 @@ end:
        rec_leased = false }
   :: atomic { FAULT_OK && !crash_req[1] -> faults++; crash_req[1] = true }
   :: atomic { FAULT_OK && !crash_req[2] -> faults++; crash_req[2] = true }
+#ifdef DECIDER
+  /* the initiator's process dies: its database connection too, so a
+   * running local transaction rolls back and releases the key */
+  :: atomic { !calm && !vanish && !init_done -> vanish = true; local_busy = false }
+#else
   :: atomic { !calm && !vanish && !init_done -> vanish = true }
+#endif
 #ifdef LIVENESS
   :: !calm -> calm = true
 #endif
@@ -643,6 +790,9 @@ init {
     run Coordinator(1); run Coordinator(2);
     run Participant(0); run Participant(1);
     run Checker(0);     run Checker(1)
+#ifdef DECIDER
+    ; run Decider()
+#endif
   }
 }
 
@@ -653,4 +803,11 @@ init {
  * `pan -a -f` (weak fairness). */
 #define rec_final     (rec_state == COMMITTED || rec_state == ABORTED || rec_state == NOREC)
 #define fence_done(i) (fence[i] == F_CONF || fence[i] == F_CANC || fence[i] == F_NONE)
+#ifdef DECIDER
+/* and the initiator's committed change is never left beside an unfinished
+ * or aborted transaction */
+ltl live { <> [] (rec_final && fence_done(0) && fence_done(1) &&
+                  (local_row != L_COMMIT || rec_state == COMMITTED)) }
+#else
 ltl live { <> [] (rec_final && fence_done(0) && fence_done(1)) }
+#endif
