@@ -116,6 +116,14 @@ type Store interface {
 	// (none, not an error, for an unknown gid).
 	History(ctx context.Context, gid string) ([]Event, error)
 
+	// Overview returns, per state with records (in LifecycleOrder), how
+	// many there are, how many are flagged as needing attention and the
+	// oldest one's creation time; and, per bucket of p.Bucket from
+	// p.Since (p.Buckets of them), the DECIDED events and the ATTEMPT
+	// events that did not succeed, by their time, as History would return
+	// them (attempts the bound dropped are not counted). See overview.go.
+	Overview(ctx context.Context, p OverviewParams) (*Overview, error)
+
 	// Purge deletes up to p.Limit final transactions (their branches and
 	// history with them)
 	// that became final before p.Before, tombstones only if they were

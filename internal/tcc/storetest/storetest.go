@@ -46,6 +46,7 @@ func Run(t *testing.T, newStore func(t *testing.T) tcc.Store) {
 		{"ResolveBranch", testResolveBranch},
 		{"ListTransactions", testListTransactions},
 		{"Purge", testPurge},
+		{"Overview", testOverview},
 	}
 	tests = append(tests, historyTests...)
 	for _, tc := range tests {
