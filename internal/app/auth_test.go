@@ -98,7 +98,7 @@ func rpcCalls(ctx context.Context, part string) map[string]func(cc *grpc.ClientC
 var mayCall = map[string][]auth.Role{
 	"Begin": {auth.Initiator}, "RegisterBranch": {auth.Initiator}, "Commit": {auth.Initiator}, "Rollback": {auth.Initiator},
 	"GetTransaction": {auth.Initiator, auth.Participant, auth.Operator}, "CheckBack": {auth.Participant},
-	"admin.ListTransactions": {auth.Operator}, "admin.GetTransaction": {auth.Operator}, "admin.RetryNow": {auth.Operator}, "admin.ResolveBranch": {auth.Operator},
+	"admin.ListTransactions": {auth.Operator, auth.Viewer}, "admin.GetTransaction": {auth.Operator, auth.Viewer}, "admin.RetryNow": {auth.Operator}, "admin.ResolveBranch": {auth.Operator},
 }
 
 // checkRoles calls every method as every role and checks each is let

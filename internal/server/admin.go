@@ -157,3 +157,12 @@ func actor(ctx context.Context) string {
 	}
 	return "an unauthenticated caller"
 }
+
+// GetOverview implements AdminService.
+func (s *Admin) GetOverview(ctx context.Context, _ *adminv1.GetOverviewRequest) (*adminv1.GetOverviewResponse, error) {
+	o, err := s.c.Overview(ctx)
+	if err != nil {
+		return nil, toStatus(s.log, "GetOverview", err)
+	}
+	return OverviewToProto(o), nil
+}
