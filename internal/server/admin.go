@@ -97,7 +97,8 @@ func (s *Admin) GetTransaction(ctx context.Context, req *adminv1.GetTransactionR
 	}
 	out := &adminv1.GetTransactionResponse{Transaction: TransactionToProto(tx), LeaseOwner: tx.LeaseOwner}
 	for _, b := range tx.Branches {
-		out.BranchDetails = append(out.BranchDetails, &adminv1.BranchDetail{BranchId: b.BranchID, Conflict: b.Conflict, Resolution: b.Resolution})
+		out.BranchDetails = append(out.BranchDetails, &adminv1.BranchDetail{BranchId: b.BranchID, Conflict: b.Conflict, Resolution: b.Resolution,
+			PayloadDigest: b.PayloadDigest})
 	}
 	return out, nil
 }

@@ -50,6 +50,7 @@ func TransactionToProto(tx *tcc.Transaction) *tccv1.Transaction {
 		AbortReason:     tx.AbortReason,
 		NeedsAttention:  tx.NeedsAttention,
 		NextAttemptTime: timestamp(tx.NextAttemptAt, timestamppb.New(tx.NextAttemptAt)),
+		BranchCount:     int32(max(tx.BranchCount, len(tx.Branches))),
 	}
 	if tx.Timeout > 0 {
 		out.Timeout = durationpb.New(tx.Timeout)

@@ -108,8 +108,9 @@ type Store interface {
 	// the change, in the same database transaction.
 	ResolveBranch(ctx context.Context, p ResolveParams) (*Transaction, error)
 
-	// ListTransactions returns records (without branches) ordered by gid,
-	// after p.After, filtered as p says, at most p.Limit.
+	// ListTransactions returns records (without branches, with their
+	// BranchCount) ordered by gid, after p.After, filtered as p says, at
+	// most p.Limit.
 	ListTransactions(ctx context.Context, p ListParams) ([]*Transaction, error)
 
 	// History returns the events of gid in the order they were written

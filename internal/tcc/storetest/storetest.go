@@ -788,6 +788,9 @@ func testListTransactions(t *testing.T, s tcc.Store) {
 	if err != nil || len(all) != 3 || all[0].GID != "g0" || all[2].GID != "g2" || len(all[0].Branches) != 0 {
 		t.Fatalf("page 1: %v %v", all, err)
 	}
+	if all[0].BranchCount != 1 {
+		t.Fatalf("page 1: branch count %d, want 1", all[0].BranchCount)
+	}
 	next, err := s.ListTransactions(ctx, tcc.ListParams{Limit: 3, After: "g2"})
 	if err != nil || len(next) != 2 || next[0].GID != "g3" {
 		t.Fatalf("page 2: %v %v", next, err)

@@ -533,7 +533,9 @@ type BranchDetail struct {
 	// retried.
 	Conflict bool `protobuf:"varint,2,opt,name=conflict,proto3" json:"conflict,omitempty"`
 	// The operator's reason, when resolved by hand.
-	Resolution    string `protobuf:"bytes,3,opt,name=resolution,proto3" json:"resolution,omitempty"`
+	Resolution string `protobuf:"bytes,3,opt,name=resolution,proto3" json:"resolution,omitempty"`
+	// The SHA-256 of the payload, hex encoded.
+	PayloadDigest string `protobuf:"bytes,4,opt,name=payload_digest,json=payloadDigest,proto3" json:"payload_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -585,6 +587,13 @@ func (x *BranchDetail) GetConflict() bool {
 func (x *BranchDetail) GetResolution() string {
 	if x != nil {
 		return x.Resolution
+	}
+	return ""
+}
+
+func (x *BranchDetail) GetPayloadDigest() string {
+	if x != nil {
+		return x.PayloadDigest
 	}
 	return ""
 }
@@ -1412,13 +1421,14 @@ const file_settle_admin_v1_admin_proto_rawDesc = "" +
 	"\vtransaction\x18\x01 \x01(\v2\x1a.settle.tcc.v1.TransactionR\vtransaction\x12D\n" +
 	"\x0ebranch_details\x18\x02 \x03(\v2\x1d.settle.admin.v1.BranchDetailR\rbranchDetails\x12\x1f\n" +
 	"\vlease_owner\x18\x03 \x01(\tR\n" +
-	"leaseOwner\"g\n" +
+	"leaseOwner\"\x8e\x01\n" +
 	"\fBranchDetail\x12\x1b\n" +
 	"\tbranch_id\x18\x01 \x01(\tR\bbranchId\x12\x1a\n" +
 	"\bconflict\x18\x02 \x01(\bR\bconflict\x12\x1e\n" +
 	"\n" +
 	"resolution\x18\x03 \x01(\tR\n" +
-	"resolution\"#\n" +
+	"resolution\x12%\n" +
+	"\x0epayload_digest\x18\x04 \x01(\tR\rpayloadDigest\"#\n" +
 	"\x0fRetryNowRequest\x12\x10\n" +
 	"\x03gid\x18\x01 \x01(\tR\x03gid\"P\n" +
 	"\x10RetryNowResponse\x12<\n" +
