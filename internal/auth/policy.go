@@ -46,6 +46,9 @@ var Policy = map[string][]Role{
 	"http:healthz": {Open},
 	"http:pprof":   {Operator},
 	"http:openapi": {Open},
+	// The console's static files; the API calls its pages make are
+	// authorized as the methods they call.
+	"http:console": {Open},
 }
 
 // rolesFor returns the roles allowed on method, and whether the table
