@@ -318,7 +318,7 @@ func TestConsoleAuth(t *testing.T) {
 	useToken := func(tok string) chromedp.Action[chromedp.Void] {
 		return chromedp.Steps(
 			chromedp.SetValue(chromedp.CSS("#token"), tok),
-			chromedp.Submit(chromedp.CSS("#token")),
+			chromedp.Click(chromedp.CSS("#use-token")),
 		)
 	}
 	err = chromedp.Do(bctx,
