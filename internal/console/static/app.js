@@ -291,6 +291,7 @@ async function txPage(gen, gid) {
     view.replaceChildren(page);
     document.getElementById("tx-actions").append(actions(gid, tx));
   }
+  syncBranchChoice(tx);
   document.getElementById("retry").disabled = isFinal(s);
   document.getElementById("resolve-start").disabled = isFinal(s);
   document.getElementById("tx-body").replaceChildren(
@@ -301,6 +302,16 @@ async function txPage(gen, gid) {
     el("p", { className: "refresh", id: "tx-refresh" },
       isFinal(s) ? "Final: no longer refreshed." : "Refreshes every 1.5 s while not final."));
   if (!isFinal(s)) timer = setTimeout(() => run(txPage, gen, gid), 1500);
+}
+
+// syncBranchChoice keeps the resolve form's branches in step with the
+// transaction's (a TRYING one may register more), keeping the choice.
+function syncBranchChoice(tx) {
+  const sel = document.getElementById("resolve-branch");
+  const ids = (tx.branches || []).map((b) => b.branchId);
+  if ([...sel.options].map((o) => o.value).join("\n") === ids.join("\n")) return;
+  const current = sel.value;
+  sel.replaceChildren(...ids.map((id) => el("option", { value: id, selected: id === current }, id)));
 }
 
 function record(tx, leaseOwner) {
