@@ -138,6 +138,7 @@ async function overviewPage(gen) {
   const o = await api("GET", "/v1/admin/overview");
   if (gen !== generation) return;
   clearError("load");
+  view.dataset.loaded = "yes";
   const counts = {};
   for (const s of o.states || []) counts[txState(s.state)] = num(s.count);
   const cards = ["TRYING", "COMMITTING", "ABORTING", "COMMITTED", "ABORTED"].map((s) =>
@@ -211,11 +212,15 @@ async function listPage(gen, params) {
   try {
     resp = await api("GET", "/v1/admin/transactions?" + q.toString());
   } catch (e) {
-    if (gen === generation) view.replaceChildren(el("h1", {}, "Transactions"), form);
+    if (gen === generation) {
+      view.replaceChildren(el("h1", {}, "Transactions"), form);
+      view.dataset.loaded = "yes"; // the form stays, to fix a filter
+    }
     throw e;
   }
   if (gen !== generation) return;
   clearError("load");
+  view.dataset.loaded = "yes";
   const rows = (resp.transactions || []).map((t) => {
     const s = txState(t.state);
     return el("tr", { "data-gid": t.gid },
@@ -281,6 +286,7 @@ async function txPage(gen, gid) {
   ]);
   if (gen !== generation) return;
   clearError("load");
+  view.dataset.loaded = "yes";
   const tx = detail.transaction || {};
   const s = txState(tx.state);
   let page = document.getElementById("tx-page");
@@ -477,6 +483,7 @@ async function run(page, gen, ...args) {
   } catch (e) {
     if (gen !== generation) return;
     showError(e, "load");
+    if (view.dataset.loaded !== "yes") view.replaceChildren(el("p", { className: "muted" }, "Nothing to show: see the error above."));
     if (page === txPage || page === overviewPage) timer = setTimeout(() => run(page, gen, ...args), 5000);
   }
 }
@@ -484,6 +491,7 @@ async function run(page, gen, ...args) {
 function route() {
   clearTimeout(timer);
   generation++;
+  view.dataset.loaded = "";
   clearError();
   notice("");
   const hash = location.hash.replace(/^#/, "") || "/";
