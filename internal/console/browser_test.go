@@ -124,6 +124,10 @@ func timelineRows(attrs string) string {
 	return fmt.Sprintf(`document.querySelectorAll(%q).length`, "#timeline tbody tr"+attrs)
 }
 
+// xssProbe is a label value that would add an element to the page if the
+// console ever wrote server strings as HTML.
+const xssProbe = `<img id="xss" src="x"><b>bold</b>`
+
 type coordinator struct {
 	app     *app.App
 	client  tccv1.CoordinatorServiceClient
@@ -167,7 +171,7 @@ func startCoordinator(t *testing.T, authCfg auth.Config) *coordinator {
 func (c *coordinator) begin(t *testing.T, ctx context.Context, gid string, commit bool) {
 	t.Helper()
 	_, err := c.client.Begin(ctx, &tccv1.BeginRequest{Gid: gid, Timeout: durationpb.New(time.Minute),
-		Labels: map[string]string{"shop": "eu-1", "kind": "order"},
+		Labels: map[string]string{"shop": "eu-1", "kind": "order", "note": xssProbe},
 		Branches: []*tccv1.BranchRegistration{
 			{BranchId: "payment", Participant: c.part.Addr(), Payload: []byte(`{"amount":1250,"currency":"EUR"}`)},
 			{BranchId: "stock", Participant: c.part.Addr(), Payload: []byte(`{"sku":"A-7","qty":2}`)},
@@ -254,7 +258,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#tx-list a[href="#/tx/order-stuck"]`)),
 		waitFor("the failed attempts in the timeline", timelineRows(`[data-kind="ATTEMPT"][data-result="UNKNOWN"]`)+` >= 4 && `+
 			timelineRows(`[data-kind="NEEDS_ATTENTION"]`)+` === 1 && `+text("#timeline")+`.includes("ledger unavailable") && `+
-			text("#tx-state")+` === "COMMITTING" && `+text("#tx-branches")+`.includes("payment")`),
+			text("#tx-state")+` === "COMMITTING" && `+text("#tx-branches")+`.includes("payment") && `+
+			text("#tx-labels")+fmt.Sprintf(`.includes(%q) && document.getElementById("xss") === null`, xssProbe)),
 		shoot(dir, "3-transaction-before"),
 	)
 	if err != nil {
