@@ -42,7 +42,8 @@ type AdminServiceClient interface {
 	// ListTransactions returns transactions ordered by gid, one page at a
 	// time, optionally filtered by state, needs-attention flag, age, gid
 	// prefix, participant and label (all filters given must match).
-	// Branches are not included; use GetTransaction. INVALID_ARGUMENT for a
+	// Branches are not included (branch_count says how many); use
+	// GetTransaction. INVALID_ARGUMENT for a
 	// malformed filter or page token.
 	ListTransactions(ctx context.Context, in *ListTransactionsRequest, opts ...grpc.CallOption) (*ListTransactionsResponse, error)
 	// GetTransaction returns one transaction with its branches, conflicts and
@@ -162,7 +163,8 @@ type AdminServiceServer interface {
 	// ListTransactions returns transactions ordered by gid, one page at a
 	// time, optionally filtered by state, needs-attention flag, age, gid
 	// prefix, participant and label (all filters given must match).
-	// Branches are not included; use GetTransaction. INVALID_ARGUMENT for a
+	// Branches are not included (branch_count says how many); use
+	// GetTransaction. INVALID_ARGUMENT for a
 	// malformed filter or page token.
 	ListTransactions(context.Context, *ListTransactionsRequest) (*ListTransactionsResponse, error)
 	// GetTransaction returns one transaction with its branches, conflicts and
