@@ -43,8 +43,7 @@ type AdminServiceClient interface {
 	// time, optionally filtered by state, needs-attention flag, age, gid
 	// prefix, participant and label (all filters given must match).
 	// Branches are not included (branch_count says how many); use
-	// GetTransaction. INVALID_ARGUMENT for a
-	// malformed filter or page token.
+	// GetTransaction. INVALID_ARGUMENT for a malformed filter or page token.
 	ListTransactions(ctx context.Context, in *ListTransactionsRequest, opts ...grpc.CallOption) (*ListTransactionsResponse, error)
 	// GetTransaction returns one transaction with its branches, conflicts and
 	// resolutions.
@@ -164,8 +163,7 @@ type AdminServiceServer interface {
 	// time, optionally filtered by state, needs-attention flag, age, gid
 	// prefix, participant and label (all filters given must match).
 	// Branches are not included (branch_count says how many); use
-	// GetTransaction. INVALID_ARGUMENT for a
-	// malformed filter or page token.
+	// GetTransaction. INVALID_ARGUMENT for a malformed filter or page token.
 	ListTransactions(context.Context, *ListTransactionsRequest) (*ListTransactionsResponse, error)
 	// GetTransaction returns one transaction with its branches, conflicts and
 	// resolutions.
