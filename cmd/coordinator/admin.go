@@ -29,6 +29,7 @@ commands:
   history   one transaction's timeline, times relative to Begin: -gid G (or: history G)
   retry     make a decided, unfinished transaction due now: -gid G
   resolve   resolve a branch by hand: -gid G -branch B -state confirmed|cancelled -reason "why, who"
+  overview  counts by state, needs attention, oldest ages, the last hour's decisions and failed calls
 
 Every command takes the connection flags -addr host:port (default 127.0.0.1:7400),
 -timeout, -tls-ca, -tls-cert, -tls-key and -token-file, before or after the
@@ -70,6 +71,7 @@ var adminCommands = []adminCommand{
 	{name: "history", flags: adminHistory, gidArg: true},
 	{name: "retry", flags: adminRetry},
 	{name: "resolve", flags: adminResolve},
+	{name: "overview", flags: adminOverview},
 }
 
 // admin runs `coordinator admin ...` against a running coordinator's
@@ -348,4 +350,36 @@ func printTransaction(w io.Writer, tx *tccv1.Transaction, details []*adminv1.Bra
 			strings.TrimPrefix(b.GetState().String(), "BRANCH_STATE_"), b.GetAttempts(), d.GetConflict(), d.GetResolution(), oneLine(b.GetLastError(), 60))
 	}
 	_ = tw.Flush()
+}
+
+func adminOverview(*flag.FlagSet) func(context.Context, adminv1.AdminServiceClient, io.Writer) error {
+	return func(ctx context.Context, client adminv1.AdminServiceClient, stdout io.Writer) error {
+		o, err := client.GetOverview(ctx, &adminv1.GetOverviewRequest{})
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "STATE\tCOUNT\tNEEDS ATTENTION")
+		for _, s := range o.GetStates() {
+			fmt.Fprintf(tw, "%s\t%d\t%d\n", stateName(s.GetState()), s.GetCount(), s.GetNeedsAttention())
+		}
+		_ = tw.Flush()
+		age := func(d interface{ AsDuration() time.Duration }, set bool) string {
+			if !set {
+				return "none"
+			}
+			return d.AsDuration().Round(time.Second).String()
+		}
+		sum := func(v []int64) (n int64) {
+			for _, x := range v {
+				n += x
+			}
+			return n
+		}
+		fmt.Fprintf(stdout, "needs attention (not final): %d\n", o.GetNeedsAttention())
+		fmt.Fprintf(stdout, "oldest undecided (TRYING): %s; oldest unfinished: %s\n",
+			age(o.GetOldestUndecidedAge(), o.OldestUndecidedAge != nil), age(o.GetOldestUnfinishedAge(), o.OldestUnfinishedAge != nil))
+		fmt.Fprintf(stdout, "last hour: %d decisions, %d failed Confirm/Cancel calls\n", sum(o.GetDecisions()), sum(o.GetFailedCalls()))
+		return nil
+	}
 }

@@ -107,7 +107,7 @@ func parseFlags(name string, args []string, stderr io.Writer) (*flags, *flag.Fla
 	fs.StringVar(&c.TLS.ParticipantCAFile, "participant-tls-ca", "", "PEM CA bundle: call participants over TLS and verify them against it")
 	fs.StringVar(&c.TLS.ParticipantCertFile, "participant-tls-cert", "", "PEM client certificate presented to participants (mutual TLS)")
 	fs.StringVar(&c.TLS.ParticipantKeyFile, "participant-tls-key", "", "PEM private key of -participant-tls-cert")
-	fs.StringVar(&c.Auth.TokenFile, "auth-token-file", "", "bearer tokens: one token,name,role line per identity (roles: initiator, participant, operator); re-read on SIGHUP")
+	fs.StringVar(&c.Auth.TokenFile, "auth-token-file", "", "bearer tokens: one token,name,role line per identity (roles: initiator, participant, operator, viewer); re-read on SIGHUP")
 	fs.StringVar(&c.Auth.MTLSIdentities, "auth-mtls-identities", "", "client certificate identities: comma-separated name=role, name a URI SAN, DNS SAN or Common Name (needs -tls-client-ca)")
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "allow listening on non-loopback addresses without authentication (something in front must authenticate callers)")
 	reflect := fs.Bool("reflection", true, "serve gRPC server reflection (open to every caller)")

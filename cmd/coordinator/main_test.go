@@ -131,7 +131,7 @@ func TestHelp(t *testing.T) {
 		notWant []string
 	}{
 		{[]string{"-h"}, []string{"migrate", "admin <command>", "-listen", "-http-listen"}, nil},
-		{[]string{"admin", "-h"}, []string{"list", "show", "history", "retry", "resolve"}, nil},
+		{[]string{"admin", "-h"}, []string{"list", "show", "history", "retry", "resolve", "overview"}, nil},
 		{[]string{"admin", "list", "-h"}, []string{"-state", "-needs-attention", "-gid-prefix", "-label", "-addr", "-tls-ca"}, []string{"-gid string", "-reason"}},
 		{[]string{"admin", "resolve", "-h"}, []string{"-gid", "-branch", "-reason", "-addr"}, []string{"-needs-attention"}},
 	} {
@@ -346,5 +346,20 @@ func TestAdminHistory(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"admin", "history", "a", "b", "-addr", addr}, &out, &errOut); err == nil {
 		t.Fatal("two gids accepted")
+	}
+}
+
+// TestAdminOverview: `admin overview` prints the counts by state and the
+// last hour's decisions.
+func TestAdminOverview(t *testing.T) {
+	addr := startCoordinator(t)
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"admin", "overview", "-addr", addr}, &out, &errOut); err != nil {
+		t.Fatalf("%v\n%s", err, errOut.String())
+	}
+	for _, want := range []string{"STATE", "COMMITTED", "needs attention (not final): 0", "oldest undecided (TRYING): none", "last hour: 1 decisions"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("admin overview printed no %q:\n%s", want, out.String())
+		}
 	}
 }

@@ -32,6 +32,7 @@ const (
 	tokInitiator   = "orders-token-0123456789"
 	tokParticipant = "payments-token-0123456"
 	tokOperator    = "alice-token-0123456789"
+	tokViewer      = "victor-token-012345678"
 )
 
 func writeTokenFile(t *testing.T, lines string) string {
@@ -43,7 +44,7 @@ func writeTokenFile(t *testing.T, lines string) string {
 	return path
 }
 
-var tokenLines = "# test identities\n" + tokInitiator + ",orders,initiator\n" + tokParticipant + ",payments,participant\n" + tokOperator + ",alice,operator\n"
+var tokenLines = "# test identities\n" + tokInitiator + ",orders,initiator\n" + tokParticipant + ",payments,participant\n" + tokOperator + ",alice,operator\n" + tokViewer + ",victor,viewer\n"
 
 // rpcCalls are one call of every coordinator and admin method, each on a
 // connection given by the caller.
@@ -98,7 +99,7 @@ func rpcCalls(ctx context.Context, part string) map[string]func(cc *grpc.ClientC
 var mayCall = map[string][]auth.Role{
 	"Begin": {auth.Initiator}, "RegisterBranch": {auth.Initiator}, "Commit": {auth.Initiator}, "Rollback": {auth.Initiator},
 	"GetTransaction": {auth.Initiator, auth.Participant, auth.Operator}, "CheckBack": {auth.Participant},
-	"admin.ListTransactions": {auth.Operator}, "admin.GetTransaction": {auth.Operator}, "admin.RetryNow": {auth.Operator}, "admin.ResolveBranch": {auth.Operator},
+	"admin.ListTransactions": {auth.Operator, auth.Viewer}, "admin.GetTransaction": {auth.Operator, auth.Viewer}, "admin.RetryNow": {auth.Operator}, "admin.ResolveBranch": {auth.Operator},
 }
 
 // checkRoles calls every method as every role and checks each is let
@@ -154,6 +155,7 @@ func TestAuthTokens(t *testing.T) {
 		auth.Initiator:   dialWith(t, a.Addr(), plain, grpc.WithPerRPCCredentials(client.BearerToken(tokInitiator))),
 		auth.Participant: dialWith(t, a.Addr(), plain, grpc.WithPerRPCCredentials(client.BearerToken(tokParticipant))),
 		auth.Operator:    dialWith(t, a.Addr(), plain, grpc.WithPerRPCCredentials(client.BearerToken(tokOperator))),
+		auth.Viewer:      dialWith(t, a.Addr(), plain, grpc.WithPerRPCCredentials(client.BearerToken(tokViewer))),
 	}
 	init := tccv1.NewCoordinatorServiceClient(conns[auth.Initiator])
 	if _, err := init.Begin(ctx, &tccv1.BeginRequest{Gid: "auth-open", Branches: []*tccv1.BranchRegistration{{BranchId: "a", Participant: part.Addr()}}}); err != nil {

@@ -40,7 +40,7 @@ type httpRoute struct {
 // httpRoutes calls every route of the API once, on the transaction
 // "auth-open" (begun with branch "a") where a gid is needed.
 func httpRoutes(part string) []httpRoute {
-	ini, prt, ops := auth.Initiator, auth.Participant, auth.Operator
+	ini, prt, ops, vw := auth.Initiator, auth.Participant, auth.Operator, auth.Viewer
 	return []httpRoute{
 		{"CoordinatorService_Begin", "POST", "/v1/transactions", `{"gid":"http-auth-begin","timeout":"30s"}`, []auth.Role{ini}},
 		{"CoordinatorService_RegisterBranch", "POST", "/v1/transactions/auth-open/branches", `{"branchId":"b","participant":"` + part + `"}`, []auth.Role{ini}},
@@ -48,11 +48,12 @@ func httpRoutes(part string) []httpRoute {
 		{"CoordinatorService_Rollback", "POST", "/v1/transactions/auth-rollback:rollback", `{"reason":"test"}`, []auth.Role{ini}},
 		{"CoordinatorService_GetTransaction", "GET", "/v1/transactions/auth-open", "", []auth.Role{ini, prt, ops}},
 		{"CoordinatorService_CheckBack", "POST", "/v1/checkback", `{"gid":"auth-open","branchId":"a"}`, []auth.Role{prt}},
-		{"AdminService_ListTransactions", "GET", "/v1/admin/transactions?state=TRANSACTION_STATE_TRYING&pageSize=10", "", []auth.Role{ops}},
-		{"AdminService_GetTransaction", "GET", "/v1/admin/transactions/auth-open", "", []auth.Role{ops}},
+		{"AdminService_ListTransactions", "GET", "/v1/admin/transactions?state=TRANSACTION_STATE_TRYING&pageSize=10", "", []auth.Role{ops, vw}},
+		{"AdminService_GetTransaction", "GET", "/v1/admin/transactions/auth-open", "", []auth.Role{ops, vw}},
 		{"AdminService_RetryNow", "POST", "/v1/admin/transactions/auth-open:retry", `{}`, []auth.Role{ops}},
 		{"AdminService_ResolveBranch", "POST", "/v1/admin/transactions/auth-open/branches/a:resolve", `{"state":"BRANCH_STATE_CANCELLED","reason":"test"}`, []auth.Role{ops}},
-		{"AdminService_GetTransactionHistory", "GET", "/v1/admin/transactions/auth-open/history", "", []auth.Role{ops}},
+		{"AdminService_GetTransactionHistory", "GET", "/v1/admin/transactions/auth-open/history", "", []auth.Role{ops, vw}},
+		{"AdminService_GetOverview", "GET", "/v1/admin/overview", "", []auth.Role{ops, vw}},
 	}
 }
 
@@ -154,6 +155,7 @@ func TestHTTPAuthTokens(t *testing.T) {
 	}
 	checkHTTPRoles(t, ctx, base, part.Addr(), map[auth.Role]func(string, string, string) (int, string){
 		auth.Initiator: as(tokInitiator), auth.Participant: as(tokParticipant), auth.Operator: as(tokOperator),
+		auth.Viewer: as(tokViewer),
 	})
 
 	for _, r := range httpRoutes(part.Addr()) {

@@ -22,15 +22,19 @@ const (
 	Initiator   Role = "initiator"
 	Participant Role = "participant"
 	Operator    Role = "operator"
+	// Viewer may read what operators read (the admin listing, a
+	// transaction, its history, the overview: the console's pages) but
+	// change nothing.
+	Viewer Role = "viewer"
 )
 
 // ParseRole returns the role named s.
 func ParseRole(s string) (Role, error) {
 	switch r := Role(strings.ToLower(strings.TrimSpace(s))); r {
-	case Initiator, Participant, Operator:
+	case Initiator, Participant, Operator, Viewer:
 		return r, nil
 	}
-	return "", fmt.Errorf("unknown role %q (want initiator, participant or operator)", s)
+	return "", fmt.Errorf("unknown role %q (want initiator, participant, operator or viewer)", s)
 }
 
 // Identity is an authenticated caller.

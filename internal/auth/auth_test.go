@@ -16,6 +16,7 @@ const (
 	initToken = "init-0123456789abcdef"
 	partToken = "part-0123456789abcdef"
 	opsToken  = "ops-0123456789abcdef0"
+	viewToken = "view-0123456789abcdef"
 )
 
 func writeTokens(t testing.TB, text string) string {
@@ -32,6 +33,7 @@ const tokenFile = `# Settle tokens: token,name,role
 ` + partToken + `, payments , participant
 
 "` + opsToken + `",alice,OPERATOR
+` + viewToken + `,bob,viewer
 `
 
 func TestTokenFile(t *testing.T) {
@@ -39,13 +41,14 @@ func TestTokenFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.Tokens() != 3 {
-		t.Fatalf("%d tokens, want 3", a.Tokens())
+	if a.Tokens() != 4 {
+		t.Fatalf("%d tokens, want 4", a.Tokens())
 	}
 	for token, want := range map[string]Identity{
 		initToken: {Name: "orders", Role: Initiator, Via: "token"},
 		partToken: {Name: "payments", Role: Participant, Via: "token"},
 		opsToken:  {Name: "alice", Role: Operator, Via: "token"},
+		viewToken: {Name: "bob", Role: Viewer, Via: "token"},
 	} {
 		for _, header := range []string{"Bearer " + token, "bearer " + token, "  Bearer   " + token + " "} {
 			if got, err := a.Authenticate(header, nil); err != nil || got != want {
@@ -164,18 +167,20 @@ func TestAuthorizeTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens := map[Role]string{Initiator: initToken, Participant: partToken, Operator: opsToken}
+	tokens := map[Role]string{Initiator: initToken, Participant: partToken, Operator: opsToken, Viewer: viewToken}
 	allowed := map[string][]Role{
-		"/settle.tcc.v1.CoordinatorService/Begin":          {Initiator},
-		"/settle.tcc.v1.CoordinatorService/RegisterBranch": {Initiator},
-		"/settle.tcc.v1.CoordinatorService/Commit":         {Initiator},
-		"/settle.tcc.v1.CoordinatorService/Rollback":       {Initiator},
-		"/settle.tcc.v1.CoordinatorService/GetTransaction": {Initiator, Participant, Operator},
-		"/settle.tcc.v1.CoordinatorService/CheckBack":      {Participant},
-		"/settle.admin.v1.AdminService/ListTransactions":   {Operator},
-		"/settle.admin.v1.AdminService/GetTransaction":     {Operator},
-		"/settle.admin.v1.AdminService/RetryNow":           {Operator},
-		"/settle.admin.v1.AdminService/ResolveBranch":      {Operator},
+		"/settle.tcc.v1.CoordinatorService/Begin":             {Initiator},
+		"/settle.tcc.v1.CoordinatorService/RegisterBranch":    {Initiator},
+		"/settle.tcc.v1.CoordinatorService/Commit":            {Initiator},
+		"/settle.tcc.v1.CoordinatorService/Rollback":          {Initiator},
+		"/settle.tcc.v1.CoordinatorService/GetTransaction":    {Initiator, Participant, Operator},
+		"/settle.tcc.v1.CoordinatorService/CheckBack":         {Participant},
+		"/settle.admin.v1.AdminService/ListTransactions":      {Operator, Viewer},
+		"/settle.admin.v1.AdminService/GetTransaction":        {Operator, Viewer},
+		"/settle.admin.v1.AdminService/GetTransactionHistory": {Operator, Viewer},
+		"/settle.admin.v1.AdminService/GetOverview":           {Operator, Viewer},
+		"/settle.admin.v1.AdminService/RetryNow":              {Operator},
+		"/settle.admin.v1.AdminService/ResolveBranch":         {Operator},
 		"http:pprof": {Operator},
 	}
 	for method, roles := range allowed {

@@ -33,14 +33,22 @@ var Policy = map[string][]Role{
 	"/settle.tcc.v1.CoordinatorService/GetTransaction": {Initiator, Participant, Operator},
 	"/settle.tcc.v1.CoordinatorService/CheckBack":      {Participant},
 	"/settle.admin.v1.AdminService/*":                  {Operator},
-	"/grpc.health.v1.Health/*":                         {Open},
-	"/grpc.reflection.v1.ServerReflection/*":           {Open},
-	"/grpc.reflection.v1alpha.ServerReflection/*":      {Open},
+	// The admin reads (the console's pages) are open to viewers too.
+	"/settle.admin.v1.AdminService/ListTransactions":      {Operator, Viewer},
+	"/settle.admin.v1.AdminService/GetTransaction":        {Operator, Viewer},
+	"/settle.admin.v1.AdminService/GetTransactionHistory": {Operator, Viewer},
+	"/settle.admin.v1.AdminService/GetOverview":           {Operator, Viewer},
+	"/grpc.health.v1.Health/*":                            {Open},
+	"/grpc.reflection.v1.ServerReflection/*":              {Open},
+	"/grpc.reflection.v1alpha.ServerReflection/*":         {Open},
 	// HTTP-only endpoints, named like methods.
 	"http:metrics": {Open},
 	"http:healthz": {Open},
 	"http:pprof":   {Operator},
 	"http:openapi": {Open},
+	// The console's static files; the API calls its pages make are
+	// authorized as the methods they call.
+	"http:console": {Open},
 }
 
 // rolesFor returns the roles allowed on method, and whether the table

@@ -97,7 +97,8 @@ func (s *Admin) GetTransaction(ctx context.Context, req *adminv1.GetTransactionR
 	}
 	out := &adminv1.GetTransactionResponse{Transaction: TransactionToProto(tx), LeaseOwner: tx.LeaseOwner}
 	for _, b := range tx.Branches {
-		out.BranchDetails = append(out.BranchDetails, &adminv1.BranchDetail{BranchId: b.BranchID, Conflict: b.Conflict, Resolution: b.Resolution})
+		out.BranchDetails = append(out.BranchDetails, &adminv1.BranchDetail{BranchId: b.BranchID, Conflict: b.Conflict, Resolution: b.Resolution,
+			PayloadDigest: b.PayloadDigest})
 	}
 	return out, nil
 }
@@ -156,4 +157,13 @@ func actor(ctx context.Context) string {
 		return id.Name + " (" + string(id.Role) + ")"
 	}
 	return "an unauthenticated caller"
+}
+
+// GetOverview implements AdminService.
+func (s *Admin) GetOverview(ctx context.Context, _ *adminv1.GetOverviewRequest) (*adminv1.GetOverviewResponse, error) {
+	o, err := s.c.Overview(ctx)
+	if err != nil {
+		return nil, toStatus(s.log, "GetOverview", err)
+	}
+	return OverviewToProto(o), nil
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"sort"
+	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -49,6 +50,7 @@ func TransactionToProto(tx *tcc.Transaction) *tccv1.Transaction {
 		AbortReason:     tx.AbortReason,
 		NeedsAttention:  tx.NeedsAttention,
 		NextAttemptTime: timestamp(tx.NextAttemptAt, timestamppb.New(tx.NextAttemptAt)),
+		BranchCount:     int32(max(tx.BranchCount, len(tx.Branches))),
 	}
 	if tx.Timeout > 0 {
 		out.Timeout = durationpb.New(tx.Timeout)
@@ -137,5 +139,23 @@ func HistoryToProto(h *tcc.History) *adminv1.GetTransactionHistoryResponse {
 	for _, id := range ids {
 		out.DroppedAttempts = append(out.DroppedAttempts, &adminv1.DroppedAttempts{BranchId: id, Count: int64(h.Dropped[id])})
 	}
+	return out
+}
+
+// OverviewToProto converts an overview.
+func OverviewToProto(o *tcc.Overview) *adminv1.GetOverviewResponse {
+	out := &adminv1.GetOverviewResponse{Time: timestamppb.New(o.At), NeedsAttention: o.NeedsAttention,
+		SeriesStart: timestamppb.New(o.Since), Bucket: durationpb.New(o.Bucket),
+		Decisions: o.Decisions, FailedCalls: o.FailedCalls}
+	for _, s := range o.States {
+		out.States = append(out.States, &adminv1.StateCount{State: stateToProto[s.State], Count: s.Count, NeedsAttention: s.NeedsAttention})
+	}
+	age := func(t time.Time) *durationpb.Duration {
+		if t.IsZero() {
+			return nil
+		}
+		return durationpb.New(max(o.At.Sub(t), 0))
+	}
+	out.OldestUndecidedAge, out.OldestUnfinishedAge = age(o.OldestUndecided), age(o.OldestUnfinished)
 	return out
 }

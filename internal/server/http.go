@@ -27,6 +27,7 @@ import (
 
 	adminv1 "github.com/settle-tcc/settle/gen/settle/admin/v1"
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
+	"github.com/settle-tcc/settle/internal/console"
 )
 
 // OpenAPI is the generated OpenAPI 2.0 description of the HTTP/JSON API
@@ -45,7 +46,7 @@ type HTTPConfig struct {
 	// Registry is served at /metrics; nil serves no /metrics.
 	Registry *prometheus.Registry
 	// Guard wraps each HTTP-only endpoint (/healthz, /metrics,
-	// /openapi.json) with the authorization and in-flight limit of its
+	// /openapi.json, /console/) with the authorization and in-flight limit of its
 	// auth.Policy name ("http:metrics", ...); nil serves them unguarded.
 	// The API routes are guarded by Services' interceptors instead.
 	Guard func(method string, h http.Handler) http.Handler
@@ -77,6 +78,7 @@ func MaxBodyBytes(maxPayload, maxBranches int) int64 {
 //	GET  /v1/checkback      405: check-back may record a decision, so it is POST only
 //	GET  /metrics           Prometheus metrics
 //	GET  /healthz           200 while serving
+//	GET  /console/          the operator console (internal/console; /console redirects)
 //
 // JSON is the protobuf JSON mapping (camelCase fields, enum names as
 // strings, bytes in base64, durations as "1.5s"); unknown fields, trailing
@@ -125,6 +127,8 @@ func HTTPHandler(cfg HTTPConfig) (http.Handler, error) {
 	mux.HandleFunc("GET /v1/checkback", checkBackGet)
 	mux.Handle("GET /openapi.json", cfg.Guard("http:openapi", http.HandlerFunc(serveOpenAPI)))
 	mux.Handle("GET /healthz", cfg.Guard("http:healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })))
+	mux.Handle("/console/", cfg.Guard("http:console", console.Handler()))
+	mux.Handle("/console", console.Redirect())
 	if cfg.Registry != nil {
 		mux.Handle("GET /metrics", cfg.Guard("http:metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
 	}

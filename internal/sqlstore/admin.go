@@ -165,10 +165,15 @@ func (s *Store) ListTransactions(ctx context.Context, p tcc.ListParams) ([]*tcc.
 	defer rows.Close()
 	var out []*tcc.Transaction
 	for rows.Next() {
-		tx, err := s.scanRecord(rows)
+		var r recordRow
+		if err := rows.Scan(r.dest()...); err != nil {
+			return nil, s.interpret("list transactions", err)
+		}
+		tx, err := r.record()
 		if err != nil {
 			return nil, err
 		}
+		tx.BranchCount = r.branchCount
 		out = append(out, tx)
 	}
 	return out, s.interpret("list transactions", rows.Err())

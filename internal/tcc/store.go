@@ -108,13 +108,22 @@ type Store interface {
 	// the change, in the same database transaction.
 	ResolveBranch(ctx context.Context, p ResolveParams) (*Transaction, error)
 
-	// ListTransactions returns records (without branches) ordered by gid,
-	// after p.After, filtered as p says, at most p.Limit.
+	// ListTransactions returns records (without branches, with their
+	// BranchCount) ordered by gid, after p.After, filtered as p says, at
+	// most p.Limit.
 	ListTransactions(ctx context.Context, p ListParams) ([]*Transaction, error)
 
 	// History returns the events of gid in the order they were written
 	// (none, not an error, for an unknown gid).
 	History(ctx context.Context, gid string) ([]Event, error)
+
+	// Overview returns, per state with records (in LifecycleOrder), how
+	// many there are, how many are flagged as needing attention and the
+	// oldest one's creation time; and, per bucket of p.Bucket from
+	// p.Since (p.Buckets of them), the DECIDED events and the ATTEMPT
+	// events that did not succeed, by their time, as History would return
+	// them (attempts the bound dropped are not counted). See overview.go.
+	Overview(ctx context.Context, p OverviewParams) (*Overview, error)
 
 	// Purge deletes up to p.Limit final transactions (their branches and
 	// history with them)

@@ -137,6 +137,9 @@ type Transaction struct {
 	CreatedAt time.Time
 	UpdatedAt time.Time
 	Branches  []Branch
+	// BranchCount is how many branches are registered: set by
+	// Store.ListTransactions, which returns no Branches (zero elsewhere).
+	BranchCount int
 }
 
 // Clone returns a deep copy of t.

@@ -46,6 +46,7 @@ func Run(t *testing.T, newStore func(t *testing.T) tcc.Store) {
 		{"ResolveBranch", testResolveBranch},
 		{"ListTransactions", testListTransactions},
 		{"Purge", testPurge},
+		{"Overview", testOverview},
 	}
 	tests = append(tests, historyTests...)
 	for _, tc := range tests {
@@ -786,6 +787,9 @@ func testListTransactions(t *testing.T, s tcc.Store) {
 	all, err := s.ListTransactions(ctx, tcc.ListParams{Limit: 3})
 	if err != nil || len(all) != 3 || all[0].GID != "g0" || all[2].GID != "g2" || len(all[0].Branches) != 0 {
 		t.Fatalf("page 1: %v %v", all, err)
+	}
+	if all[0].BranchCount != 1 {
+		t.Fatalf("page 1: branch count %d, want 1", all[0].BranchCount)
 	}
 	next, err := s.ListTransactions(ctx, tcc.ListParams{Limit: 3, After: "g2"})
 	if err != nil || len(next) != 2 || next[0].GID != "g3" {

@@ -533,7 +533,9 @@ type BranchDetail struct {
 	// retried.
 	Conflict bool `protobuf:"varint,2,opt,name=conflict,proto3" json:"conflict,omitempty"`
 	// The operator's reason, when resolved by hand.
-	Resolution    string `protobuf:"bytes,3,opt,name=resolution,proto3" json:"resolution,omitempty"`
+	Resolution string `protobuf:"bytes,3,opt,name=resolution,proto3" json:"resolution,omitempty"`
+	// The SHA-256 of the payload, hex encoded.
+	PayloadDigest string `protobuf:"bytes,4,opt,name=payload_digest,json=payloadDigest,proto3" json:"payload_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -585,6 +587,13 @@ func (x *BranchDetail) GetConflict() bool {
 func (x *BranchDetail) GetResolution() string {
 	if x != nil {
 		return x.Resolution
+	}
+	return ""
+}
+
+func (x *BranchDetail) GetPayloadDigest() string {
+	if x != nil {
+		return x.PayloadDigest
 	}
 	return ""
 }
@@ -1161,6 +1170,231 @@ func (x *TransactionEvent) GetAttempt() int32 {
 	return 0
 }
 
+// GetOverviewRequest takes no arguments.
+type GetOverviewRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOverviewRequest) Reset() {
+	*x = GetOverviewRequest{}
+	mi := &file_settle_admin_v1_admin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOverviewRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOverviewRequest) ProtoMessage() {}
+
+func (x *GetOverviewRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_settle_admin_v1_admin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOverviewRequest.ProtoReflect.Descriptor instead.
+func (*GetOverviewRequest) Descriptor() ([]byte, []int) {
+	return file_settle_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+}
+
+// GetOverviewResponse is the overview at time.
+type GetOverviewResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When it was computed (the coordinator's clock): ages and the series
+	// are relative to it.
+	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	// One entry per state that has transactions, in lifecycle order
+	// (TRYING, COMMITTING, ABORTING, COMMITTED, ABORTED).
+	States []*StateCount `protobuf:"bytes,2,rep,name=states,proto3" json:"states,omitempty"`
+	// Transactions flagged as needing attention that are not final (the
+	// flag stays on a transaction that finished later; StateCount counts
+	// those too).
+	NeedsAttention int64 `protobuf:"varint,3,opt,name=needs_attention,json=needsAttention,proto3" json:"needs_attention,omitempty"`
+	// The age of the oldest TRYING transaction; unset when there is none.
+	OldestUndecidedAge *durationpb.Duration `protobuf:"bytes,4,opt,name=oldest_undecided_age,json=oldestUndecidedAge,proto3" json:"oldest_undecided_age,omitempty"`
+	// The age of the oldest transaction not final (TRYING, COMMITTING or
+	// ABORTING); unset when there is none.
+	OldestUnfinishedAge *durationpb.Duration `protobuf:"bytes,5,opt,name=oldest_unfinished_age,json=oldestUnfinishedAge,proto3" json:"oldest_unfinished_age,omitempty"`
+	// The start of the first bucket of the series: a whole minute, 59
+	// minutes before the start of the current one.
+	SeriesStart *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=series_start,json=seriesStart,proto3" json:"series_start,omitempty"`
+	// The length of one bucket (one minute).
+	Bucket *durationpb.Duration `protobuf:"bytes,7,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	// Per bucket, oldest first (60 entries, the last the current minute):
+	// decisions recorded (commit, rollback, deadline, check-back).
+	Decisions []int64 `protobuf:"varint,8,rep,packed,name=decisions,proto3" json:"decisions,omitempty"`
+	// Per bucket, the Confirm/Cancel calls that did not succeed (failed or
+	// unknown outcome).
+	FailedCalls   []int64 `protobuf:"varint,9,rep,packed,name=failed_calls,json=failedCalls,proto3" json:"failed_calls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOverviewResponse) Reset() {
+	*x = GetOverviewResponse{}
+	mi := &file_settle_admin_v1_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOverviewResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOverviewResponse) ProtoMessage() {}
+
+func (x *GetOverviewResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_settle_admin_v1_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOverviewResponse.ProtoReflect.Descriptor instead.
+func (*GetOverviewResponse) Descriptor() ([]byte, []int) {
+	return file_settle_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GetOverviewResponse) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *GetOverviewResponse) GetStates() []*StateCount {
+	if x != nil {
+		return x.States
+	}
+	return nil
+}
+
+func (x *GetOverviewResponse) GetNeedsAttention() int64 {
+	if x != nil {
+		return x.NeedsAttention
+	}
+	return 0
+}
+
+func (x *GetOverviewResponse) GetOldestUndecidedAge() *durationpb.Duration {
+	if x != nil {
+		return x.OldestUndecidedAge
+	}
+	return nil
+}
+
+func (x *GetOverviewResponse) GetOldestUnfinishedAge() *durationpb.Duration {
+	if x != nil {
+		return x.OldestUnfinishedAge
+	}
+	return nil
+}
+
+func (x *GetOverviewResponse) GetSeriesStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SeriesStart
+	}
+	return nil
+}
+
+func (x *GetOverviewResponse) GetBucket() *durationpb.Duration {
+	if x != nil {
+		return x.Bucket
+	}
+	return nil
+}
+
+func (x *GetOverviewResponse) GetDecisions() []int64 {
+	if x != nil {
+		return x.Decisions
+	}
+	return nil
+}
+
+func (x *GetOverviewResponse) GetFailedCalls() []int64 {
+	if x != nil {
+		return x.FailedCalls
+	}
+	return nil
+}
+
+// StateCount is how many transactions are in one state.
+type StateCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	State v1.TransactionState    `protobuf:"varint,1,opt,name=state,proto3,enum=settle.tcc.v1.TransactionState" json:"state,omitempty"`
+	Count int64                  `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// Of them, flagged as needing attention.
+	NeedsAttention int64 `protobuf:"varint,3,opt,name=needs_attention,json=needsAttention,proto3" json:"needs_attention,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *StateCount) Reset() {
+	*x = StateCount{}
+	mi := &file_settle_admin_v1_admin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateCount) ProtoMessage() {}
+
+func (x *StateCount) ProtoReflect() protoreflect.Message {
+	mi := &file_settle_admin_v1_admin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateCount.ProtoReflect.Descriptor instead.
+func (*StateCount) Descriptor() ([]byte, []int) {
+	return file_settle_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *StateCount) GetState() v1.TransactionState {
+	if x != nil {
+		return x.State
+	}
+	return v1.TransactionState(0)
+}
+
+func (x *StateCount) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *StateCount) GetNeedsAttention() int64 {
+	if x != nil {
+		return x.NeedsAttention
+	}
+	return 0
+}
+
 var File_settle_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_settle_admin_v1_admin_proto_rawDesc = "" +
@@ -1187,13 +1421,14 @@ const file_settle_admin_v1_admin_proto_rawDesc = "" +
 	"\vtransaction\x18\x01 \x01(\v2\x1a.settle.tcc.v1.TransactionR\vtransaction\x12D\n" +
 	"\x0ebranch_details\x18\x02 \x03(\v2\x1d.settle.admin.v1.BranchDetailR\rbranchDetails\x12\x1f\n" +
 	"\vlease_owner\x18\x03 \x01(\tR\n" +
-	"leaseOwner\"g\n" +
+	"leaseOwner\"\x8e\x01\n" +
 	"\fBranchDetail\x12\x1b\n" +
 	"\tbranch_id\x18\x01 \x01(\tR\bbranchId\x12\x1a\n" +
 	"\bconflict\x18\x02 \x01(\bR\bconflict\x12\x1e\n" +
 	"\n" +
 	"resolution\x18\x03 \x01(\tR\n" +
-	"resolution\"#\n" +
+	"resolution\x12%\n" +
+	"\x0epayload_digest\x18\x04 \x01(\tR\rpayloadDigest\"#\n" +
 	"\x0fRetryNowRequest\x12\x10\n" +
 	"\x03gid\x18\x01 \x01(\tR\x03gid\"P\n" +
 	"\x10RetryNowResponse\x12<\n" +
@@ -1232,7 +1467,23 @@ const file_settle_admin_v1_admin_proto_rawDesc = "" +
 	"\x05actor\x18\r \x01(\tR\x05actor\x12=\n" +
 	"\fbranch_state\x18\x0f \x01(\x0e2\x1a.settle.tcc.v1.BranchStateR\vbranchState\x12\x12\n" +
 	"\x04call\x18\x10 \x01(\tR\x04call\x12\x18\n" +
-	"\aattempt\x18\x11 \x01(\x05R\aattemptJ\x04\b\x0e\x10\x0f*\x9a\x02\n" +
+	"\aattempt\x18\x11 \x01(\x05R\aattemptJ\x04\b\x0e\x10\x0f\"\x14\n" +
+	"\x12GetOverviewRequest\"\xf2\x03\n" +
+	"\x13GetOverviewResponse\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x123\n" +
+	"\x06states\x18\x02 \x03(\v2\x1b.settle.admin.v1.StateCountR\x06states\x12'\n" +
+	"\x0fneeds_attention\x18\x03 \x01(\x03R\x0eneedsAttention\x12K\n" +
+	"\x14oldest_undecided_age\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x12oldestUndecidedAge\x12M\n" +
+	"\x15oldest_unfinished_age\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x13oldestUnfinishedAge\x12=\n" +
+	"\fseries_start\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vseriesStart\x121\n" +
+	"\x06bucket\x18\a \x01(\v2\x19.google.protobuf.DurationR\x06bucket\x12\x1c\n" +
+	"\tdecisions\x18\b \x03(\x03R\tdecisions\x12!\n" +
+	"\ffailed_calls\x18\t \x03(\x03R\vfailedCalls\"\x82\x01\n" +
+	"\n" +
+	"StateCount\x125\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x1f.settle.tcc.v1.TransactionStateR\x05state\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\x12'\n" +
+	"\x0fneeds_attention\x18\x03 \x01(\x03R\x0eneedsAttention*\x9a\x02\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10EVENT_KIND_BEGUN\x10\x01\x12 \n" +
@@ -1256,13 +1507,14 @@ const file_settle_admin_v1_admin_proto_rawDesc = "" +
 	"\x1aATTEMPT_RESULT_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ATTEMPT_RESULT_SUCCESS\x10\x01\x12\x19\n" +
 	"\x15ATTEMPT_RESULT_FAILED\x10\x02\x12\x1a\n" +
-	"\x16ATTEMPT_RESULT_UNKNOWN\x10\x032\x83\x04\n" +
+	"\x16ATTEMPT_RESULT_UNKNOWN\x10\x032\xdd\x04\n" +
 	"\fAdminService\x12g\n" +
 	"\x10ListTransactions\x12(.settle.admin.v1.ListTransactionsRequest\x1a).settle.admin.v1.ListTransactionsResponse\x12a\n" +
 	"\x0eGetTransaction\x12&.settle.admin.v1.GetTransactionRequest\x1a'.settle.admin.v1.GetTransactionResponse\x12O\n" +
 	"\bRetryNow\x12 .settle.admin.v1.RetryNowRequest\x1a!.settle.admin.v1.RetryNowResponse\x12^\n" +
 	"\rResolveBranch\x12%.settle.admin.v1.ResolveBranchRequest\x1a&.settle.admin.v1.ResolveBranchResponse\x12v\n" +
-	"\x15GetTransactionHistory\x12-.settle.admin.v1.GetTransactionHistoryRequest\x1a..settle.admin.v1.GetTransactionHistoryResponseB:Z8github.com/settle-tcc/settle/gen/settle/admin/v1;adminv1b\x06proto3"
+	"\x15GetTransactionHistory\x12-.settle.admin.v1.GetTransactionHistoryRequest\x1a..settle.admin.v1.GetTransactionHistoryResponse\x12X\n" +
+	"\vGetOverview\x12#.settle.admin.v1.GetOverviewRequest\x1a$.settle.admin.v1.GetOverviewResponseB:Z8github.com/settle-tcc/settle/gen/settle/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_settle_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -1277,7 +1529,7 @@ func file_settle_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_settle_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_settle_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_settle_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_settle_admin_v1_admin_proto_goTypes = []any{
 	(EventKind)(0),                        // 0: settle.admin.v1.EventKind
 	(DecisionCause)(0),                    // 1: settle.admin.v1.DecisionCause
@@ -1295,45 +1547,57 @@ var file_settle_admin_v1_admin_proto_goTypes = []any{
 	(*GetTransactionHistoryResponse)(nil), // 13: settle.admin.v1.GetTransactionHistoryResponse
 	(*DroppedAttempts)(nil),               // 14: settle.admin.v1.DroppedAttempts
 	(*TransactionEvent)(nil),              // 15: settle.admin.v1.TransactionEvent
-	(v1.TransactionState)(0),              // 16: settle.tcc.v1.TransactionState
-	(*v1.Transaction)(nil),                // 17: settle.tcc.v1.Transaction
-	(v1.BranchState)(0),                   // 18: settle.tcc.v1.BranchState
-	(*timestamppb.Timestamp)(nil),         // 19: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),           // 20: google.protobuf.Duration
+	(*GetOverviewRequest)(nil),            // 16: settle.admin.v1.GetOverviewRequest
+	(*GetOverviewResponse)(nil),           // 17: settle.admin.v1.GetOverviewResponse
+	(*StateCount)(nil),                    // 18: settle.admin.v1.StateCount
+	(v1.TransactionState)(0),              // 19: settle.tcc.v1.TransactionState
+	(*v1.Transaction)(nil),                // 20: settle.tcc.v1.Transaction
+	(v1.BranchState)(0),                   // 21: settle.tcc.v1.BranchState
+	(*timestamppb.Timestamp)(nil),         // 22: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),           // 23: google.protobuf.Duration
 }
 var file_settle_admin_v1_admin_proto_depIdxs = []int32{
-	16, // 0: settle.admin.v1.ListTransactionsRequest.state:type_name -> settle.tcc.v1.TransactionState
-	17, // 1: settle.admin.v1.ListTransactionsResponse.transactions:type_name -> settle.tcc.v1.Transaction
-	17, // 2: settle.admin.v1.GetTransactionResponse.transaction:type_name -> settle.tcc.v1.Transaction
+	19, // 0: settle.admin.v1.ListTransactionsRequest.state:type_name -> settle.tcc.v1.TransactionState
+	20, // 1: settle.admin.v1.ListTransactionsResponse.transactions:type_name -> settle.tcc.v1.Transaction
+	20, // 2: settle.admin.v1.GetTransactionResponse.transaction:type_name -> settle.tcc.v1.Transaction
 	7,  // 3: settle.admin.v1.GetTransactionResponse.branch_details:type_name -> settle.admin.v1.BranchDetail
-	17, // 4: settle.admin.v1.RetryNowResponse.transaction:type_name -> settle.tcc.v1.Transaction
-	18, // 5: settle.admin.v1.ResolveBranchRequest.state:type_name -> settle.tcc.v1.BranchState
-	17, // 6: settle.admin.v1.ResolveBranchResponse.transaction:type_name -> settle.tcc.v1.Transaction
+	20, // 4: settle.admin.v1.RetryNowResponse.transaction:type_name -> settle.tcc.v1.Transaction
+	21, // 5: settle.admin.v1.ResolveBranchRequest.state:type_name -> settle.tcc.v1.BranchState
+	20, // 6: settle.admin.v1.ResolveBranchResponse.transaction:type_name -> settle.tcc.v1.Transaction
 	15, // 7: settle.admin.v1.GetTransactionHistoryResponse.events:type_name -> settle.admin.v1.TransactionEvent
 	14, // 8: settle.admin.v1.GetTransactionHistoryResponse.dropped_attempts:type_name -> settle.admin.v1.DroppedAttempts
-	19, // 9: settle.admin.v1.GetTransactionHistoryResponse.begin_time:type_name -> google.protobuf.Timestamp
-	19, // 10: settle.admin.v1.TransactionEvent.time:type_name -> google.protobuf.Timestamp
+	22, // 9: settle.admin.v1.GetTransactionHistoryResponse.begin_time:type_name -> google.protobuf.Timestamp
+	22, // 10: settle.admin.v1.TransactionEvent.time:type_name -> google.protobuf.Timestamp
 	0,  // 11: settle.admin.v1.TransactionEvent.kind:type_name -> settle.admin.v1.EventKind
-	16, // 12: settle.admin.v1.TransactionEvent.state:type_name -> settle.tcc.v1.TransactionState
+	19, // 12: settle.admin.v1.TransactionEvent.state:type_name -> settle.tcc.v1.TransactionState
 	1,  // 13: settle.admin.v1.TransactionEvent.cause:type_name -> settle.admin.v1.DecisionCause
 	2,  // 14: settle.admin.v1.TransactionEvent.result:type_name -> settle.admin.v1.AttemptResult
-	20, // 15: settle.admin.v1.TransactionEvent.latency:type_name -> google.protobuf.Duration
-	18, // 16: settle.admin.v1.TransactionEvent.branch_state:type_name -> settle.tcc.v1.BranchState
-	3,  // 17: settle.admin.v1.AdminService.ListTransactions:input_type -> settle.admin.v1.ListTransactionsRequest
-	5,  // 18: settle.admin.v1.AdminService.GetTransaction:input_type -> settle.admin.v1.GetTransactionRequest
-	8,  // 19: settle.admin.v1.AdminService.RetryNow:input_type -> settle.admin.v1.RetryNowRequest
-	10, // 20: settle.admin.v1.AdminService.ResolveBranch:input_type -> settle.admin.v1.ResolveBranchRequest
-	12, // 21: settle.admin.v1.AdminService.GetTransactionHistory:input_type -> settle.admin.v1.GetTransactionHistoryRequest
-	4,  // 22: settle.admin.v1.AdminService.ListTransactions:output_type -> settle.admin.v1.ListTransactionsResponse
-	6,  // 23: settle.admin.v1.AdminService.GetTransaction:output_type -> settle.admin.v1.GetTransactionResponse
-	9,  // 24: settle.admin.v1.AdminService.RetryNow:output_type -> settle.admin.v1.RetryNowResponse
-	11, // 25: settle.admin.v1.AdminService.ResolveBranch:output_type -> settle.admin.v1.ResolveBranchResponse
-	13, // 26: settle.admin.v1.AdminService.GetTransactionHistory:output_type -> settle.admin.v1.GetTransactionHistoryResponse
-	22, // [22:27] is the sub-list for method output_type
-	17, // [17:22] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	23, // 15: settle.admin.v1.TransactionEvent.latency:type_name -> google.protobuf.Duration
+	21, // 16: settle.admin.v1.TransactionEvent.branch_state:type_name -> settle.tcc.v1.BranchState
+	22, // 17: settle.admin.v1.GetOverviewResponse.time:type_name -> google.protobuf.Timestamp
+	18, // 18: settle.admin.v1.GetOverviewResponse.states:type_name -> settle.admin.v1.StateCount
+	23, // 19: settle.admin.v1.GetOverviewResponse.oldest_undecided_age:type_name -> google.protobuf.Duration
+	23, // 20: settle.admin.v1.GetOverviewResponse.oldest_unfinished_age:type_name -> google.protobuf.Duration
+	22, // 21: settle.admin.v1.GetOverviewResponse.series_start:type_name -> google.protobuf.Timestamp
+	23, // 22: settle.admin.v1.GetOverviewResponse.bucket:type_name -> google.protobuf.Duration
+	19, // 23: settle.admin.v1.StateCount.state:type_name -> settle.tcc.v1.TransactionState
+	3,  // 24: settle.admin.v1.AdminService.ListTransactions:input_type -> settle.admin.v1.ListTransactionsRequest
+	5,  // 25: settle.admin.v1.AdminService.GetTransaction:input_type -> settle.admin.v1.GetTransactionRequest
+	8,  // 26: settle.admin.v1.AdminService.RetryNow:input_type -> settle.admin.v1.RetryNowRequest
+	10, // 27: settle.admin.v1.AdminService.ResolveBranch:input_type -> settle.admin.v1.ResolveBranchRequest
+	12, // 28: settle.admin.v1.AdminService.GetTransactionHistory:input_type -> settle.admin.v1.GetTransactionHistoryRequest
+	16, // 29: settle.admin.v1.AdminService.GetOverview:input_type -> settle.admin.v1.GetOverviewRequest
+	4,  // 30: settle.admin.v1.AdminService.ListTransactions:output_type -> settle.admin.v1.ListTransactionsResponse
+	6,  // 31: settle.admin.v1.AdminService.GetTransaction:output_type -> settle.admin.v1.GetTransactionResponse
+	9,  // 32: settle.admin.v1.AdminService.RetryNow:output_type -> settle.admin.v1.RetryNowResponse
+	11, // 33: settle.admin.v1.AdminService.ResolveBranch:output_type -> settle.admin.v1.ResolveBranchResponse
+	13, // 34: settle.admin.v1.AdminService.GetTransactionHistory:output_type -> settle.admin.v1.GetTransactionHistoryResponse
+	17, // 35: settle.admin.v1.AdminService.GetOverview:output_type -> settle.admin.v1.GetOverviewResponse
+	30, // [30:36] is the sub-list for method output_type
+	24, // [24:30] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_settle_admin_v1_admin_proto_init() }
@@ -1347,7 +1611,7 @@ func file_settle_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_settle_admin_v1_admin_proto_rawDesc), len(file_settle_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,7 @@ const (
 	AdminService_RetryNow_FullMethodName              = "/settle.admin.v1.AdminService/RetryNow"
 	AdminService_ResolveBranch_FullMethodName         = "/settle.admin.v1.AdminService/ResolveBranch"
 	AdminService_GetTransactionHistory_FullMethodName = "/settle.admin.v1.AdminService/GetTransactionHistory"
+	AdminService_GetOverview_FullMethodName           = "/settle.admin.v1.AdminService/GetOverview"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -41,8 +42,8 @@ type AdminServiceClient interface {
 	// ListTransactions returns transactions ordered by gid, one page at a
 	// time, optionally filtered by state, needs-attention flag, age, gid
 	// prefix, participant and label (all filters given must match).
-	// Branches are not included; use GetTransaction. INVALID_ARGUMENT for a
-	// malformed filter or page token.
+	// Branches are not included (branch_count says how many); use
+	// GetTransaction. INVALID_ARGUMENT for a malformed filter or page token.
 	ListTransactions(ctx context.Context, in *ListTransactionsRequest, opts ...grpc.CallOption) (*ListTransactionsResponse, error)
 	// GetTransaction returns one transaction with its branches, conflicts and
 	// resolutions.
@@ -74,6 +75,14 @@ type AdminServiceClient interface {
 	// retention. NOT_FOUND when there is no record and no history for the
 	// gid.
 	GetTransactionHistory(ctx context.Context, in *GetTransactionHistoryRequest, opts ...grpc.CallOption) (*GetTransactionHistoryResponse, error)
+	// GetOverview summarises the store for the console: transactions by
+	// state (with how many of each are flagged as needing attention), the
+	// age of the oldest undecided (TRYING) and oldest unfinished
+	// transaction, and, per minute over the last hour, the decisions
+	// recorded and the Confirm/Cancel calls that failed (from the history;
+	// attempts dropped by its bound are not counted). It reads every record
+	// and history row once, so poll it every few seconds, not in a loop.
+	GetOverview(ctx context.Context, in *GetOverviewRequest, opts ...grpc.CallOption) (*GetOverviewResponse, error)
 }
 
 type adminServiceClient struct {
@@ -134,6 +143,16 @@ func (c *adminServiceClient) GetTransactionHistory(ctx context.Context, in *GetT
 	return out, nil
 }
 
+func (c *adminServiceClient) GetOverview(ctx context.Context, in *GetOverviewRequest, opts ...grpc.CallOption) (*GetOverviewResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetOverviewResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetOverview_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -143,8 +162,8 @@ type AdminServiceServer interface {
 	// ListTransactions returns transactions ordered by gid, one page at a
 	// time, optionally filtered by state, needs-attention flag, age, gid
 	// prefix, participant and label (all filters given must match).
-	// Branches are not included; use GetTransaction. INVALID_ARGUMENT for a
-	// malformed filter or page token.
+	// Branches are not included (branch_count says how many); use
+	// GetTransaction. INVALID_ARGUMENT for a malformed filter or page token.
 	ListTransactions(context.Context, *ListTransactionsRequest) (*ListTransactionsResponse, error)
 	// GetTransaction returns one transaction with its branches, conflicts and
 	// resolutions.
@@ -176,6 +195,14 @@ type AdminServiceServer interface {
 	// retention. NOT_FOUND when there is no record and no history for the
 	// gid.
 	GetTransactionHistory(context.Context, *GetTransactionHistoryRequest) (*GetTransactionHistoryResponse, error)
+	// GetOverview summarises the store for the console: transactions by
+	// state (with how many of each are flagged as needing attention), the
+	// age of the oldest undecided (TRYING) and oldest unfinished
+	// transaction, and, per minute over the last hour, the decisions
+	// recorded and the Confirm/Cancel calls that failed (from the history;
+	// attempts dropped by its bound are not counted). It reads every record
+	// and history row once, so poll it every few seconds, not in a loop.
+	GetOverview(context.Context, *GetOverviewRequest) (*GetOverviewResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -200,6 +227,9 @@ func (UnimplementedAdminServiceServer) ResolveBranch(context.Context, *ResolveBr
 }
 func (UnimplementedAdminServiceServer) GetTransactionHistory(context.Context, *GetTransactionHistoryRequest) (*GetTransactionHistoryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetTransactionHistory not implemented")
+}
+func (UnimplementedAdminServiceServer) GetOverview(context.Context, *GetOverviewRequest) (*GetOverviewResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetOverview not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -312,6 +342,24 @@ func _AdminService_GetTransactionHistory_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_GetOverview_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetOverviewRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetOverview(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetOverview_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetOverview(ctx, req.(*GetOverviewRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -338,6 +386,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetTransactionHistory",
 			Handler:    _AdminService_GetTransactionHistory_Handler,
+		},
+		{
+			MethodName: "GetOverview",
+			Handler:    _AdminService_GetOverview_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -273,8 +273,11 @@ type Transaction struct {
 	NeedsAttention bool `protobuf:"varint,12,opt,name=needs_attention,json=needsAttention,proto3" json:"needs_attention,omitempty"`
 	// When the coordinator will next retry delivery, if it is pending.
 	NextAttemptTime *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=next_attempt_time,json=nextAttemptTime,proto3" json:"next_attempt_time,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// How many branches are registered; set also where branches are not
+	// included (AdminService.ListTransactions).
+	BranchCount   int32 `protobuf:"varint,14,opt,name=branch_count,json=branchCount,proto3" json:"branch_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Transaction) Reset() {
@@ -396,6 +399,13 @@ func (x *Transaction) GetNextAttemptTime() *timestamppb.Timestamp {
 		return x.NextAttemptTime
 	}
 	return nil
+}
+
+func (x *Transaction) GetBranchCount() int32 {
+	if x != nil {
+		return x.BranchCount
+	}
+	return 0
 }
 
 // Branch is one participant's part of a global transaction.
@@ -1539,7 +1549,7 @@ var File_settle_tcc_v1_tcc_proto protoreflect.FileDescriptor
 
 const file_settle_tcc_v1_tcc_proto_rawDesc = "" +
 	"\n" +
-	"\x17settle/tcc/v1/tcc.proto\x12\rsettle.tcc.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xba\x05\n" +
+	"\x17settle/tcc/v1/tcc.proto\x12\rsettle.tcc.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x05\n" +
 	"\vTransaction\x12\x10\n" +
 	"\x03gid\x18\x01 \x01(\tR\x03gid\x125\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x1f.settle.tcc.v1.TransactionStateR\x05state\x126\n" +
@@ -1557,7 +1567,8 @@ const file_settle_tcc_v1_tcc_proto_rawDesc = "" +
 	" \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12!\n" +
 	"\fabort_reason\x18\v \x01(\tR\vabortReason\x12'\n" +
 	"\x0fneeds_attention\x18\f \x01(\bR\x0eneedsAttention\x12F\n" +
-	"\x11next_attempt_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x0fnextAttemptTime\x1a9\n" +
+	"\x11next_attempt_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x0fnextAttemptTime\x12!\n" +
+	"\fbranch_count\x18\x0e \x01(\x05R\vbranchCount\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8b\x02\n" +
