@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -78,4 +79,19 @@ func redactPassword(err error, password string) error {
 		return err
 	}
 	return errors.New(strings.ReplaceAll(err.Error(), password, "xxxxx"))
+}
+
+// PostgresWithDatabase returns dsn (a URL or keyword/value pairs) naming
+// database name instead of its own.
+func PostgresWithDatabase(dsn, name string) (string, error) {
+	if !strings.Contains(dsn, "://") {
+		// Keyword/value pairs: a later dbname overrides an earlier one.
+		return dsn + " dbname=" + name, nil
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", fmt.Errorf("database: parse postgres dsn: %w", errBadPostgresDSN)
+	}
+	u.Path = "/" + name
+	return u.String(), nil
 }

@@ -11,12 +11,9 @@ package dbtest
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	gomysql "github.com/go-sql-driver/mysql"
@@ -158,16 +155,8 @@ func NewPostgres(t testing.TB) string {
 // PostgresSpec returns the spec of database name on the server of dsn (a
 // URL or keyword/value pairs).
 func PostgresSpec(dsn, name string) (string, error) {
-	if !strings.Contains(dsn, "://") {
-		// Keyword/value pairs: a later dbname overrides an earlier one.
-		return "postgres:" + dsn + " dbname=" + name, nil
-	}
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return "", errors.New("not a valid URL")
-	}
-	u.Path = "/" + name
-	return "postgres:" + u.String(), nil
+	d, err := database.PostgresWithDatabase(dsn, name)
+	return "postgres:" + d, err
 }
 
 // Open opens spec and closes it when the test ends.
