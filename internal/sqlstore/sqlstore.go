@@ -109,15 +109,17 @@ const branchColumns = `gid, branch_id, participant, payload, payload_digest, sta
 // with MySQL's client-side interpolation no prepare round trip. Each one
 // costs a fixed, small number of round trips, counted by RoundTrips. Every
 // write carries its history (history.go) in the same transaction, which on
-// MySQL is the same script, or in the same statement, so it costs no round
-// trip there:
+// MySQL is the same script and on PostgreSQL the same pipeline
+// (pipeline.go), or in the same statement, so it costs no round trip
+// there. "On MySQL" below holds for PostgreSQL too:
 //
 //	InsertTransaction  1 (with branches on SQLite: 4, BEGIN, two INSERTs,
 //	                   COMMIT; on MySQL those four are one script)
 //	GetTransaction     1 (record and branches in one joined SELECT)
 //	RegisterBranch     1 on MySQL when the record is one this store wrote
 //	                   (known.go: one script with the compare-and-set on
-//	                   the version and the insert, no read); otherwise 5
+//	                   the version and the insert, no read; on PostgreSQL
+//	                   one statement, dialect.thenInsert); otherwise 5
 //	                   (BEGIN, UPDATE record, INSERT branch, SELECT,
 //	                   COMMIT)
 //	Decide             1 (UPDATE record on state and version, autocommit,
