@@ -2,7 +2,9 @@ package participant_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -90,4 +92,53 @@ func TestHandlerSavepointAfterDuplicate(t *testing.T) {
 		}
 		e.wantState(t, "g1", "b1", participant.StateTried)
 	})
+}
+
+// TestFenceRetriesSerializationFailures: on PostgreSQL at SERIALIZABLE
+// (as CockroachDB runs every transaction), concurrent Tries of different
+// branches all reserve from the same stock row; every one but the first
+// to commit fails with a serialization failure (40001) and is run again
+// from the start (its fence row with it) until it commits. All succeed,
+// each reservation is made once, and the handler ran more often than it
+// committed: the retries happened.
+func TestFenceRetriesSerializationFailures(t *testing.T) {
+	t.Parallel()
+	spec := dbtest.NewPostgres(t)
+	admin := dbtest.Open(t, spec)
+	var name string
+	if err := admin.Raw("SELECT current_database()").Scan(&name).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Exec("ALTER DATABASE " + name + " SET default_transaction_isolation = 'serializable'").Error; err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	e := setup(t, spec, func(cfg *participant.Config) {
+		next := cfg.Try
+		cfg.Try = func(ctx context.Context, tx *gorm.DB, r participant.Request) error {
+			calls.Add(1)
+			return next(ctx, tx, r)
+		}
+	})
+	var isolation string
+	if err := e.db.Raw("SHOW transaction_isolation").Scan(&isolation).Error; err != nil || isolation != "serializable" {
+		t.Fatalf("sessions run at %q (%v), want serializable", isolation, err)
+	}
+	const n = 8
+	var i atomic.Int64
+	got := burst(n, func() error {
+		k := i.Add(1)
+		return e.try(t, fmt.Sprintf("g%d", k), "b1", "1")
+	})
+	if got[codes.OK] != n {
+		t.Fatalf("%d concurrent Tries at SERIALIZABLE: codes %v, want %d OK", n, got, n)
+	}
+	if s := e.stock(t); s != (stock{100 - n, n, 0}) {
+		t.Fatalf("stock = %+v, want %d reserved once each", s, n)
+	}
+	if c := calls.Load(); c <= n {
+		t.Fatalf("the Try handler ran %d times for %d Tries: no serialization failure was provoked", c, n)
+	} else {
+		t.Logf("the Try handler ran %d times for %d committed Tries (serialization failures retried)", c, n)
+	}
 }
