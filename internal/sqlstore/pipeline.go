@@ -38,7 +38,7 @@ import (
 func (s *Store) pipeline(ctx context.Context, stmts ...stmt) ([]int64, error) {
 	b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(stmts))}
 	for _, st := range stmts {
-		b.Queue(s.bind(st.query), st.args...)
+		b.Queue(s.bind(st.query), s.args(st.args)...)
 	}
 	s.roundTrips.Add(1)
 	conn, err := s.sql.Conn(ctx)

@@ -3,6 +3,7 @@ package sqlstore_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,4 +107,52 @@ func TestDecideRetriesSerializationFailure(t *testing.T) {
 		t.Fatalf("the decision took %d statements, want 3 (the compare-and-set failing with 40001, run again, the read)", n)
 	}
 	wantStored(t, a, "Decide", r.tx)
+}
+
+// TestRoundStoresAnyErrorText: a participant's error message is stored
+// whatever bytes it holds. A NUL byte (which PostgreSQL's text types
+// refuse) is stored on every backend, as U+FFFD on PostgreSQL; on
+// PostgreSQL invalid UTF-8 too. A refused write would be retried forever
+// by the recovery loop.
+func TestRoundStoresAnyErrorText(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, spec string) {
+		ctx := context.Background()
+		a, b := openTwo(t, spec)
+		msg := "refused\x00here"
+		if strings.HasPrefix(spec, "postgres:") {
+			msg += " \xff\xfe"
+		}
+		if err := a.InsertTransaction(ctx, knownTx("text", "p")); err != nil {
+			t.Fatal(err)
+		}
+		tx, won, err := decideAs(a, "A", "text", tcc.Commit, time.Second)
+		if err != nil || !won {
+			t.Fatalf("decide: won=%v err=%v", won, err)
+		}
+		err = a.RecordRound(ctx, tcc.RoundParams{GID: "text", Outcome: tcc.Commit, Version: tx.Version,
+			Failed: []tcc.BranchResult{{BranchID: "p", Err: msg}}, NextAttemptAt: k0.Add(time.Minute), LastError: "p: " + msg,
+			Calls:  []tcc.CallRecord{{BranchID: "p", Attempt: 1, Result: tcc.ResultUnknown, Code: "Unknown", Message: msg}},
+			Now:    k0.Add(2 * time.Second), KeepAttempts: 10})
+		if err != nil {
+			t.Fatalf("record a round whose error has a NUL byte: %v", err)
+		}
+		got, err := b.GetTransaction(ctx, "text")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(got.LastError, "p: refused") || !strings.HasPrefix(got.Branches[0].LastError, "refused") {
+			t.Fatalf("stored errors %q, %q", got.LastError, got.Branches[0].LastError)
+		}
+		events, err := b.History(ctx, "text")
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, e := range events {
+			found = found || (e.Kind == tcc.EventAttempt && strings.HasPrefix(e.Message, "refused"))
+		}
+		if !found {
+			t.Fatalf("the attempt is not in the history: %+v", events)
+		}
+	})
 }

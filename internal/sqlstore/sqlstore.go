@@ -155,7 +155,7 @@ func (s *Store) RoundTrips() int64 { return s.roundTrips.Load() }
 
 func (s *Store) exec(ctx context.Context, q querier, query string, args ...any) (int64, error) {
 	s.roundTrips.Add(1)
-	res, err := q.ExecContext(ctx, s.bind(query), args...)
+	res, err := q.ExecContext(ctx, s.bind(query), s.args(args)...)
 	if err != nil {
 		return 0, err
 	}
