@@ -131,8 +131,8 @@ func TestRoundStoresAnyErrorText(t *testing.T) {
 		}
 		err = a.RecordRound(ctx, tcc.RoundParams{GID: "text", Outcome: tcc.Commit, Version: tx.Version,
 			Failed: []tcc.BranchResult{{BranchID: "p", Err: msg}}, NextAttemptAt: k0.Add(time.Minute), LastError: "p: " + msg,
-			Calls:  []tcc.CallRecord{{BranchID: "p", Attempt: 1, Result: tcc.ResultUnknown, Code: "Unknown", Message: msg}},
-			Now:    k0.Add(2 * time.Second), KeepAttempts: 10})
+			Calls: []tcc.CallRecord{{BranchID: "p", Attempt: 1, Result: tcc.ResultUnknown, Code: "Unknown", Message: msg}},
+			Now:   k0.Add(2 * time.Second), KeepAttempts: 10})
 		if err != nil {
 			t.Fatalf("record a round whose error has a NUL byte: %v", err)
 		}
