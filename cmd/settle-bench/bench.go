@@ -392,7 +392,7 @@ func (b *bench) run(ctx context.Context) (*Report, error) {
 		for k, v := range s1.status {
 			rep.DBStatus[k] = v - s0.status[k]
 		}
-		rep.Notes = append(rep.Notes, "database counters are server-wide: other clients of the same server are counted too")
+		rep.Notes = append(rep.Notes, dbstat.note())
 	}
 
 	var total, commit, begin, reg, try Latencies

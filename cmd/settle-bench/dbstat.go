@@ -17,6 +17,8 @@ import (
 type dbStatus interface {
 	status(ctx context.Context) map[string]float64
 	vars(ctx context.Context) map[string]string
+	// note says what the counters cover.
+	note() string
 	close()
 }
 
@@ -44,6 +46,10 @@ func openMySQLStatus(dsn string) (*mysqlStatus, error) {
 }
 
 func (m *mysqlStatus) close() { _ = m.db.Close() }
+
+func (m *mysqlStatus) note() string {
+	return "database counters are server-wide: other clients of the same server are counted too"
+}
 
 func (m *mysqlStatus) status(ctx context.Context) map[string]float64 {
 	out := map[string]float64{}
@@ -128,6 +134,10 @@ func openPostgresStatus(dsn string) (*postgresStatus, error) {
 }
 
 func (p *postgresStatus) close() { _ = p.db.Close() }
+
+func (p *postgresStatus) note() string {
+	return "database counters: xact_* and tup_* are the -postgres-status database's (published by each session at most once a second), wal_* the server's"
+}
 
 func (p *postgresStatus) status(ctx context.Context) map[string]float64 {
 	out := map[string]float64{}
