@@ -23,8 +23,8 @@ import (
 //   - bind: ? placeholders to PostgreSQL's $1, $2, ... (gorm does it for
 //     the statements sent through it; the hot path uses database/sql and
 //     pgx directly);
-//   - args: text PostgreSQL refuses (a NUL byte, invalid UTF-8), which
-//     a participant's error message may hold, made storable;
+//   - args: text a column refuses (invalid UTF-8; on PostgreSQL a NUL
+//     byte), which a participant's error message may hold, made storable;
 //   - write (script.go, pipeline.go): one round trip per write
 //     transaction, as a multi-statement script on MySQL and as one pgx
 //     pipeline on PostgreSQL.
@@ -178,27 +178,33 @@ func rebind(query string) string {
 	return sb.String()
 }
 
-// args returns the statement arguments as the database takes them:
-// unchanged on MySQL and SQLite; on PostgreSQL a string with a NUL byte or
-// invalid UTF-8 (which its text types refuse; a participant's error
-// message, stored as a round's last error or an attempt's message, may
-// hold either) has them replaced by U+FFFD, so that the write is not
-// refused, and retried, forever. Everything the store validates (ids,
-// labels) is unchanged by this.
+// args returns the statement arguments as the database takes them. A
+// participant's error message (stored as a round's last error and an
+// attempt's message) may hold bytes a text column refuses, and a refused
+// write would be retried forever: invalid UTF-8 (refused by MySQL's
+// utf8mb4 in strict mode and by PostgreSQL) and, on PostgreSQL, NUL bytes
+// are replaced by U+FFFD. SQLite stores any bytes: its arguments are
+// unchanged. Everything the store validates (ids, labels) is unchanged by
+// this.
 func (s *Store) args(args []any) []any {
-	if s.dialect != database.Postgres {
+	if s.dialect == database.SQLite {
 		return args
 	}
+	pg := s.dialect == database.Postgres
 	var out []any
 	for i, a := range args {
 		v, ok := a.(string)
-		if !ok || (strings.IndexByte(v, 0) < 0 && utf8.ValidString(v)) {
+		if !ok || ((!pg || strings.IndexByte(v, 0) < 0) && utf8.ValidString(v)) {
 			continue
 		}
 		if out == nil {
 			out = append([]any(nil), args...)
 		}
-		out[i] = strings.ReplaceAll(strings.ToValidUTF8(v, "\uFFFD"), "\x00", "\uFFFD")
+		v = strings.ToValidUTF8(v, "\uFFFD")
+		if pg {
+			v = strings.ReplaceAll(v, "\x00", "\uFFFD")
+		}
+		out[i] = v
 	}
 	if out == nil {
 		return args

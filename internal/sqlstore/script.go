@@ -72,7 +72,7 @@ func (s *Store) script(ctx context.Context, stmts ...stmt) ([]int64, error) {
 	for _, st := range stmts {
 		sb.WriteString(";\n")
 		sb.WriteString(st.query)
-		for _, a := range st.args {
+		for _, a := range s.args(st.args) {
 			v, err := driver.DefaultParameterConverter.ConvertValue(a)
 			if err != nil {
 				return nil, fmt.Errorf("sqlstore: script argument %T: %w", a, err)
