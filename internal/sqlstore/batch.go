@@ -14,7 +14,8 @@ import (
 //
 // Begin, RegisterBranch, Decide and RecordRound requests that arrive while
 // a write is running are queued, and the next write carries every kind at
-// once: one database transaction (one round trip on MySQL, script.go)
+// once: one database transaction (one round trip on MySQL, script.go, and
+// on PostgreSQL, pipeline.go)
 // holding the multi-row INSERTs of the Begins and their branches, the
 // compare-and-sets of the registrations and decisions of records this
 // store remembers (known.go) and the delivery rounds. A request arriving

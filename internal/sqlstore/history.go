@@ -14,8 +14,8 @@ import (
 // the events that live in the rows of the change itself.
 //
 // Every event is written by the statements of the state change it
-// describes, in the same database transaction (one script on MySQL), so
-// it costs no round trip of its own on MySQL. Where the changed row
+// describes, in the same database transaction (one script on MySQL, one
+// pipeline on PostgreSQL), so it costs no round trip of its own there. Where the changed row
 // already holds the event's facts, once and for good, it is the event and
 // no statement is added:
 //
