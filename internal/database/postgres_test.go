@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -42,28 +44,36 @@ func TestPostgresErrorsHideSecrets(t *testing.T) {
 // spec may be the URL alone.
 func TestPostgresOpen(t *testing.T) {
 	spec := dbtest.NewPostgres(t)
-	for _, s := range []string{spec, strings.TrimPrefix(spec, "postgres:")} {
+	specs := []string{spec}
+	if dsn := strings.TrimPrefix(spec, "postgres:"); strings.Contains(dsn, "://") {
+		// The URL alone, and the same database as keyword/value pairs.
+		u, err := url.Parse(dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kv := fmt.Sprintf("postgres:host=%s port=%s user=%s dbname=%s", u.Hostname(), u.Port(), u.User.Username(), strings.TrimPrefix(u.Path, "/"))
+		if p, ok := u.User.Password(); ok {
+			kv += " password=" + p
+		}
+		if m := u.Query().Get("sslmode"); m != "" {
+			kv += " sslmode=" + m
+		}
+		specs = append(specs, dsn, kv)
+	}
+	for _, s := range specs {
 		db, d, err := database.Open(s)
 		if err != nil || d != database.Postgres {
 			t.Fatalf("Open: dialect %q, %v", d, err)
 		}
-		var tz string
+		var tz, app string
 		if err := db.Raw("SHOW TimeZone").Scan(&tz).Error; err != nil || tz != "UTC" {
 			t.Fatalf("session time zone %q (%v), want UTC", tz, err)
 		}
+		if err := db.Raw("SHOW application_name").Scan(&app).Error; err != nil || app != "settle" {
+			t.Fatalf("application_name %q (%v), want settle", app, err)
+		}
 		_ = database.Close(db)
 	}
-	// Keyword/value pairs.
-	kv, err := dbtest.PostgresSpec("host=127.0.0.1 port=5432 user=postgres sslmode=disable", strings.TrimPrefix(spec[strings.LastIndex(spec, "/"):], "/"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, _, _ = strings.Cut(kv, "?")
-	db, _, err := database.Open(kv)
-	if err != nil {
-		t.Fatalf("Open(keyword/value): %v", err)
-	}
-	_ = database.Close(db)
 }
 
 // TestPostgresRetryable provokes a real deadlock (two transactions taking

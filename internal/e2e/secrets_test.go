@@ -185,6 +185,9 @@ func TestSecretsNeverPrintedPostgres(t *testing.T) {
 	}
 	spec := dbtest.NewPostgres(t) // skipped (or failed in CI) without PostgreSQL
 	admin := dbtest.Open(t, spec)
+	if !strings.Contains(spec, "://") {
+		t.Skipf("%s is in key=value form; this test rewrites a URL", dbtest.EnvPostgresDSN)
+	}
 	u, err := url.Parse(strings.TrimPrefix(spec, "postgres:"))
 	if err != nil {
 		t.Fatal(err)
