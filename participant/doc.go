@@ -7,7 +7,7 @@
 //
 // # Overview
 //
-//	db, _ := gorm.Open(...)                       // MySQL/MariaDB or SQLite
+//	db, _ := gorm.Open(...)                       // MySQL/MariaDB, PostgreSQL or SQLite
 //	_ = participant.Migrate(ctx, db)              // the fence table, same database as the business tables
 //	p, _ := participant.New(participant.Config{
 //		DB:      db,
@@ -21,7 +21,7 @@
 //
 // Every call runs its handler in one local database transaction together
 // with a fence row keyed by (gid, branch_id) in the fence table
-// (DefaultTable, DDL in MySQLSchema and SQLiteSchema). The fence must live
+// (DefaultTable, DDL in MySQLSchema, PostgresSchema and SQLiteSchema). The fence must live
 // in the same database as the data the handlers change: the two commit or
 // roll back together, and only changes made through the handler's tx are
 // protected.
@@ -30,7 +30,9 @@
 //
 // A fence row is created by a plain INSERT whose duplicate-key error is
 // the answer "already seen" (never select-then-insert, which deadlocks
-// under MySQL's REPEATABLE READ when duplicates race), and changes state
+// under MySQL's REPEATABLE READ when duplicates race; on PostgreSQL the
+// INSERT says ON CONFLICT DO NOTHING and "no row inserted" is the answer,
+// because an error there aborts the whole local transaction), and changes state
 // only by compare-and-set UPDATEs (WHERE state = 'TRIED' AND payload_digest
 // = ?):
 //
@@ -57,9 +59,15 @@
 //
 // Concurrent duplicates (many goroutines or many instances) are serialised
 // by the primary key and row locks of the database, not by in-process
-// locks. Deadlocks and lock wait timeouts (MySQL 1213/1205, SQLite busy)
-// rerun the local transaction a bounded number of times with jittered
-// backoff.
+// locks. Deadlocks, lock wait timeouts and serialization failures (MySQL
+// 1213/1205; PostgreSQL 40P01, 55P03, 40001; SQLite busy) rerun the local
+// transaction a bounded number of times with jittered backoff.
+//
+// On PostgreSQL a statement that fails inside the handler's transaction
+// aborts all of it: a handler that catches an error (a duplicate key of
+// its own, say) and goes on makes the call fail with nothing committed.
+// Put such a statement in a savepoint (tx.SavePoint, tx.RollbackTo) or use
+// INSERT ... ON CONFLICT DO NOTHING.
 //
 // # Check-back
 //

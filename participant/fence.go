@@ -72,9 +72,19 @@ type sqlText struct {
 	insert, move, read string
 }
 
-func newSQLText(table string) sqlText {
+// newSQLText returns the statements for table in dialect (gorm's dialector
+// name). On PostgreSQL the insert says ON CONFLICT DO NOTHING: an existing
+// row is then "no row inserted" rather than an error, because an error
+// inside a PostgreSQL transaction aborts it (every later statement fails
+// until ROLLBACK). The row is still inserted first, and a concurrent
+// insert of the same key is still waited for, as on the other databases.
+func newSQLText(table, dialect string) sqlText {
+	onConflict := ""
+	if dialect == "postgres" {
+		onConflict = " ON CONFLICT (gid, branch_id) DO NOTHING"
+	}
 	return sqlText{
-		insert: "INSERT INTO " + table + " (gid, branch_id, state, tried, payload_digest, payload, created_us, updated_us, next_check_us, check_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+		insert: "INSERT INTO " + table + " (gid, branch_id, state, tried, payload_digest, payload, created_us, updated_us, next_check_us, check_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)" + onConflict,
 		move:   "UPDATE " + table + " SET state = ?, updated_us = ? WHERE gid = ? AND branch_id = ? AND state = ? AND payload_digest = ?",
 		read:   "SELECT state, payload_digest, tried FROM " + table + " WHERE gid = ? AND branch_id = ?",
 	}
@@ -92,11 +102,11 @@ func (p *Participant) insertFence(tx *gorm.DB, r Request, state State, dig strin
 		payload = []byte{} // NOT NULL
 	}
 	us := micros(now)
-	err := tx.Exec(p.sql.insert, r.GID, r.BranchID, string(state), tried, dig, payload, us, us, us+p.checkAfter.Microseconds()).Error
-	if IsDuplicateKey(err) {
+	res := tx.Exec(p.sql.insert, r.GID, r.BranchID, string(state), tried, dig, payload, us, us, us+p.checkAfter.Microseconds())
+	if IsDuplicateKey(res.Error) || (res.Error == nil && res.RowsAffected == 0) {
 		return errFenceExists
 	}
-	return err
+	return res.Error
 }
 
 // moveFence is the compare-and-set TRIED -> to for r's row with digest
@@ -151,6 +161,11 @@ func inTx(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error) error {
 }
 
 // IsDuplicateKey reports whether err is a primary or unique key violation
-// reported by MySQL/MariaDB or SQLite. The fence relies on it; handlers may
-// too (an insert-first idempotency key of their own).
+// reported by MySQL/MariaDB, PostgreSQL (SQLSTATE 23505) or SQLite. The
+// fence relies on it; handlers may too (an insert-first idempotency key of
+// their own). On PostgreSQL a failed statement aborts the whole local
+// transaction: a handler that wants to go on after a duplicate key must
+// run the insert inside a savepoint (tx.SavePoint, tx.RollbackTo) or use
+// INSERT ... ON CONFLICT DO NOTHING; otherwise the call fails and nothing
+// of it is committed (the fence row neither).
 func IsDuplicateKey(err error) bool { return database.IsDuplicateKey(err) }

@@ -173,7 +173,7 @@ func New(cfg Config) (*Participant, error) {
 	return &Participant{
 		db:         cfg.DB,
 		table:      cfg.Table,
-		sql:        newSQLText(cfg.Table),
+		sql:        newSQLText(cfg.Table, cfg.DB.Dialector.Name()),
 		try:        cfg.Try,
 		confirm:    cfg.Confirm,
 		cancel:     cfg.Cancel,

@@ -55,6 +55,25 @@ const SQLiteSchema = `CREATE TABLE IF NOT EXISTS {table} (
 CREATE INDEX IF NOT EXISTS {table}_due ON {table} (state, next_check_us);
 CREATE INDEX IF NOT EXISTS {table}_created ON {table} (created_us)`
 
+// PostgresSchema is the fence table's DDL for PostgreSQL 13+, with {table}
+// standing for the table name; the columns mean what they mean in
+// MySQLSchema. The "C" collation makes ids compare byte for byte.
+const PostgresSchema = `CREATE TABLE IF NOT EXISTS {table} (
+  gid            VARCHAR(128) COLLATE "C" NOT NULL,
+  branch_id      VARCHAR(64)  COLLATE "C" NOT NULL,
+  state          VARCHAR(16)  COLLATE "C" NOT NULL,
+  tried          SMALLINT     NOT NULL,
+  payload_digest CHAR(64)     COLLATE "C" NOT NULL,
+  payload        BYTEA        NOT NULL,
+  created_us     BIGINT       NOT NULL,
+  updated_us     BIGINT       NOT NULL,
+  next_check_us  BIGINT       NOT NULL,
+  check_count    INT          NOT NULL DEFAULT 0,
+  PRIMARY KEY (gid, branch_id)
+);
+CREATE INDEX IF NOT EXISTS {table}_due ON {table} (state, next_check_us);
+CREATE INDEX IF NOT EXISTS {table}_created ON {table} (created_us)`
+
 // Migrate creates the fence table DefaultTable (and its indexes) in db if
 // it does not exist. It must be the database that holds the business
 // tables the handlers change: the fence row and the business change commit
@@ -72,11 +91,24 @@ func MigrateTable(ctx context.Context, db *gorm.DB, table string) error {
 		return err
 	}
 	for _, s := range stmts {
-		if err := db.WithContext(ctx).Exec(s).Error; err != nil {
+		if err := execDDL(ctx, db, s); err != nil {
 			return fmt.Errorf("participant: migrate %s: %w", table, err)
 		}
 	}
 	return nil
+}
+
+// execDDL runs one CREATE ... IF NOT EXISTS statement. On PostgreSQL two
+// sessions creating the same table at once can both pass the "not exists"
+// check, and the later one then fails on a unique index of the system
+// catalog (a duplicate key); run again, the statement sees the table and
+// does nothing.
+func execDDL(ctx context.Context, db *gorm.DB, ddl string) error {
+	err := db.WithContext(ctx).Exec(ddl).Error
+	for i := 0; i < 3 && IsDuplicateKey(err); i++ {
+		err = db.WithContext(ctx).Exec(ddl).Error
+	}
+	return err
 }
 
 // schema returns the DDL statements for db's dialect.
@@ -91,8 +123,10 @@ func schema(db *gorm.DB, table string) ([]string, error) {
 		ddl = MySQLSchema
 	case "sqlite":
 		ddl = SQLiteSchema
+	case "postgres":
+		ddl = PostgresSchema
 	default:
-		return nil, fmt.Errorf("participant: unsupported dialect %q (want mysql or sqlite)", name)
+		return nil, fmt.Errorf("participant: unsupported dialect %q (want mysql, postgres or sqlite)", name)
 	}
 	var out []string
 	for _, s := range strings.Split(ddl, ";") {

@@ -79,7 +79,7 @@ func parseFlags(name string, args []string, stderr io.Writer) (*flags, *flag.Fla
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:7400", "gRPC listen address")
 	fs.StringVar(&c.HTTPListen, "http-listen", "", "HTTP listen address for the HTTP/JSON API (every gRPC method; /openapi.json describes it), /metrics and /healthz (default: -listen's port + 1; empty or \"off\" turns it off)")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go profiling endpoints under /debug/pprof/ on -http-listen")
-	fs.StringVar(&c.DB, "db", "sqlite:settle.db", "database: sqlite:<path> or mysql:<go-sql-driver DSN>")
+	fs.StringVar(&c.DB, "db", "sqlite:settle.db", "database: sqlite:<path>, mysql:<go-sql-driver DSN> or postgres:<URL or key=value DSN>")
 	fs.StringVar(&c.AllowParticipants, "allow-participants", allowlist.Default, "comma-separated host:port patterns of participants the coordinator may call (* wildcards; \"*\" allows all)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 0, "bound on graceful shutdown (default 30s)")
 	fs.StringVar(&c.Coordinator.InstanceID, "instance-id", "", "unique name of this instance among those sharing the database (default hostname-pid-random)")
@@ -227,15 +227,15 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("coordinator migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	db := fs.String("db", "sqlite:settle.db", "database: sqlite:<path> or mysql:<dsn>")
-	print := fs.String("print", "", "print the migrations of a dialect (sqlite or mysql) instead of applying them")
+	db := fs.String("db", "sqlite:settle.db", "database: sqlite:<path>, mysql:<dsn> or postgres:<dsn>")
+	print := fs.String("print", "", "print the migrations of a dialect (sqlite, mysql or postgres) instead of applying them")
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("SETTLE")); err != nil {
 		return err
 	}
 	if *print != "" {
 		files, err := sqlstore.MigrationSQL(database.Dialect(*print))
 		if err != nil {
-			return fmt.Errorf("print migrations: unknown dialect %q (want sqlite or mysql)", *print)
+			return fmt.Errorf("print migrations: unknown dialect %q (want sqlite, mysql or postgres)", *print)
 		}
 		names := make([]string, 0, len(files))
 		for n := range files {

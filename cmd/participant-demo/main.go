@@ -151,7 +151,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.SetOutput(stderr)
 	var cfg serveConfig
 	fs.StringVar(&cfg.Listen, "listen", defaultParticipant, "address to serve ParticipantService on")
-	fs.StringVar(&cfg.DB, "db", defaultDB, "database: sqlite:<path> or mysql:<dsn>")
+	fs.StringVar(&cfg.DB, "db", defaultDB, "database: sqlite:<path>, mysql:<dsn> or postgres:<dsn>")
 	resources := fs.String("resources", "accounts,inventory", "resources to serve, comma-separated")
 	fs.TextVar(&cfg.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")

@@ -278,14 +278,19 @@ func (b *bench) run(ctx context.Context) (*Report, error) {
 	if b.inproc != nil {
 		rep.Notes = append(rep.Notes, "coordinator ran inside the bench process: its CPU includes the load generator")
 	}
-	var mysql *mysqlStatus
-	if cfg.MySQLStatus != "" && cfg.Mode != "baseline" {
+	var dbstat dbStatus
+	if cfg.Mode != "baseline" && (cfg.MySQLStatus != "" || cfg.PostgresStatus != "") {
 		var err error
-		if mysql, err = openMySQLStatus(cfg.MySQLStatus); err != nil {
+		if cfg.PostgresStatus != "" {
+			dbstat, err = openPostgresStatus(cfg.PostgresStatus)
+		} else {
+			dbstat, err = openMySQLStatus(cfg.MySQLStatus)
+		}
+		if err != nil {
 			return nil, err
 		}
-		defer mysql.close()
-		rep.DBVars = mysql.vars(ctx)
+		defer dbstat.close()
+		rep.DBVars = dbstat.vars(ctx)
 	}
 
 	start := time.Now()
@@ -326,8 +331,8 @@ func (b *bench) run(ctx context.Context) (*Report, error) {
 			s.parts += v
 		}
 		s.machine, _ = machineCPU()
-		if mysql != nil {
-			s.status = mysql.status(ctx)
+		if dbstat != nil {
+			s.status = dbstat.status(ctx)
 		}
 		if b.inproc != nil {
 			s.roundTrips = b.inproc.Store().RoundTrips()
@@ -380,14 +385,14 @@ func (b *bench) run(ctx context.Context) (*Report, error) {
 	if b.inproc != nil {
 		rep.DBStatus = map[string]float64{"statements": float64(s1.roundTrips - s0.roundTrips)}
 	}
-	if mysql != nil {
+	if dbstat != nil {
 		if rep.DBStatus == nil {
 			rep.DBStatus = map[string]float64{}
 		}
 		for k, v := range s1.status {
 			rep.DBStatus[k] = v - s0.status[k]
 		}
-		rep.Notes = append(rep.Notes, "database counters are server-wide: other clients of the same server are counted too")
+		rep.Notes = append(rep.Notes, dbstat.note())
 	}
 
 	var total, commit, begin, reg, try Latencies
@@ -415,8 +420,8 @@ func (b *bench) run(ctx context.Context) (*Report, error) {
 			return nil, err
 		}
 	}
-	if mysql != nil {
-		rep.DBVars = mysql.vars(ctx)
+	if dbstat != nil {
+		rep.DBVars = dbstat.vars(ctx)
 	}
 	return rep, nil
 }

@@ -33,6 +33,8 @@
 //
 //	settle-bench -spawn ./bin/coordinator -spawn-db 'mysql:root@tcp(127.0.0.1:3306)/settle_bench' \
 //	    -mysql-status 'root@tcp(127.0.0.1:3306)/' -c 10 -branches 2 -warmup 5s -duration 20s
+//	settle-bench -spawn ./bin/coordinator -spawn-db 'postgres://postgres@127.0.0.1:5432/settle_bench?sslmode=disable' \
+//	    -postgres-status 'postgres://postgres@127.0.0.1:5432/settle_bench?sslmode=disable' -c 10 -branches 2
 //	settle-bench -coordinator 127.0.0.1:7400 -mode demo -demo-accounts 127.0.0.1:7501 \
 //	    -demo-inventory 127.0.0.1:7502 -demo-seed 'mysql:root@tcp(127.0.0.1:3306)/demo_a,mysql:...'
 //
@@ -97,6 +99,7 @@ type Config struct {
 	DBPID          int
 	DBProcess      string
 	MySQLStatus    string
+	PostgresStatus string
 	StoreLabel     string
 	PartPIDs       []int
 	Label          string
@@ -139,6 +142,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.CoordinatorPID, "coordinator-pid", 0, "pid of the coordinator process for CPU accounting (default: the process listening on -coordinator)")
 	fs.IntVar(&c.DBPID, "db-pid", 0, "pid of the database server for CPU accounting (default: found by -db-process name)")
 	fs.StringVar(&c.DBProcess, "db-process", "mariadbd", "process name of the database server (empty: none, e.g. for SQLite)")
+	fs.StringVar(&c.PostgresStatus, "postgres-status", "", "PostgreSQL DSN (URL or key=value) of the benchmarked database, to read pg_stat_database and pg_stat_wal deltas (commits, rows, WAL syncs per transaction) and durability settings")
 	fs.StringVar(&c.MySQLStatus, "mysql-status", "", "MySQL/MariaDB DSN (go-sql-driver form) to read SHOW GLOBAL STATUS deltas (statements, commits, fsyncs per transaction) and durability settings")
 	partPIDs := fs.String("participant-pids", "", "comma-separated pids of external participant processes (demo mode) whose CPU to report")
 	fs.StringVar(&c.Label, "label", "", "a name for this configuration, written as the first TSV column (e.g. before/after)")
@@ -206,6 +210,8 @@ func storeLabel(spec string) string {
 		return "mariadb"
 	case "sqlite":
 		return "sqlite"
+	case "postgres", "postgresql":
+		return "postgres"
 	}
 	return "?"
 }

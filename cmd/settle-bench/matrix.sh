@@ -8,6 +8,11 @@
 # run gets a fresh coordinator process (started by settle-bench -spawn) and
 # a fresh database. Environment:
 #   MYSQL_DSN   server DSN without a database (default root@tcp(127.0.0.1:3306)/)
+#   PG_URL      PostgreSQL server URL without a database (default
+#               postgres://postgres@127.0.0.1:5432); databases get
+#               ?sslmode=disable
+#   STORES      stores of the main loops and the demo runs (default
+#               "mariadb postgres sqlite")
 #   REPS        repetitions (default 3)
 #   WARMUP, DURATION   per run (default 2s, 8s)
 #   BEFORE      optional coordinator binary of an older commit, run as
@@ -18,6 +23,8 @@ cd "$(dirname "$0")/../.."
 
 OUT=${1:-bench-$(date +%Y%m%d-%H%M%S).tsv}
 MYSQL_DSN=${MYSQL_DSN:-root@tcp(127.0.0.1:3306)/}
+PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
+STORES=${STORES:-mariadb postgres sqlite}
 REPS=${REPS:-3}
 WARMUP=${WARMUP:-2s}
 DURATION=${DURATION:-8s}
@@ -33,11 +40,15 @@ go build -o "$BIN/coordinator" ./cmd/coordinator
 go build -o "$BIN/settle-bench" ./cmd/settle-bench
 go build -o "$BIN/participant-demo" ./cmd/participant-demo
 mysql_cli() { mysql -h127.0.0.1 -P3306 -uroot "$@"; }
+pg_cli() { psql "$PG_URL/postgres?sslmode=disable" -v ON_ERROR_STOP=1 -q "$@"; }
+pg_fresh() { pg_cli -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"; }
 
 fresh_db() { # fresh_db NAME -> prints the spec
   case $1 in
     mariadb) mysql_cli -e "DROP DATABASE IF EXISTS settle_bench; CREATE DATABASE settle_bench"
              echo "mysql:${MYSQL_DSN}settle_bench" ;;
+    postgres) pg_fresh settle_bench >&2
+             echo "postgres:$PG_URL/settle_bench?sslmode=disable" ;;
     sqlite)  rm -f "$BIN"/settle.db*; echo "sqlite:$BIN/settle.db" ;;
   esac
 }
@@ -49,6 +60,9 @@ start_demo() { # start_demo STORE -> sets DEMO_FLAGS
   if [[ $store == mariadb ]]; then
     mysql_cli -e "DROP DATABASE IF EXISTS settle_demo_a; CREATE DATABASE settle_demo_a; DROP DATABASE IF EXISTS settle_demo_i; CREATE DATABASE settle_demo_i"
     a="mysql:${MYSQL_DSN}settle_demo_a"; i="mysql:${MYSQL_DSN}settle_demo_i"
+  elif [[ $store == postgres ]]; then
+    pg_fresh settle_demo_a; pg_fresh settle_demo_i
+    a="postgres:$PG_URL/settle_demo_a?sslmode=disable"; i="postgres:$PG_URL/settle_demo_i?sslmode=disable"
   else
     rm -f "$BIN"/demo_*.db*; a="sqlite:$BIN/demo_a.db"; i="sqlite:$BIN/demo_i.db"
   fi
@@ -78,7 +92,13 @@ run() { # run LABEL STORE CONC BRANCHES [extra flags...]
   else
     flags=(-spawn "$coord" -spawn-db "$(fresh_db "$store")")
   fi
-  if [[ $store == mariadb ]]; then flags+=(-mysql-status "$MYSQL_DSN"); else flags+=(-db-process ""); fi
+  case $store in
+    mariadb)  flags+=(-mysql-status "$MYSQL_DSN") ;;
+    # PostgreSQL runs a process per connection: no single database pid to
+    # measure CPU of; the counters come from pg_stat_database/pg_stat_wal.
+    postgres) flags+=(-postgres-status "$PG_URL/settle_bench?sslmode=disable" -db-process "") ;;
+    *)        flags+=(-db-process "") ;;
+  esac
   echo "== $name  (loadavg $(cut -d' ' -f1-3 /proc/loadavg))" >&2
   "$BIN/settle-bench" "${flags[@]}" -label "$label" -store "$store" -c "$c" -branches "$br" \
     -warmup "$WARMUP" -duration "$DURATION" -tsv "$OUT" "$@" >&2 || echo "run $name failed" >&2
@@ -89,7 +109,7 @@ run() { # run LABEL STORE CONC BRANCHES [extra flags...]
 for rep in $(seq 1 "$REPS"); do
   echo "=== repetition $rep" >&2
   for c in 10 50; do
-    for store in mariadb sqlite; do
+    for store in $STORES; do
       run begin "$store" "$c" 2 -register-at-begin
       run perbranch "$store" "$c" 2
     done
@@ -104,7 +124,7 @@ for rep in $(seq 1 "$REPS"); do
   for br in 1 8 32; do run begin mariadb 10 "$br" -register-at-begin; done
 done
 # Demo participants last (their databases grow with every run).
-for store in mariadb sqlite; do
+for store in $STORES; do
   if [[ -n "${ONLY:-}" && ! "demo/$store" =~ $ONLY ]]; then continue; fi
   start_demo "$store"
   for rep in $(seq 1 "$REPS"); do

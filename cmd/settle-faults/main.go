@@ -43,11 +43,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	duration := fs.Duration("duration", 2*time.Minute, "how long the workload runs under faults")
 	seed := fs.Uint64("seed", 0, "seed of the workload and fault schedule (0: from the clock; printed)")
-	dbKind := fs.String("db", "mysql", "database: mysql or sqlite")
+	dbKind := fs.String("db", "mysql", "database: mysql, postgres or sqlite")
 	mysqlDSN := fs.String("mysql-dsn", "root@tcp(127.0.0.1:3306)/", "MySQL/MariaDB DSN used to create and drop the run's databases")
-	prefix := fs.String("db-prefix", "settle_faults_", "name prefix of the run's MySQL databases (not settle_t_: CI's cleanup drops those, also under a running long run)")
+	postgresDSN := fs.String("postgres-dsn", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL DSN used to create and drop the run's databases")
+	prefix := fs.String("db-prefix", "settle_faults_", "name prefix of the run's MySQL or PostgreSQL databases (not settle_t_: CI's cleanup drops those, also under a running long run)")
 	concurrency := fs.Int("concurrency", 8, "concurrent initiators")
-	coordinators := fs.Int("coordinators", 0, "coordinator processes (default: 2 on mysql, 1 on sqlite)")
+	coordinators := fs.Int("coordinators", 0, "coordinator processes (default: 2 on mysql and postgres, 1 on sqlite)")
 	faultEvery := fs.Duration("fault-every", 2*time.Second, "mean pause between process and link faults (0: none)")
 	netScale := fs.Float64("net-faults", 1, "scale of the per-call network fault odds (0: none)")
 	quiesce := fs.Duration("quiesce-bound", 3*time.Minute, "bound on the wait for quiescence after healing")
@@ -72,13 +73,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if *coordinators == 0 {
 			*coordinators = 2
 		}
+	case "postgres":
+		dbs, err = faulttest.NewPostgresDatabases(*postgresDSN, *prefix)
+		if *coordinators == 0 {
+			*coordinators = 2
+		}
 	case "sqlite":
 		dbs, err = faulttest.NewSQLiteDatabases()
 		if *coordinators == 0 {
 			*coordinators = 1
 		}
 	default:
-		return fmt.Errorf("-db %q: want mysql or sqlite", *dbKind)
+		return fmt.Errorf("-db %q: want mysql, postgres or sqlite", *dbKind)
 	}
 	if err != nil {
 		return err

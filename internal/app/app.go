@@ -47,7 +47,8 @@ type Config struct {
 	// AdminService RPC, docs/http-api.md), /openapi.json, /metrics and
 	// /healthz. Empty disables it.
 	HTTPListen string
-	// DB is "sqlite:<path>" or "mysql:<dsn>". Default sqlite:settle.db.
+	// DB is "sqlite:<path>", "mysql:<dsn>" or "postgres:<dsn>". Default
+	// sqlite:settle.db.
 	DB string
 	// AllowParticipants is the comma-separated allow-list of participant
 	// targets. Default: loopback only.

@@ -1,6 +1,9 @@
 // Package database opens the SQL databases Settle's binaries use, from one
-// spec string: "sqlite:<path>" (embedded, pure Go, no cgo) or
-// "mysql:<go-sql-driver DSN>" (MySQL 8 / MariaDB 10.6 or newer).
+// spec string: "sqlite:<path>" (embedded, pure Go, no cgo),
+// "mysql:<go-sql-driver DSN>" (MySQL 8 / MariaDB 10.6 or newer) or
+// "postgres:<DSN>" (PostgreSQL 13 or newer, through pgx; the DSN is a URL,
+// "postgres://user@host:5432/db?sslmode=disable", which may also be given
+// alone as the spec, or keyword/value pairs, "host=... dbname=...").
 //
 // It only opens connections and applies safe defaults (UTC, parseTime,
 // pool sizes, SQLite WAL and busy timeout); schemas belong to the packages
@@ -27,13 +30,14 @@ type Dialect string
 
 // The supported dialects.
 const (
-	SQLite Dialect = "sqlite"
-	MySQL  Dialect = "mysql"
+	SQLite   Dialect = "sqlite"
+	MySQL    Dialect = "mysql"
+	Postgres Dialect = "postgres"
 )
 
-// ErrBadSpec is returned for a spec that is neither "sqlite:..." nor
-// "mysql:...".
-var ErrBadSpec = errors.New("database: spec must be sqlite:<path> or mysql:<dsn>")
+// ErrBadSpec is returned for a spec that is none of "sqlite:...",
+// "mysql:..." and "postgres:...".
+var ErrBadSpec = errors.New("database: spec must be sqlite:<path>, mysql:<dsn> or postgres:<dsn>")
 
 // Open opens the database named by spec. The caller owns the returned handle
 // and closes it with Close.
@@ -54,6 +58,13 @@ func Open(spec string) (*gorm.DB, Dialect, error) {
 	case "mysql":
 		db, err := openMySQL(rest, cfg)
 		return db, MySQL, err
+	case "postgres", "postgresql":
+		if strings.HasPrefix(rest, "//") {
+			// The URL alone: "postgres://user@host/db".
+			rest = spec
+		}
+		db, err := openPostgres(rest, cfg)
+		return db, Postgres, err
 	default:
 		return nil, "", badSpec(kind, ok)
 	}
@@ -66,7 +77,7 @@ func badSpec(kind string, hasColon bool) error {
 		return fmt.Errorf("%w (the spec has no \":\")", ErrBadSpec)
 	}
 	if len(kind) > 16 || strings.ContainsAny(kind, "@/()") {
-		return fmt.Errorf("%w (the spec does not start with sqlite: or mysql:)", ErrBadSpec)
+		return fmt.Errorf("%w (the spec does not start with sqlite:, mysql: or postgres:)", ErrBadSpec)
 	}
 	return fmt.Errorf("%w (got %q)", ErrBadSpec, kind+":...")
 }

@@ -14,7 +14,8 @@ func TestBadSpecHidesSecrets(t *testing.T) {
 	for _, spec := range []string{
 		"mysq:root:hunter2@tcp(127.0.0.1:3306)/settle",
 		"root:hunter2@tcp(127.0.0.1:3306)/settle",
-		"postgres://root:hunter2@127.0.0.1/settle",
+		"postgress://root:hunter2@127.0.0.1/settle",
+		"pg:host=127.0.0.1 password=hunter2",
 		"hunter2",
 		"",
 	} {

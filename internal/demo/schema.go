@@ -48,6 +48,24 @@ var sqliteSchema = []string{
 )`,
 }
 
+// postgresSchema creates the demo tables on PostgreSQL. The "C" collation
+// makes keys compare byte for byte.
+var postgresSchema = []string{
+	`CREATE TABLE IF NOT EXISTS demo_account (
+  name    VARCHAR(64) COLLATE "C" NOT NULL PRIMARY KEY,
+  balance BIGINT      NOT NULL,
+  frozen  BIGINT      NOT NULL DEFAULT 0,
+  CONSTRAINT demo_account_amounts CHECK (balance >= 0 AND frozen >= 0 AND frozen <= balance)
+)`,
+	`CREATE TABLE IF NOT EXISTS demo_stock (
+  sku      VARCHAR(64) COLLATE "C" NOT NULL PRIMARY KEY,
+  stock    BIGINT      NOT NULL,
+  reserved BIGINT      NOT NULL DEFAULT 0,
+  sold     BIGINT      NOT NULL DEFAULT 0,
+  CONSTRAINT demo_stock_amounts CHECK (stock >= 0 AND reserved >= 0 AND sold >= 0 AND reserved <= stock)
+)`,
+}
+
 // Migrate creates the demo tables and the participant SDK's fence table
 // (participant.DefaultTable) if they do not exist. The fence lives in the
 // same database as the business tables, as it must. It is safe to run
@@ -59,11 +77,20 @@ func Migrate(ctx context.Context, db *gorm.DB, dialect database.Dialect) error {
 		stmts = mysqlSchema
 	case database.SQLite:
 		stmts = sqliteSchema
+	case database.Postgres:
+		stmts = postgresSchema
 	default:
 		return fmt.Errorf("demo: migrate: unsupported dialect %q", dialect)
 	}
 	for _, s := range stmts {
-		if err := db.WithContext(ctx).Exec(s).Error; err != nil {
+		err := db.WithContext(ctx).Exec(s).Error
+		// Two PostgreSQL sessions creating a table at once: the later one
+		// fails on the system catalog's unique index; run again, the
+		// statement sees the table.
+		for i := 0; i < 3 && participant.IsDuplicateKey(err); i++ {
+			err = db.WithContext(ctx).Exec(s).Error
+		}
+		if err != nil {
 			return fmt.Errorf("demo: migrate: %w", err)
 		}
 	}

@@ -14,16 +14,25 @@ import (
 )
 
 // TestTwoCoordinatorsDrain (S14, S15): two coordinator processes on one
-// MariaDB database drain 2,000 due transactions. Each finishes once, no
-// branch is ever driven by both instances at the same moment, and killing
-// one instance mid-drain loses nothing.
+// MariaDB database, then on one PostgreSQL database, drain 2,000 due
+// transactions. Each finishes once, no branch is ever driven by both
+// instances at the same moment, and killing one instance mid-drain loses
+// nothing.
 func TestTwoCoordinatorsDrain(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skipping the 2,000-transaction drain")
 	}
+	for _, be := range dbtest.Backends() {
+		if be.Name == "sqlite" {
+			continue // one process per SQLite file
+		}
+		t.Run(be.Name, func(t *testing.T) { testTwoCoordinatorsDrain(t, be.New(t)) })
+	}
+}
+
+func testTwoCoordinatorsDrain(t *testing.T, spec string) {
 	const n = 2000
 	const concurrency = 16
-	spec := dbtest.NewMySQL(t)
 	store, err := sqlstore.Open(context.Background(), spec)
 	if err != nil {
 		t.Fatal(err)

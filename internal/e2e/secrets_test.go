@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -169,4 +170,70 @@ func writeFile(t *testing.T, text string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// TestSecretsNeverPrintedPostgres is TestSecretsNeverPrinted's database
+// half for a postgres: spec: the coordinator runs at debug level with a
+// password in its DSN (URL form), and fails to start with a password in a
+// DSN that does not parse, in a keyword/value DSN naming a port nothing
+// listens on, and in a mistyped spec. The test server trusts local
+// connections (no wrong-password case): the password is checked for in
+// every output all the same.
+func TestSecretsNeverPrintedPostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: runs the real coordinator")
+	}
+	spec := dbtest.NewPostgres(t) // skipped (or failed in CI) without PostgreSQL
+	admin := dbtest.Open(t, spec)
+	if !strings.Contains(spec, "://") {
+		t.Skipf("%s is in key=value form; this test rewrites a URL", dbtest.EnvPostgresDSN)
+	}
+	u, err := url.Parse(strings.TrimPrefix(spec, "postgres:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, password := "settle_"+secret("u")[2:12], secret("pw")
+	dbName := strings.TrimPrefix(u.Path, "/")
+	for _, stmt := range []string{
+		"CREATE ROLE " + user + " LOGIN PASSWORD '" + password + "'",
+		"GRANT ALL ON DATABASE " + dbName + " TO " + user,
+		"GRANT ALL ON SCHEMA public TO " + user,
+	} {
+		if err := admin.Exec(stmt).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		_ = admin.Exec("DROP OWNED BY " + user).Error
+		_ = admin.Exec("DROP ROLE IF EXISTS " + user).Error
+	})
+	u.User = url.UserPassword(user, password)
+	dsn := u.String()
+
+	out := &outputs{t: t}
+	addr := freeAddr(t)
+	coord := start(t, "coordinator", bins.Coordinator, addr, nil,
+		"-listen", addr, "-http-listen", "", "-db", "postgres:"+dsn, "-log-level", "debug")
+	c, err := client.New(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.Begin(ctx, client.BeginOptions{GID: "secret-pg"}); err != nil {
+		t.Fatal(err)
+	}
+	out.run("migrate", nil, "migrate", "-db", dsn)
+	out.run("a DSN that does not parse", nil, "-listen", freeAddr(t), "-http-listen", "off",
+		"-db", "postgres://"+user+":"+password+"@127.0.0.1:notaport/x")
+	out.run("an unreachable server", nil, "-listen", freeAddr(t), "-http-listen", "off",
+		"-db", "postgres:host=127.0.0.1 port=1 user="+user+" password="+password+" dbname=x connect_timeout=5")
+	out.run("a mistyped -db", nil, "-listen", freeAddr(t), "-db", "postgress://"+user+":"+password+"@127.0.0.1/x")
+	out.add("the coordinator's own output", coord.Tail(1<<20))
+	out.check(password)
+	if t.Failed() {
+		return
+	}
+	t.Logf("%d outputs checked for the password: none found", len(out.seen))
 }

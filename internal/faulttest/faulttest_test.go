@@ -65,10 +65,11 @@ func TestShortFaultRun(t *testing.T) {
 	}{
 		{"sqlite", 1, dbtest.NewSQLite},
 		{"mysql", 2, dbtest.NewMySQL},
+		{"postgres", 2, dbtest.NewPostgres},
 	} {
 		t.Run(be.name, func(t *testing.T) {
-			if be.name == "mysql" {
-				be.newDB(t) // skips (or fails, in CI) when MariaDB is not configured
+			if be.name != "sqlite" {
+				be.newDB(t) // skips (or fails, in CI) when the server is not configured
 			}
 			s := seed(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

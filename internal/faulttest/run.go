@@ -24,13 +24,13 @@ type Config struct {
 	Duration time.Duration
 	// Concurrency is the number of concurrent initiators.
 	Concurrency int
-	// Backend names the database kind ("sqlite" or "mysql"), for the
+	// Backend names the database kind ("sqlite", "mysql" or "postgres"), for the
 	// summary.
 	Backend string
 	// NewDB returns a fresh, empty database spec; name says what it is for
 	// ("coordinator", "accounts", "inventory"). The caller drops it.
 	NewDB func(name string) (string, error)
-	// Coordinators is 1 or 2 (two need a shared MySQL database; the pause
+	// Coordinators is 1 or 2 (two need a shared MySQL or PostgreSQL database; the pause
 	// fault needs two).
 	Coordinators int
 	// Bins are the built programs.

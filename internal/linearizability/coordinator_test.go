@@ -25,7 +25,7 @@ var (
 		"load per backend of TestCoordinatorLinearizable (0: the short CI run, "+shortDuration.String()+", longer if its history lacks a kind of result)")
 	flagClients        = flag.Int("linearizability.clients", 0, "concurrent clients (0: 32)")
 	flagSeed           = flag.Uint64("linearizability.seed", 0, "seed of the clients' choices (0: from the clock; the seed used is logged)")
-	flagMySQLInstances = flag.Int("linearizability.mysql-instances", 2, "coordinator instances sharing the MariaDB/MySQL database (SQLite runs one)")
+	flagMySQLInstances = flag.Int("linearizability.mysql-instances", 2, "coordinator instances sharing the MariaDB/MySQL or PostgreSQL database (SQLite runs one)")
 	flagStrict         = flag.Bool("linearizability.strict", true,
 		"record the coordinator's answers as they are (false: record the two fixed deviations of KnownDeviation as the NOT_FOUND they stood for, to check an older coordinator)")
 )
@@ -48,15 +48,16 @@ const callTimeout = 5 * time.Second
 
 // TestCoordinatorLinearizable runs many concurrent clients against a real
 // coordinator (gRPC on loopback, recovery loop on, two participants that
-// answer Confirm and Cancel) on SQLite and on MariaDB/MySQL (there two
-// coordinator instances share the database and each call goes to either),
+// answer Confirm and Cancel) on SQLite, on MariaDB/MySQL and on PostgreSQL
+// (on the last two, two coordinator instances share the database and each
+// call goes to either),
 // records every call, and checks the history with porcupine against the
 // model of the transaction record (model.go).
 func TestCoordinatorLinearizable(t *testing.T) {
 	for _, b := range dbtest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			instances := 1
-			if b.Name == "mysql" {
+			if b.Name != "sqlite" {
 				instances = max(1, *flagMySQLInstances)
 			}
 			runCoordinator(t, b.New(t), instances)

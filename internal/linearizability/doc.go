@@ -102,7 +102,8 @@
 //	go test ./internal/linearizability -run Coordinator -linearizability.seed N -linearizability.clients 64
 //	go test ./internal/linearizability -run Coordinator -linearizability.mysql-instances 1
 //
-// MariaDB/MySQL runs when SETTLE_TEST_MYSQL_DSN is set (internal/dbtest).
+// MariaDB/MySQL runs when SETTLE_TEST_MYSQL_DSN is set, PostgreSQL when
+// SETTLE_TEST_POSTGRES_DSN is (internal/dbtest).
 // The test logs the history's size, its calls by kind and result, the
 // calls that ran into the 5 s call timeout, the coordinators' warnings and
 // errors, and porcupine's verdict and time.

@@ -32,7 +32,9 @@ func openStore(tb testing.TB, spec string) *sqlstore.Store {
 // the due rows through the (state, next_attempt_us) index. On MySQL this
 // is checked on the real ListDue call, through the session's handler
 // counters: rows read must be about the rows returned, not the table. On
-// SQLite the query plan of the same statement must search that index.
+// SQLite the query plan of the same statement must search that index; on
+// PostgreSQL its executed plan must scan that index, in its order, and
+// return the due rows only.
 func TestDueScanReadsOnlyDueRows(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, spec string) {
 		s := openStore(t, spec)
@@ -61,6 +63,30 @@ func TestDueScanReadsOnlyDueRows(t *testing.T) {
 			if p := strings.Join(plan, "; "); !strings.Contains(p, "idx_transaction_due") || strings.Contains(p, "TEMP B-TREE") {
 				t.Fatalf("due scan plan %q: want a search of idx_transaction_due without a sort", p)
 			}
+		} else if s.Dialect() == database.Postgres {
+			// The executed plan of the same statement: an index scan of
+			// idx_transaction_due in its order (no sort), reading the due
+			// rows only.
+			var plan []string
+			rows, err := s.DB().Raw(`EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) SELECT gid, version FROM transaction_record
+				WHERE state = ? AND next_attempt_us <= ? ORDER BY next_attempt_us LIMIT ?`, "COMMITTING", time.Now().UnixMicro(), 100).Rows()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var line string
+				if err := rows.Scan(&line); err != nil {
+					t.Fatal(err)
+				}
+				plan = append(plan, strings.TrimSpace(line))
+			}
+			_ = rows.Close()
+			p := strings.Join(plan, "; ")
+			if !strings.Contains(p, "Index Scan using idx_transaction_due") || strings.Contains(p, "Sort") ||
+				!strings.Contains(p, fmt.Sprintf("(actual rows=%d ", due)) {
+				t.Fatalf("due scan plan %q: want an index scan of idx_transaction_due returning %d rows, without a sort", p, due)
+			}
+			t.Logf("due scan plan: %s", p)
 		} else {
 			// One connection, so that SHOW SESSION STATUS sees the scan.
 			sqlDB, err := s.DB().DB()

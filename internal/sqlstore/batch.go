@@ -14,7 +14,8 @@ import (
 //
 // Begin, RegisterBranch, Decide and RecordRound requests that arrive while
 // a write is running are queued, and the next write carries every kind at
-// once: one database transaction (one round trip on MySQL, script.go)
+// once: one database transaction (one round trip on MySQL, script.go, and
+// on PostgreSQL, pipeline.go)
 // holding the multi-row INSERTs of the Begins and their branches, the
 // compare-and-sets of the registrations and decisions of records this
 // store remembers (known.go) and the delivery rounds. A request arriving
@@ -319,21 +320,25 @@ func (s *Store) registerShare(batch []*pending[tcc.AddBranchParams, *tcc.Transac
 		return share{}
 	}
 	known, unknown, rest := splitKnown(&s.known, batch, func(p tcc.AddBranchParams) string { return p.Branch.GID })
+	d := s.d()
 	stmts := make([]stmt, 0, 2*len(known))
-	for _, it := range known {
+	// at[i] is the index in stmts of known[i]'s first statement.
+	at := make([]int, len(known)+1)
+	for i, it := range known {
 		p, b := it.r.p, it.r.p.Branch
-		stmts = append(stmts,
-			stmt{`UPDATE transaction_record` + s.pk() + ` SET branch_count = branch_count + 1, version = version + 1, updated_us = ?
+		at[i] = len(stmts)
+		stmts = append(stmts, d.thenInsert(
+			stmt{`UPDATE transaction_record` + d.pk() + ` SET branch_count = branch_count + 1, version = version + 1, updated_us = ?
 				WHERE gid = ? AND state = ? AND branch_count < ? AND version = ?`,
 				[]any{micros(p.Now), b.GID, string(tcc.StateTrying), p.MaxBranches, it.known.Version}},
-			stmt{`INSERT INTO branch_record (gid, branch_id, participant, payload, payload_digest, state, created_us, updated_us)
-				SELECT ?, ?, ?, ?, ?, ?, ?, ?` + s.ifLastChanged(),
-				[]any{b.GID, b.BranchID, b.Participant, nonNil(b.Payload), b.PayloadDigest, string(tcc.BranchRegistered),
-					micros(p.Now), micros(p.Now)}})
+			"branch_record", "gid, branch_id, participant, payload, payload_digest, state, created_us, updated_us",
+			[]any{b.GID, b.BranchID, b.Participant, nonNil(b.Payload), b.PayloadDigest, string(tcc.BranchRegistered),
+				micros(p.Now), micros(p.Now)})...)
 	}
+	at[len(known)] = len(stmts)
 	return share{stmts: stmts, settle: func(affected []int64, err error, _ bool) func(context.Context) {
 		for i, it := range known {
-			if err != nil || affected[2*i] != 1 || affected[2*i+1] != 1 {
+			if err != nil || !allOne(affected[at[i]:at[i+1]]) {
 				unknown = append(unknown, it.r)
 				continue
 			}
@@ -358,6 +363,16 @@ func (s *Store) registerShare(batch []*pending[tcc.AddBranchParams, *tcc.Transac
 	}}
 }
 
+// allOne reports whether every statement changed exactly one row.
+func allOne(affected []int64) bool {
+	for _, n := range affected {
+		if n != 1 {
+			return false
+		}
+	}
+	return true
+}
+
 // registerBatch registers every branch of batch (distinct gids) in one
 // database transaction, or nothing and returns false.
 func (s *Store) registerBatch(ctx context.Context, batch []*pending[tcc.AddBranchParams, *tcc.Transaction]) bool {
@@ -370,13 +385,14 @@ func (s *Store) registerBatch(ctx context.Context, batch []*pending[tcc.AddBranc
 	gids := make([]any, 0, n)
 	var nowCase, maxCase strings.Builder
 	caseArgs := make([]any, 0, 4*n)
+	then := " WHEN ? THEN " + s.d().bigint()
 	for _, r := range batch {
 		gids = append(gids, r.p.Branch.GID)
-		nowCase.WriteString(" WHEN ? THEN ?")
+		nowCase.WriteString(then)
 		caseArgs = append(caseArgs, r.p.Branch.GID, micros(r.p.Now))
 	}
 	for _, r := range batch {
-		maxCase.WriteString(" WHEN ? THEN ?")
+		maxCase.WriteString(then)
 		caseArgs = append(caseArgs, r.p.Branch.GID, r.p.MaxBranches)
 	}
 	args := append([]any{}, caseArgs[:2*n]...)
@@ -420,7 +436,7 @@ func (s *Store) loadMany(ctx context.Context, q querier, gids []any) (map[string
 	s.roundTrips.Add(1)
 	query := strings.Replace(loadQuery, "WHERE r.gid = ? ORDER BY b.branch_id",
 		"WHERE r.gid IN ("+placeholders(len(gids))+") ORDER BY r.gid, b.branch_id", 1)
-	rows, err := q.QueryContext(ctx, query, gids...)
+	rows, err := q.QueryContext(ctx, s.bind(query), gids...)
 	if err != nil {
 		return nil, s.interpret("get transactions", err)
 	}
@@ -459,7 +475,7 @@ func (s *Store) decideShare(batch []*pending[tcc.DecideParams, decision]) share 
 	known, unknown, rest := splitKnown(&s.known, batch, func(p tcc.DecideParams) string { return p.GID })
 	stmts := make([]stmt, len(known))
 	for i, it := range known {
-		stmts[i] = decideRecord(s.pk(), it.r.p, it.known.Version)
+		stmts[i] = decideRecord(s.d(), it.r.p, it.known.Version)
 	}
 	return share{stmts: stmts, settle: func(affected []int64, err error, _ bool) func(context.Context) {
 		for i, it := range known {
@@ -490,8 +506,8 @@ func (s *Store) decideShare(batch []*pending[tcc.DecideParams, decision]) share 
 // with a version (above 0) it also requires the record's version. It
 // writes the decision's history too (decided_by, decided_instance with
 // decided_us and abort_reason: the DECIDED event, history.go).
-func decideRecord(pk string, p tcc.DecideParams, version int64) stmt {
-	query := `UPDATE transaction_record` + pk + `
+func decideRecord(d dialect, p tcc.DecideParams, version int64) stmt {
+	query := `UPDATE transaction_record` + d.pk() + `
 		SET state = ?, version = version + 1, lease_owner = ?, next_attempt_us = ?, abort_reason = ?, decided_us = ?, updated_us = ?,
 		    decided_by = ?, decided_instance = ?
 		WHERE gid = ? AND state = ?`
@@ -506,12 +522,15 @@ func decideRecord(pk string, p tcc.DecideParams, version int64) stmt {
 
 // decideStatement builds the compare-and-set TRYING -> decided of several
 // records, each with its own decision, lease and time.
-func decideStatement(pk string, params []tcc.DecideParams) (string, []any) {
+func decideStatement(d dialect, params []tcc.DecideParams) (string, []any) {
 	var state, owner, next, reason, decided, cause strings.Builder
 	var sArgs, oArgs, nArgs, rArgs, dArgs, cArgs, in []any
 	for _, p := range params {
-		for _, b := range []*strings.Builder{&state, &owner, &next, &reason, &decided, &cause} {
+		for _, b := range []*strings.Builder{&state, &owner, &reason, &cause} {
 			b.WriteString(" WHEN ? THEN ?")
+		}
+		for _, b := range []*strings.Builder{&next, &decided} {
+			b.WriteString(" WHEN ? THEN " + d.bigint())
 		}
 		sArgs = append(sArgs, p.GID, string(p.Outcome.DecidedState()))
 		oArgs = append(oArgs, p.GID, p.Owner)
@@ -532,7 +551,7 @@ func decideStatement(pk string, params []tcc.DecideParams) (string, []any) {
 	args = append(args, oArgs...)
 	args = append(args, string(tcc.StateTrying))
 	args = append(args, in...)
-	return `UPDATE transaction_record` + pk + `
+	return `UPDATE transaction_record` + d.pk() + `
 		SET state = CASE gid` + state.String() + ` END, version = version + 1, lease_owner = CASE gid` + owner.String() + ` END,
 		    next_attempt_us = CASE gid` + next.String() + ` END, abort_reason = CASE gid` + reason.String() + ` END,
 		    decided_us = CASE gid` + decided.String() + ` END, updated_us = CASE gid` + decided.String() + ` END,
@@ -556,7 +575,7 @@ func (s *Store) decideBatch(ctx context.Context, batch []*pending[tcc.DecidePara
 	}
 	lock := s.forUpdate()
 	s.roundTrips.Add(1)
-	rows, err := dbtx.QueryContext(ctx, `SELECT gid FROM transaction_record WHERE state = ? AND gid IN (`+placeholders(len(gids))+`)`+lock,
+	rows, err := dbtx.QueryContext(ctx, s.bind(`SELECT gid FROM transaction_record WHERE state = ? AND gid IN (`+placeholders(len(gids))+`)`+lock),
 		append([]any{string(tcc.StateTrying)}, gids...)...)
 	if err != nil {
 		return false
@@ -578,7 +597,7 @@ func (s *Store) decideBatch(ctx context.Context, batch []*pending[tcc.DecidePara
 				params = append(params, r.p)
 			}
 		}
-		query, args := decideStatement(s.pk(), params)
+		query, args := decideStatement(s.d(), params)
 		n, err := s.exec(ctx, dbtx, query, args...)
 		if err != nil || n != int64(len(params)) {
 			return false
@@ -646,7 +665,7 @@ func (s *Store) roundShare(batch []*pending[tcc.RoundParams, unit]) share {
 			single = append(single, g...)
 			continue
 		}
-		stmts = append(stmts, finishBranches(g))
+		stmts = append(stmts, finishBranches(s.d(), g))
 		// The history's facts of the whole group in one INSERT.
 		var facts []tcc.Event
 		for _, r := range g {
@@ -659,11 +678,8 @@ func (s *Store) roundShare(batch []*pending[tcc.RoundParams, unit]) share {
 			stmts = append(stmts, trimAttempts(r.p)...)
 		}
 		for _, r := range g {
-			stmts = append(stmts, recordFinish(s.pk(), r.p))
-			ordered, cas = append(ordered, r), append(cas, len(stmts)-1)
-			if e, ok := roundEnd(r.p); ok {
-				stmts = append(stmts, s.eventIfChanged(e))
-			}
+			ordered, cas = append(ordered, r), append(cas, len(stmts))
+			stmts = append(stmts, casWithEvent(s.d(), recordFinish(s.d(), r.p), r.p)...)
 		}
 	}
 	for _, r := range single {
@@ -702,7 +718,7 @@ func (s *Store) roundShare(batch []*pending[tcc.RoundParams, unit]) share {
 // gids" is exactly the union of the Done lists; the branch id list is a
 // guard. The branch facts are stored whatever the compare-and-set of the
 // record says, as in a single round.
-func finishBranches(group []*pending[tcc.RoundParams, unit]) stmt {
+func finishBranches(d dialect, group []*pending[tcc.RoundParams, unit]) stmt {
 	branchDone := group[0].p.Outcome.BranchDone()
 	gids := make([]any, 0, len(group))
 	var nowCase, instCase, latCase strings.Builder
@@ -710,13 +726,13 @@ func finishBranches(group []*pending[tcc.RoundParams, unit]) stmt {
 	seenID := map[string]bool{}
 	for _, r := range group {
 		gids = append(gids, r.p.GID)
-		nowCase.WriteString(" WHEN ? THEN ?")
+		nowCase.WriteString(" WHEN ? THEN " + d.bigint())
 		nowArgs = append(nowArgs, r.p.GID, micros(r.p.Now))
 		instCase.WriteString(" WHEN ? THEN ?")
 		instArgs = append(instArgs, r.p.GID, r.p.Instance)
 		latency := callLatencies(r.p)
 		for _, id := range r.p.Done {
-			latCase.WriteString(" WHEN gid = ? AND branch_id = ? THEN ?")
+			latCase.WriteString(" WHEN gid = ? AND branch_id = ? THEN " + d.bigint())
 			latArgs = append(latArgs, r.p.GID, id, latency[id])
 			if !seenID[id] {
 				seenID[id] = true

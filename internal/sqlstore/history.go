@@ -14,8 +14,8 @@ import (
 // the events that live in the rows of the change itself.
 //
 // Every event is written by the statements of the state change it
-// describes, in the same database transaction (one script on MySQL), so
-// it costs no round trip of its own on MySQL. Where the changed row
+// describes, in the same database transaction (one script on MySQL, one
+// pipeline on PostgreSQL), so it costs no round trip of its own there. Where the changed row
 // already holds the event's facts, once and for good, it is the event and
 // no statement is added:
 //
@@ -37,7 +37,7 @@ import (
 //     than 2N),
 //     and after the record's compare-and-set an INSERT ... SELECT of
 //     NEEDS_ATTENTION (when the round flags it) that happens only if that
-//     matched (ifLastChanged);
+//     matched (dialect.thenInsert);
 //   - a tombstone's DECIDED (by check-back) is a row written with it;
 //   - RETRY_NOW and RESOLVED are rows written by the admin calls'
 //     transactions after their change.
@@ -85,11 +85,16 @@ func eventsInsert(events []tcc.Event) stmt {
 	return stmt{sb.String(), args}
 }
 
-// eventIfChanged builds the INSERT of e that happens only if the statement
-// before it in the same transaction changed exactly one row.
-func (s *Store) eventIfChanged(e tcc.Event) stmt {
-	return stmt{`INSERT INTO transaction_event (` + eventColumns + `)
-		SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?` + s.ifLastChanged(), eventArgs(e)}
+// casWithEvent returns a round's compare-and-set of the record and, when
+// the round ends with an event (roundEnd), the INSERT of it that happens
+// only if the compare-and-set matched (dialect.thenInsert). The first
+// statement's affected count is the compare-and-set's.
+func casWithEvent(d dialect, cas stmt, p tcc.RoundParams) []stmt {
+	e, ok := roundEnd(p)
+	if !ok {
+		return []stmt{cas}
+	}
+	return d.thenInsert(cas, "transaction_event", eventColumns, eventArgs(e))
 }
 
 // tombstoneEvent is a tombstone's history: its decision by check-back.
@@ -172,7 +177,7 @@ func roundEnd(p tcc.RoundParams) (tcc.Event, bool) {
 // the last column).
 const historyQuery = `SELECT id, ` + eventColumns + `, 0 FROM transaction_event WHERE gid = ?
 	UNION ALL
-	SELECT 0, gid, decided_us, '-', '', '', state, decided_by, tombstone, '', abort_reason, next_attempt_us, decided_instance, '', created_us
+	SELECT 0, gid, decided_us, '-', '', '', state, decided_by, CASE WHEN tombstone THEN 1 ELSE 0 END, '', abort_reason, next_attempt_us, decided_instance, '', created_us
 	FROM transaction_record WHERE gid = ?
 	UNION ALL
 	SELECT 0, gid, created_us, 'BRANCH_REGISTERED', branch_id, participant, state, '', attempts, '', resolution,
@@ -182,7 +187,7 @@ const historyQuery = `SELECT id, ` + eventColumns + `, 0 FROM transaction_event 
 
 // History implements tcc.Store.
 func (s *Store) History(ctx context.Context, gid string) ([]tcc.Event, error) {
-	rows, err := s.sql.QueryContext(ctx, historyQuery, gid, gid, gid)
+	rows, err := s.sql.QueryContext(ctx, s.bind(historyQuery), gid, gid, gid)
 	if err != nil {
 		return nil, s.interpret("history", err)
 	}

@@ -19,9 +19,9 @@ var migrations embed.FS
 // VersionTable records applied migrations.
 const VersionTable = "settle_schema_version"
 
-// Migrate applies the pending migrations for dialect. On MySQL a table lock
-// makes concurrent callers (several coordinators starting at once) apply
-// each migration once.
+// Migrate applies the pending migrations for dialect. On MySQL a table lock,
+// on PostgreSQL a session advisory lock, makes concurrent callers (several
+// coordinators starting at once) apply each migration once.
 func Migrate(ctx context.Context, db *gorm.DB, dialect database.Dialect) error {
 	sqlDB, err := db.DB()
 	if err != nil {
@@ -33,13 +33,23 @@ func Migrate(ctx context.Context, db *gorm.DB, dialect database.Dialect) error {
 	}
 	opts := []goose.ProviderOption{goose.WithTableName(VersionTable), goose.WithDisableGlobalRegistry(true)}
 	gd := goose.DialectSQLite3
-	if dialect == database.MySQL {
+	switch dialect {
+	case database.MySQL:
 		gd = goose.DialectMySQL
 		locker, err := lock.NewMySQLTableLocker()
 		if err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
 		opts = append(opts, goose.WithLocker(locker))
+	case database.Postgres:
+		gd = goose.DialectPostgres
+		// Advisory locks are per database; a waiting coordinator asks
+		// again every second, for up to five minutes.
+		locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
 	}
 	p, err := goose.NewProvider(gd, sqlDB, sub, opts...)
 	if err != nil {

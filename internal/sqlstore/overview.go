@@ -118,7 +118,7 @@ func (s *Store) Overview(ctx context.Context, p tcc.OverviewParams) (*tcc.Overvi
 
 // query runs a SELECT and calls scan for each row.
 func (s *Store) query(ctx context.Context, scan func(*sql.Rows) error, q string, args ...any) error {
-	rows, err := s.sql.QueryContext(ctx, q, args...)
+	rows, err := s.sql.QueryContext(ctx, s.bind(q), args...)
 	if err != nil {
 		return err
 	}

@@ -25,10 +25,14 @@ import (
 // SQLite runs in-process and uses ordinary transactions.
 
 // write runs stmts in one database transaction and returns the rows each
-// affected: one script on MySQL, the statements one by one on SQLite.
+// affected: one script on MySQL, one pipeline on PostgreSQL
+// (pipeline.go), the statements one by one on SQLite.
 func (s *Store) write(ctx context.Context, stmts ...stmt) ([]int64, error) {
-	if s.dialect == database.MySQL {
+	switch s.dialect {
+	case database.MySQL:
 		return s.script(ctx, stmts...)
+	case database.Postgres:
+		return s.pipeline(ctx, stmts...)
 	}
 	dbtx, err := s.begin(ctx)
 	if err != nil {
@@ -68,7 +72,7 @@ func (s *Store) script(ctx context.Context, stmts ...stmt) ([]int64, error) {
 	for _, st := range stmts {
 		sb.WriteString(";\n")
 		sb.WriteString(st.query)
-		for _, a := range st.args {
+		for _, a := range s.args(st.args) {
 			v, err := driver.DefaultParameterConverter.ConvertValue(a)
 			if err != nil {
 				return nil, fmt.Errorf("sqlstore: script argument %T: %w", a, err)

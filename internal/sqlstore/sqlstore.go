@@ -1,5 +1,6 @@
-// Package sqlstore implements tcc.Store with gorm on MySQL/MariaDB and on
-// embedded SQLite.
+// Package sqlstore implements tcc.Store with gorm on MySQL/MariaDB, on
+// PostgreSQL and on embedded SQLite (the SQL that differs is in
+// dialect.go).
 //
 // The hot path uses plain SQL through gorm's Exec/Raw (no model reflection),
 // one short database transaction per Store method, and never a transaction
@@ -25,6 +26,7 @@ import (
 
 	sqlite "github.com/glebarez/go-sqlite"
 	gomysql "github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 
 	"github.com/settle-tcc/settle/internal/database"
@@ -39,6 +41,7 @@ type Store struct {
 	owned   bool
 
 	roundTrips atomic.Int64
+	binds      binds
 
 	writes writer
 
@@ -106,15 +109,17 @@ const branchColumns = `gid, branch_id, participant, payload, payload_digest, sta
 // with MySQL's client-side interpolation no prepare round trip. Each one
 // costs a fixed, small number of round trips, counted by RoundTrips. Every
 // write carries its history (history.go) in the same transaction, which on
-// MySQL is the same script, or in the same statement, so it costs no round
-// trip there:
+// MySQL is the same script and on PostgreSQL the same pipeline
+// (pipeline.go), or in the same statement, so it costs no round trip
+// there. "On MySQL" below holds for PostgreSQL too:
 //
 //	InsertTransaction  1 (with branches on SQLite: 4, BEGIN, two INSERTs,
 //	                   COMMIT; on MySQL those four are one script)
 //	GetTransaction     1 (record and branches in one joined SELECT)
 //	RegisterBranch     1 on MySQL when the record is one this store wrote
 //	                   (known.go: one script with the compare-and-set on
-//	                   the version and the insert, no read); otherwise 5
+//	                   the version and the insert, no read; on PostgreSQL
+//	                   one statement, dialect.thenInsert); otherwise 5
 //	                   (BEGIN, UPDATE record, INSERT branch, SELECT,
 //	                   COMMIT)
 //	Decide             1 (UPDATE record on state and version, autocommit,
@@ -150,7 +155,7 @@ func (s *Store) RoundTrips() int64 { return s.roundTrips.Load() }
 
 func (s *Store) exec(ctx context.Context, q querier, query string, args ...any) (int64, error) {
 	s.roundTrips.Add(1)
-	res, err := q.ExecContext(ctx, query, args...)
+	res, err := q.ExecContext(ctx, s.bind(query), s.args(args)...)
 	if err != nil {
 		return 0, err
 	}
@@ -299,7 +304,7 @@ const loadQuery = `SELECT r.gid, r.state, r.version, r.timeout_ms, r.deadline_us
 // ErrNotFound.
 func (s *Store) load(ctx context.Context, q querier, gid string) (*tcc.Transaction, error) {
 	s.roundTrips.Add(1)
-	rows, err := q.QueryContext(ctx, loadQuery, gid)
+	rows, err := q.QueryContext(ctx, s.bind(loadQuery), gid)
 	if err != nil {
 		return nil, s.interpret("get transaction", err)
 	}
@@ -489,7 +494,7 @@ func (s *Store) Decide(ctx context.Context, p tcc.DecideParams) (*tcc.Transactio
 func (s *Store) decide(ctx context.Context, p tcc.DecideParams) (*tcc.Transaction, bool, error) {
 	// One statement, autocommit: the compare-and-set, which also writes
 	// the decision's history (decided_by, decided_instance; history.go).
-	cas := decideRecord(s.pk(), p, 0)
+	cas := decideRecord(s.d(), p, 0)
 	for attempt := 0; ; attempt++ {
 		n, err := s.exec(ctx, s.sql, cas.query, cas.args...)
 		// A deadlock or lock wait timeout rolled the one-statement
@@ -544,7 +549,7 @@ func (s *Store) recordRound(ctx context.Context, p tcc.RoundParams) error {
 // history's facts (attempts, conflicts, the trimming of old attempts), the
 // compare-and-set, and the event it writes if it matches (history.go).
 func (s *Store) roundStatements(p tcc.RoundParams) ([]stmt, int) {
-	pk := s.pk()
+	d := s.d()
 	decided, branchDone := p.Outcome.DecidedState(), p.Outcome.BranchDone()
 	now := micros(p.Now)
 	var stmts []stmt
@@ -556,7 +561,7 @@ func (s *Store) roundStatements(p tcc.RoundParams) ([]stmt, int) {
 		args := make([]any, 0, 6+3*len(p.Done))
 		args = append(args, string(branchDone), now, p.Instance)
 		for _, id := range p.Done {
-			lat.WriteString(" WHEN ? THEN ?")
+			lat.WriteString(" WHEN ? THEN " + d.bigint())
 			args = append(args, id, latency[id])
 		}
 		args = append(args, p.GID, string(tcc.BranchRegistered))
@@ -581,29 +586,27 @@ func (s *Store) roundStatements(p tcc.RoundParams) ([]stmt, int) {
 		stmts = append(stmts, eventsInsert(facts))
 	}
 	stmts = append(stmts, trimAttempts(p)...)
+	var cas stmt
 	if p.Finish {
-		stmts = append(stmts, recordFinish(pk, p))
+		cas = recordFinish(d, p)
 	} else {
-		stmts = append(stmts, stmt{`UPDATE transaction_record` + pk + `
+		cas = stmt{`UPDATE transaction_record` + d.pk() + `
 			SET version = version + 1, attempts = attempts + 1, lease_owner = '', next_attempt_us = ?,
 			    last_error = ?, needs_attention = (needs_attention OR ?), updated_us = ?
 			WHERE gid = ? AND version = ? AND state = ?`,
-			[]any{micros(p.NextAttemptAt), p.LastError, p.NeedsAttention, now, p.GID, p.Version, string(decided)}})
+			[]any{micros(p.NextAttemptAt), p.LastError, p.NeedsAttention, now, p.GID, p.Version, string(decided)}}
 	}
-	cas := len(stmts) - 1
-	if e, ok := roundEnd(p); ok {
-		stmts = append(stmts, s.eventIfChanged(e))
-	}
-	return stmts, cas
+	at := len(stmts)
+	return append(stmts, casWithEvent(d, cas, p)...), at
 }
 
 // recordFinish is a finishing round's compare-and-set: the record at the
 // round's version, decided, with no branch left REGISTERED, becomes final.
-func recordFinish(pk string, p tcc.RoundParams) stmt {
+func recordFinish(d dialect, p tcc.RoundParams) stmt {
 	now := micros(p.Now)
 	// next_attempt_us of a final record is its finish time, from which
 	// retention is counted.
-	return stmt{`UPDATE transaction_record` + pk + `
+	return stmt{`UPDATE transaction_record` + d.pk() + `
 		SET state = ?, version = version + 1, attempts = attempts + 1, lease_owner = '', next_attempt_us = ?,
 		    updated_us = ?
 		WHERE gid = ? AND version = ? AND state = ?
@@ -676,37 +679,8 @@ func (s *Store) ListDue(ctx context.Context, now time.Time, limit int) ([]tcc.Du
 	return out, nil
 }
 
-// pk returns the index hint that makes MySQL update a record through its
-// primary key. Without it the optimizer may pick the (state,
-// next_attempt_us) index for "gid = ? AND state = ?" on small tables, and
-// concurrent compare-and-sets on one row then deadlock on that index's gap
-// locks instead of queueing on the row.
-func (s *Store) pk() string {
-	if s.dialect == database.MySQL {
-		return " FORCE INDEX (PRIMARY)"
-	}
-	return ""
-}
-
-// ifLastChanged ends an INSERT ... SELECT so that it inserts only if the
-// statement before it on the same connection (in the same transaction)
-// changed exactly one row.
-func (s *Store) ifLastChanged() string {
-	if s.dialect == database.SQLite {
-		return " WHERE changes() = 1"
-	}
-	return " FROM DUAL WHERE ROW_COUNT() = 1"
-}
-
-// forUpdate is the row-lock clause of a locking read: FOR UPDATE on MySQL;
-// nothing on SQLite, whose write transaction (BEGIN IMMEDIATE) already
-// excludes other writers.
-func (s *Store) forUpdate() string {
-	if s.dialect == database.SQLite {
-		return ""
-	}
-	return " FOR UPDATE"
-}
+func (s *Store) pk() string        { return s.d().pk() }
+func (s *Store) forUpdate() string { return s.d().forUpdate() }
 
 // interpret translates driver errors into tcc errors at the boundary; SQL
 // text never reaches a caller.
@@ -716,6 +690,7 @@ func (s *Store) interpret(op string, err error) error {
 	}
 	var (
 		myErr *gomysql.MySQLError
+		pgErr *pgconn.PgError
 		sqErr *sqlite.Error
 		st    *tcc.StateError
 	)
@@ -730,6 +705,10 @@ func (s *Store) interpret(op string, err error) error {
 		// Deadlocks and lock wait timeouts (database.IsRetryable) applied
 		// nothing either: all are unavailable, to be retried.
 		return fmt.Errorf("%s: mysql error %d: %w", op, myErr.Number, tcc.ErrUnavailable)
+	case errors.As(err, &pgErr):
+		// Serialization failures and deadlocks (database.IsRetryable)
+		// applied nothing either.
+		return fmt.Errorf("%s: postgres error %s: %w", op, pgErr.Code, tcc.ErrUnavailable)
 	case errors.As(err, &sqErr):
 		return fmt.Errorf("%s: sqlite error %d: %w", op, sqErr.Code(), tcc.ErrUnavailable)
 	case errors.Is(err, sql.ErrConnDone), errors.Is(err, gomysql.ErrInvalidConn), isNetError(err):

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/settle-tcc/settle/internal/database"
 	"github.com/settle-tcc/settle/internal/sqlstore"
 	"github.com/settle-tcc/settle/internal/tcc"
 )
@@ -43,6 +44,11 @@ func Seed(tb testing.TB, s *sqlstore.Store, prefix string, n int, kind Kind, par
 	if kind == Finished {
 		state, branchState, next = "COMMITTED", "CONFIRMED", past
 	}
+	// The payload "{}" as a blob literal.
+	payload := "X'7b7d'"
+	if s.Dialect() == database.Postgres {
+		payload = `'\x7b7d'::bytea`
+	}
 	const batch = 1000
 	var tx, br strings.Builder
 	for start := 0; start < n; start += batch {
@@ -64,8 +70,8 @@ func Seed(tb testing.TB, s *sqlstore.Store, prefix string, n int, kind Kind, par
 				if j > 0 {
 					br.WriteByte(',')
 				}
-				fmt.Fprintf(&br, "('%s','%s','%s',X'7b7d','%s','%s',0,'',%d,%d)",
-					gid, b, participant, tcc.Digest([]byte("{}")), branchState, past, us)
+				fmt.Fprintf(&br, "('%s','%s','%s',%s,'%s','%s',0,'',%d,%d)",
+					gid, b, participant, payload, tcc.Digest([]byte("{}")), branchState, past, us)
 			}
 		}
 		if err := s.DB().WithContext(ctx).Exec(tx.String()).Error; err != nil {
