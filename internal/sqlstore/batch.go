@@ -730,15 +730,22 @@ func finishBranches(d dialect, group []*pending[tcc.RoundParams, unit]) stmt {
 		nowArgs = append(nowArgs, r.p.GID, micros(r.p.Now))
 		instCase.WriteString(" WHEN ? THEN ?")
 		instArgs = append(instArgs, r.p.GID, r.p.Instance)
+		// The latency is per branch: a CASE on the branch id inside the
+		// gid's arm, so that the database compares a row with the group's
+		// gids and then that gid's few branches, not with every (gid,
+		// branch) pair of the group.
 		latency := callLatencies(r.p)
+		latCase.WriteString(" WHEN ? THEN CASE branch_id")
+		latArgs = append(latArgs, r.p.GID)
 		for _, id := range r.p.Done {
-			latCase.WriteString(" WHEN gid = ? AND branch_id = ? THEN " + d.bigint())
-			latArgs = append(latArgs, r.p.GID, id, latency[id])
+			latCase.WriteString(" WHEN ? THEN " + d.bigint())
+			latArgs = append(latArgs, id, latency[id])
 			if !seenID[id] {
 				seenID[id] = true
 				ids = append(ids, id)
 			}
 		}
+		latCase.WriteString(" ELSE 0 END")
 	}
 	args := append([]any{string(branchDone)}, nowArgs...)
 	args = append(args, instArgs...)
@@ -751,6 +758,6 @@ func finishBranches(d dialect, group []*pending[tcc.RoundParams, unit]) stmt {
 	return stmt{`UPDATE branch_record SET state = ?, attempts = attempts + 1, last_error = '',
 			updated_us = CASE gid` + nowCase.String() + ` END,
 			done_instance = CASE gid` + instCase.String() + ` END,
-			done_latency_us = CASE` + latCase.String() + ` ELSE 0 END
+			done_latency_us = CASE gid` + latCase.String() + ` ELSE 0 END
 			WHERE state = ? AND gid IN (` + placeholders(len(gids)) + `) AND branch_id IN (` + placeholders(len(ids)) + `)`, args}
 }

@@ -84,8 +84,15 @@ func testSharedWrite(t *testing.T, spec string, withDuplicate bool) {
 		})
 		tx := finishing[i]
 		run(gid("fin", i), func() error {
+			// Each call's latency is its own (branch a: i ms, b: i ms +
+			// 500 us): the grouped UPDATE must give every branch row its
+			// own, not another gid's or branch's.
 			return s.RecordRound(ctx, tcc.RoundParams{GID: tx.GID, Outcome: outcomeOf(i), Version: tx.Version,
-				Done: []string{"a", "b"}, Finish: true, Now: k0.Add(2 * time.Second)})
+				Done: []string{"a", "b"}, Finish: true, Now: k0.Add(2 * time.Second), Instance: "S",
+				Calls: []tcc.CallRecord{
+					{BranchID: "a", Attempt: 1, Result: tcc.ResultSuccess, Code: "OK", Latency: latencyOf(i, "a")},
+					{BranchID: "b", Attempt: 1, Result: tcc.ResultSuccess, Code: "OK", Latency: latencyOf(i, "b")},
+				}})
 		})
 	}
 	want := 4 * n
@@ -136,5 +143,32 @@ func testSharedWrite(t *testing.T, spec string, withDuplicate bool) {
 		check(gid("reg", i), tcc.StateTrying, 2)
 		check(gid("dec", i), tcc.StateCommitting, 1)
 		check(gid("fin", i), outcomeOf(i).FinalState(), 2)
+		events, err := other.History(ctx, gid("fin", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := 0
+		for _, e := range events {
+			if e.Kind != tcc.EventAttempt {
+				continue
+			}
+			seen++
+			if e.Result != tcc.ResultSuccess || e.Latency != latencyOf(i, e.BranchID) || e.Instance != "S" {
+				t.Fatalf("%s: attempt %+v, want success in %s by S", gid("fin", i), e, latencyOf(i, e.BranchID))
+			}
+		}
+		if seen != 2 {
+			t.Fatalf("%s: %d attempts in the history, want 2", gid("fin", i), seen)
+		}
 	}
+}
+
+// latencyOf is the latency TestSharedWrite gives the call of branch b of
+// its i-th finishing round.
+func latencyOf(i int, b string) time.Duration {
+	d := time.Duration(i+1) * time.Millisecond
+	if b == "b" {
+		d += 500 * time.Microsecond
+	}
+	return d
 }
