@@ -169,7 +169,8 @@ func roundEnd(p tcc.RoundParams) (tcc.Event, bool) {
 
 // historyQuery reads, in one statement (one snapshot), a gid's event rows
 // (id > 0), its record as the row of id 0 and kind '-' (decided_us in
-// at_us, decided_by in cause, tombstone in attempt, abort_reason in
+// at_us, decided_by in cause, tombstone in attempt (as 0 or 1: a BOOLEAN
+// on PostgreSQL, which a UNION does not mix with INT), abort_reason in
 // message, the finish time in latency_us, decided_instance in instance,
 // created_us in the last column), and its branches as rows of id 0 and
 // kind BRANCH_REGISTERED (state, attempts, resolution in message,
