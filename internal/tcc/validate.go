@@ -94,6 +94,9 @@ func validateLabels(labels map[string]string) error {
 		if !utf8.ValidString(k) || !utf8.ValidString(v) {
 			return invalidf("label %q is not valid UTF-8", k)
 		}
+		if strings.ContainsRune(k, 0) || strings.ContainsRune(v, 0) {
+			return invalidf("label %q holds a NUL character", k)
+		}
 	}
 	return nil
 }
@@ -104,6 +107,11 @@ func validateReason(reason string) error {
 	}
 	if !utf8.ValidString(reason) {
 		return invalidf("reason is not valid UTF-8")
+	}
+	// PostgreSQL's text cannot hold NUL; refused everywhere, so that the
+	// answer does not depend on the store.
+	if strings.ContainsRune(reason, 0) {
+		return invalidf("reason holds a NUL character")
 	}
 	return nil
 }

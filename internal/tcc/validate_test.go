@@ -66,7 +66,7 @@ func TestValidateTimeoutAndLabels(t *testing.T) {
 	for i := 0; i < MaxLabels+1; i++ {
 		many[strings.Repeat("k", i+1)] = "v"
 	}
-	bad := []map[string]string{many, {"": "v"}, {"k": strings.Repeat("v", 257)}, {"k": "\xff"}}
+	bad := []map[string]string{many, {"": "v"}, {"k": strings.Repeat("v", 257)}, {"k": "\xff"}, {"k": "a\x00b"}, {"k\x00": "v"}}
 	for _, m := range bad {
 		if validateLabels(m) == nil {
 			t.Errorf("labels with %d entries accepted", len(m))
@@ -74,6 +74,17 @@ func TestValidateTimeoutAndLabels(t *testing.T) {
 	}
 	if err := validateLabels(map[string]string{"order": "o-1", "Straße": "ü"}); err != nil {
 		t.Errorf("good labels refused: %v", err)
+	}
+}
+
+func TestValidateReason(t *testing.T) {
+	for _, r := range []string{strings.Repeat("r", MaxReasonLen+1), "\xff", "out of\x00 stock"} {
+		if validateReason(r) == nil {
+			t.Errorf("reason %q accepted", r)
+		}
+	}
+	if err := validateReason("out of stock: Straße 5"); err != nil {
+		t.Errorf("good reason refused: %v", err)
 	}
 }
 
