@@ -288,6 +288,11 @@ type BeginParams struct {
 	// write: the same as a RegisterBranch of each right after, but one
 	// database transaction and one call instead of 1+N.
 	Branches []BranchSpec
+	// Decider, if not empty, is the initiator's decider target (a gRPC
+	// target or an http(s) base URL, validated and allow-listed like a
+	// participant). The transaction is then never aborted at its deadline
+	// without asking it (decider.go).
+	Decider string
 }
 
 // BranchSpec is a branch to register: its id, the participant's gRPC
@@ -322,6 +327,14 @@ func (c *Coordinator) Begin(ctx context.Context, p BeginParams) (*Transaction, e
 	if err := validateLabels(p.Labels); err != nil {
 		return nil, fmt.Errorf("begin %s: %w", p.GID, err)
 	}
+	if p.Decider != "" {
+		if err := validateDecider(p.Decider); err != nil {
+			return nil, fmt.Errorf("begin %s: %w", p.GID, err)
+		}
+		if err := c.cfg.Allow.Check(p.Decider); err != nil {
+			return nil, fmt.Errorf("%w: begin %s: decider: %w", ErrNotAllowed, p.GID, err)
+		}
+	}
 	now := c.now()
 	if len(p.Branches) > c.cfg.MaxBranches {
 		return nil, fmt.Errorf("begin %s: %w", p.GID, invalidf("%d branches, the limit is %d", len(p.Branches), c.cfg.MaxBranches))
@@ -347,6 +360,7 @@ func (c *Coordinator) Begin(ctx context.Context, p BeginParams) (*Transaction, e
 		Deadline:      now.Add(p.Timeout),
 		NextAttemptAt: now.Add(p.Timeout),
 		Labels:        maps.Clone(p.Labels),
+		Decider:       p.Decider,
 		CreatedAt:     now,
 		UpdatedAt:     now,
 		Branches:      branches,
@@ -369,6 +383,9 @@ func (c *Coordinator) Begin(ctx context.Context, p BeginParams) (*Transaction, e
 	if existing.Timeout != p.Timeout || !labelsEqual(existing.Labels, p.Labels) {
 		return nil, fmt.Errorf("%w: begin %s: exists with timeout %s and %d labels, requested timeout %s and %d labels",
 			ErrExists, p.GID, existing.Timeout, len(existing.Labels), p.Timeout, len(p.Labels))
+	}
+	if existing.Decider != p.Decider {
+		return nil, fmt.Errorf("%w: begin %s: exists with decider %q, requested %q", ErrExists, p.GID, existing.Decider, p.Decider)
 	}
 	// A repeat must name branches the record has, with the same
 	// participant and payload (it may have gained more since, by
