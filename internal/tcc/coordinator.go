@@ -56,6 +56,10 @@ type Config struct {
 	WaitPoll time.Duration
 	// Allow is the participant allow-list. Default: loopback only.
 	Allow *allowlist.List
+	// Deciders calls the deciders that transactions name at Begin
+	// (decider.go). nil: a Begin that names a decider is refused
+	// (ErrInvalid).
+	Deciders Deciders
 	// ParticipantRetryRate, if positive, limits the Confirm/Cancel calls of
 	// retried delivery rounds (every round after a transaction's first)
 	// that this instance sends to one participant target, per second, with
@@ -328,6 +332,9 @@ func (c *Coordinator) Begin(ctx context.Context, p BeginParams) (*Transaction, e
 		return nil, fmt.Errorf("begin %s: %w", p.GID, err)
 	}
 	if p.Decider != "" {
+		if c.cfg.Deciders == nil {
+			return nil, fmt.Errorf("begin %s: %w", p.GID, invalidf("a decider is named but %v", ErrNoDeciders))
+		}
 		if err := validateDecider(p.Decider); err != nil {
 			return nil, fmt.Errorf("begin %s: %w", p.GID, err)
 		}
@@ -963,7 +970,9 @@ type CheckBackResult struct {
 
 // CheckBack answers a participant asking what became of gid. An unknown gid
 // is presumed aborted (a tombstone is recorded); a TRYING transaction past
-// its deadline is aborted first, through the same Decide as Rollback.
+// its deadline is aborted first, through the same Decide as Rollback,
+// unless it has a decider: then the answer is pending until the recovery
+// loop has asked the decider (decider.go).
 //
 // model: checkback
 func (c *Coordinator) CheckBack(ctx context.Context, gid, branchID string) (CheckBackResult, error) {
@@ -986,6 +995,11 @@ func (c *Coordinator) CheckBack(ctx context.Context, gid, branchID string) (Chec
 		now := c.now()
 		if now.Before(tx.Deadline) {
 			return CheckBackResult{Verdict: VerdictPending, State: tx.State, RetryAfter: c.retryAfter(tx.Deadline.Sub(now))}, nil
+		}
+		if tx.Decider != "" {
+			// Never aborted without asking its decider, which the
+			// recovery loop does when the record is due (decider.go).
+			return CheckBackResult{Verdict: VerdictPending, State: tx.State, RetryAfter: c.retryAfter(tx.NextAttemptAt.Sub(now))}, nil
 		}
 		// model: expire
 		tx, _, err = c.Decide(ctx, gid, Abort, "deadline passed (check-back)", CauseCheckBack)
