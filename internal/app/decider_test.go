@@ -509,3 +509,29 @@ func TestDeciderBeginValidation(t *testing.T) {
 		t.Fatalf("repeated begin: %v %v", r, err)
 	}
 }
+
+// TestDeciderWrongURL: a decider URL that answers outside the contract (a
+// 404: the decider is not served there) is flagged as needing attention at
+// the first ask, not at the retry horizon; the transaction stays TRYING and
+// no branch is called.
+func TestDeciderWrongURL(t *testing.T) {
+	d := setupDecider(t, dbtest.Backends()[0], true)
+	const gid = "wrong-url"
+	ctx := ctxT(t)
+	tx, err := d.cl.Begin(ctx, client.BeginOptions{GID: gid, Timeout: 10 * time.Second, Decider: strings.TrimSuffix(d.target, "/settle") + "/nope"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Try(ctx, "a", d.part.Addr(), []byte("pay-a")); err != nil {
+		t.Fatal(err)
+	}
+	d.pastDeadline(t, gid)
+	eventually(t, "flagged", func() bool { return d.get(t, gid).GetNeedsAttention() })
+	got := d.get(t, gid)
+	if got.GetState() != trying || !strings.Contains(got.GetLastError(), "404") {
+		t.Fatalf("state %v last error %q", got.GetState(), got.GetLastError())
+	}
+	if n := d.part.Attempts("Cancel", gid, "a") + d.part.Attempts("Confirm", gid, "a"); n != 0 {
+		t.Fatalf("%d calls to the branch while undecided", n)
+	}
+}

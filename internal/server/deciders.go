@@ -2,9 +2,12 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/settle-tcc/settle/client"
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
@@ -18,8 +21,11 @@ var _ tcc.Deciders = (*Participants)(nil)
 // target, over the same connections, TLS and bounds as Confirm and Cancel
 // (an http:// or https:// target is POST <base>/decide, anything else a
 // gRPC target). The gid also travels as gRPC metadata (client.MetadataGID)
-// or the Settle-Gid header. Every failure, and an answer without an
-// outcome, is an unknown answer.
+// or the Settle-Gid header. Every failure is an unknown answer, a
+// *tcc.CallError with the gRPC code; an answer outside the decider's
+// contract (an HTTP 404 or redirect, a success without an outcome) and
+// INVALID_ARGUMENT are marked tcc.ErrParticipantUnexpected and
+// tcc.ErrParticipantInvalid, which flag the transaction at once.
 func (p *Participants) Ask(ctx context.Context, target, gid string) (tcc.Outcome, error) {
 	var d tccv1.DeciderServiceClient
 	if httpparticipant.IsTarget(target) {
@@ -41,7 +47,14 @@ func (p *Participants) Ask(ctx context.Context, target, gid string) (tcc.Outcome
 	}
 	resp, err := d.Decide(ctx, &tccv1.DecideRequest{Gid: gid})
 	if err != nil {
-		return 0, err
+		st := status.Convert(err)
+		ce := &tcc.CallError{Code: st.Code().String(), Message: st.Message()}
+		if st.Code() == codes.InvalidArgument {
+			ce.Kind = tcc.ErrParticipantInvalid
+		} else if ae := (*httpparticipant.AnswerError)(nil); errors.As(err, &ae) && ae.Unexpected {
+			ce.Kind = tcc.ErrParticipantUnexpected
+		}
+		return 0, ce
 	}
 	switch resp.GetOutcome() {
 	case tccv1.Outcome_OUTCOME_COMMIT:
@@ -49,5 +62,6 @@ func (p *Participants) Ask(ctx context.Context, target, gid string) (tcc.Outcome
 	case tccv1.Outcome_OUTCOME_ABORT:
 		return tcc.Abort, nil
 	}
-	return 0, fmt.Errorf("decider %s answered outcome %v, neither commit nor abort", target, resp.GetOutcome())
+	return 0, &tcc.CallError{Code: codes.Unknown.String(), Kind: tcc.ErrParticipantUnexpected,
+		Message: fmt.Sprintf("the decider answered outcome %v, neither commit nor abort", resp.GetOutcome())}
 }

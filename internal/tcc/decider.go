@@ -35,8 +35,10 @@ import (
 //     schedules the next ask with the delivery backoff (Config.Backoff,
 //     counted in Transaction.Attempts) and, once the retry horizon
 //     (Config.RetryHorizon, counted from the deadline) or MaxAttempts is
-//     reached, flags it as needing attention. It keeps being asked at the
-//     capped interval.
+//     reached, flags it as needing attention; an answer outside the
+//     decider's contract (ErrParticipantUnexpected) or INVALID_ARGUMENT
+//     (ErrParticipantInvalid) flags it at once, as for participants. It
+//     keeps being asked with the backoff, capped at Backoff.Max.
 //
 // An initiator's Rollback, and its Commit, still decide as always: the
 // decider is only asked when the initiator did not decide in time.
@@ -129,6 +131,10 @@ func (c *Coordinator) askDecider(ctx context.Context, tx *Transaction) error {
 	}
 	why := ""
 	switch {
+	case errors.Is(askErr, ErrParticipantUnexpected):
+		why = "the decider answered outside its contract (e.g. an HTTP redirect or 404, or no outcome); check its target"
+	case errors.Is(askErr, ErrParticipantInvalid):
+		why = "the decider rejected the request as invalid (INVALID_ARGUMENT)"
 	case now.Sub(tx.Deadline) >= c.cfg.RetryHorizon:
 		why = fmt.Sprintf("decider unreachable %s after the deadline (retry horizon); the transaction stays TRYING until it answers",
 			now.Sub(tx.Deadline).Round(time.Second))
