@@ -113,9 +113,13 @@ func (Outcome) EnumDescriptor() ([]byte, []int) {
 
 // TransactionState is the state of a global transaction.
 //
-//	TRYING --Commit--> COMMITTING --all Confirmed--> COMMITTED
+//	TRYING --Commit / decider answered commit--> COMMITTING --all Confirmed--> COMMITTED
 //	   |
-//	   +--Rollback / deadline passed / CheckBack--> ABORTING --all Cancelled--> ABORTED
+//	   +--Rollback / deadline passed / CheckBack / decider answered abort--> ABORTING --all Cancelled--> ABORTED
+//
+// A transaction with a decider is not aborted at its deadline or by a
+// CheckBack: the coordinator asks its decider (DeciderService) and decides
+// by the answer.
 //
 // COMMITTING and ABORTING are the two decisions; once recorded a decision
 // never changes.
@@ -410,7 +414,7 @@ type Transaction struct {
 	// The timeout given at Begin.
 	Timeout *durationpb.Duration `protobuf:"bytes,10,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// Why the transaction was aborted (Rollback reason, "deadline passed",
-	// "presumed abort"), empty otherwise.
+	// "presumed abort", "decider answered abort"), empty otherwise.
 	AbortReason string `protobuf:"bytes,11,opt,name=abort_reason,json=abortReason,proto3" json:"abort_reason,omitempty"`
 	// Set when delivery keeps failing past the retry horizon or a participant
 	// reported a conflicting outcome: an operator should look.
