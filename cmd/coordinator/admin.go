@@ -334,6 +334,9 @@ func printTransaction(w io.Writer, tx *tccv1.Transaction, details []*adminv1.Bra
 	if tx.GetAbortReason() != "" {
 		fmt.Fprintf(w, "abort reason:    %s\n", tx.GetAbortReason())
 	}
+	if tx.GetDecider() != "" {
+		fmt.Fprintf(w, "decider:         %s\n", tx.GetDecider())
+	}
 	for k, v := range tx.GetLabels() {
 		fmt.Fprintf(w, "label:           %s=%s\n", k, v)
 	}
