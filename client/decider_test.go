@@ -3,11 +3,14 @@ package client_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -244,5 +247,79 @@ func TestCommitLocalPanic(t *testing.T) {
 	}
 	if r := e.coord.reason(0); !strings.Contains(r, "panic") {
 		t.Fatalf("rollback reason %q", r)
+	}
+}
+
+// TestCommitLocalRacesDecider: many local commits, each racing a decider
+// question for the same gid started at a random moment around it. Whoever
+// wins the key decides, and everyone agrees: the decider's answer, the
+// decision row, the business row and CommitLocal's result.
+func TestCommitLocalRacesDecider(t *testing.T) {
+	for _, b := range dbtest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			e := setup(t, client.WithDecider("127.0.0.1:7600"))
+			db := initiatorDB(t, b)
+			if err := db.Exec(`CREATE TABLE orders (id VARCHAR(64) NOT NULL PRIMARY KEY)`).Error; err != nil {
+				t.Fatal(err)
+			}
+			d := client.NewDecider(db)
+			ctx := context.Background()
+			const n = 40
+			commits, aborts := 0, 0
+			for i := 0; i < n; i++ {
+				gid := fmt.Sprintf("race-%d", i)
+				tx, err := e.client.Begin(ctx, client.BeginOptions{GID: gid})
+				if err != nil {
+					t.Fatal(err)
+				}
+				start := make(chan struct{})
+				var wg sync.WaitGroup
+				var commitErr, askErr error
+				var answer tccv1.Outcome
+				wg.Add(2)
+				go func() {
+					defer wg.Done()
+					<-start
+					_, commitErr = tx.CommitLocal(ctx, db, func(db *gorm.DB) error {
+						// Spread the local transaction's length, so that the
+						// question lands before, inside and after it.
+						time.Sleep(time.Duration(i%4) * time.Millisecond)
+						return db.Exec(`INSERT INTO orders (id) VALUES (?)`, gid).Error
+					})
+				}()
+				go func() {
+					defer wg.Done()
+					<-start
+					time.Sleep(time.Duration(i%5) * time.Millisecond)
+					r, err := d.Decide(ctx, &tccv1.DecideRequest{Gid: gid})
+					answer, askErr = r.GetOutcome(), err
+				}()
+				close(start)
+				wg.Wait()
+				if askErr != nil {
+					t.Fatalf("%s: decider: %v", gid, askErr)
+				}
+				var orders int64
+				if err := db.Raw(`SELECT COUNT(*) FROM orders WHERE id = ?`, gid).Scan(&orders).Error; err != nil {
+					t.Fatal(err)
+				}
+				row := decisionRow(t, db, gid)
+				switch answer {
+				case tccv1.Outcome_OUTCOME_COMMIT:
+					commits++
+					if commitErr != nil || orders != 1 || row != client.OutcomeCommit {
+						t.Fatalf("%s: decider COMMIT but commit local %v, %d orders, row %q", gid, commitErr, orders, row)
+					}
+				case tccv1.Outcome_OUTCOME_ABORT:
+					aborts++
+					if !errors.Is(commitErr, client.ErrDecidedAbort) || orders != 0 || row != client.OutcomeAbort {
+						t.Fatalf("%s: decider ABORT but commit local %v, %d orders, row %q", gid, commitErr, orders, row)
+					}
+				default:
+					t.Fatalf("%s: answer %v", gid, answer)
+				}
+			}
+			t.Logf("%d races: %d won by the local commit, %d by the decider", n, commits, aborts)
+		})
 	}
 }
