@@ -27,7 +27,8 @@ commands:
             [-gid-prefix P] [-participant host:port] [-label key[=value]] [-limit N] [-page TOKEN]
   show      one transaction with its branches: -gid G
   history   one transaction's timeline, times relative to Begin: -gid G (or: history G)
-  retry     make a decided, unfinished transaction due now: -gid G
+  retry     make a decided, unfinished transaction (or one with a decider past its
+            deadline) due now: -gid G
   resolve   resolve a branch by hand: -gid G -branch B -state confirmed|cancelled -reason "why, who"
 
 Every command takes the connection flags -addr host:port (default 127.0.0.1:7400),

@@ -396,8 +396,9 @@ func (d *deciderEnv) checkBack(t *testing.T, gid string) *tccv1.CheckBackRespons
 // TestDeciderUnreachable: the Commit is lost and the decider is down at the
 // deadline. The transaction stays TRYING and is asked again with backoff;
 // check-backs get PENDING with a retry-after; past the retry horizon it is
-// flagged as needing attention. When the decider is back it answers COMMIT
-// and the transaction completes.
+// flagged as needing attention. When the decider is back, an operator's
+// RetryNow has it asked at once; it answers COMMIT and the transaction
+// completes.
 func TestDeciderUnreachable(t *testing.T) {
 	for _, b := range dbtest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
@@ -442,8 +443,13 @@ func TestDeciderUnreachable(t *testing.T) {
 			if v := d.checkBack(t, gid); v.GetVerdict() != tccv1.Verdict_VERDICT_PENDING {
 				t.Fatalf("check-back while flagged: %v", v)
 			}
+			// The decider is back; an operator asks for it at once instead of
+			// waiting for the next backoff time (the clock does not move).
 			d.down.Store(false)
-			d.clock.Advance(d.get(t, gid).GetNextAttemptTime().AsTime().Sub(d.clock.Now()) + time.Millisecond)
+			admin := adminv1.NewAdminServiceClient(grpctest.Dial(t, d.app.Addr()))
+			if _, err := admin.RetryNow(ctxT(t), &adminv1.RetryNowRequest{Gid: gid}); err != nil {
+				t.Fatalf("retry now: %v", err)
+			}
 			d.wantAll(t, gid, committed)
 			if c := d.decidedBy(t, gid); c != adminv1.DecisionCause_DECISION_CAUSE_DECIDER {
 				t.Fatalf("decided by %v, want DECIDER", c)
@@ -506,7 +512,11 @@ func TestDeciderBeginValidation(t *testing.T) {
 	if _, err := e.coord.Begin(ctx, &tccv1.BeginRequest{Gid: "v", Decider: "127.0.0.1:7600"}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := e.coord.Begin(ctx, &tccv1.BeginRequest{Gid: "v", Decider: "127.0.0.1:7601"})
+	// Before its deadline an operator cannot have the decider asked (it
+	// would abort a transaction that is still running).
+	_, err := adminv1.NewAdminServiceClient(grpctest.Dial(t, e.app.Addr())).RetryNow(ctx, &adminv1.RetryNowRequest{Gid: "v"})
+	grpctest.WantCode(t, err, codes.FailedPrecondition, "decider past its deadline")
+	_, err = e.coord.Begin(ctx, &tccv1.BeginRequest{Gid: "v", Decider: "127.0.0.1:7601"})
 	grpctest.WantCode(t, err, codes.AlreadyExists, "decider")
 	r, err := e.coord.Begin(ctx, &tccv1.BeginRequest{Gid: "v", Decider: "127.0.0.1:7600"})
 	if err != nil || r.GetTransaction().GetDecider() != "127.0.0.1:7600" {

@@ -102,11 +102,13 @@ type Store interface {
 	// was not due or changed.
 	Claim(ctx context.Context, p ClaimParams) (*Transaction, error)
 
-	// RetryNow makes a decided, unfinished transaction due now, and
-	// appends an EventRetryNow with p.Actor in the same database
-	// transaction. It returns ErrNotFound, a *StateError if the record is
-	// not COMMITTING or ABORTING, or ErrConflict if an instance holds its
-	// lease (it is being driven at this moment); then nothing is written.
+	// RetryNow makes a decided, unfinished transaction due now, or a
+	// TRYING one with a decider whose deadline is at or before p.Now (its
+	// decider is then asked at once), and appends an EventRetryNow with
+	// p.Actor in the same database transaction. It returns ErrNotFound, a
+	// *StateError if the record is in neither case, or ErrConflict if an
+	// instance holds its lease (it is being driven at this moment); then
+	// nothing is written.
 	RetryNow(ctx context.Context, p RetryParams) (*Transaction, error)
 
 	// ResolveBranch records an operator's resolution of a REGISTERED branch

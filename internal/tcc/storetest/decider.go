@@ -18,6 +18,7 @@ var deciderTests = []struct {
 }{
 	{"DeciderRoundTrip", testDeciderRoundTrip},
 	{"Postpone", testPostpone},
+	{"RetryNowDecider", testRetryNowDecider},
 }
 
 const testDecider = "http://127.0.0.1:7600/settle"
@@ -118,5 +119,48 @@ func testPostpone(t *testing.T, s tcc.Store) {
 	}
 	if got := mustGet(t, s, "g"); got.State != tcc.StateCommitting || got.Version != d.Version {
 		t.Fatalf("decided record changed by a refused postpone: %+v", got)
+	}
+}
+
+// testRetryNowDecider: an operator can make a TRYING transaction with a
+// decider due at once, but only past its deadline (before it, asking the
+// decider would abort a transaction that is still running).
+func testRetryNowDecider(t *testing.T, s tcc.Store) {
+	ctx := context.Background()
+	tx := newTx("g")
+	tx.Decider = testDecider
+	if err := s.InsertTransaction(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	mustInsert(t, s, "plain")
+	if _, err := s.RetryNow(ctx, tcc.RetryParams{GID: "g", Actor: "op", Now: tx.Deadline.Add(-time.Second)}); !errors.Is(err, tcc.ErrState) {
+		t.Fatalf("retry before the deadline: %v, want ErrState", err)
+	}
+	past := tx.Deadline.Add(time.Hour)
+	if _, err := s.RetryNow(ctx, tcc.RetryParams{GID: "plain", Actor: "op", Now: past}); !errors.Is(err, tcc.ErrState) {
+		t.Fatalf("retry of a TRYING transaction without a decider: %v, want ErrState", err)
+	}
+	// Postponed far ahead, then retried now.
+	if err := s.Postpone(ctx, tcc.PostponeParams{GID: "g", Version: 1, NextAttemptAt: past.Add(time.Hour), LastError: "down", Now: past}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.RetryNow(ctx, tcc.RetryParams{GID: "g", Actor: "op", Now: past})
+	if err != nil || got.State != tcc.StateTrying || !got.NextAttemptAt.Equal(past) || got.Version != 3 {
+		t.Fatalf("retry past the deadline: %+v %v", got, err)
+	}
+	due, err := s.ListDue(ctx, past, 10)
+	found := false
+	for _, r := range due {
+		found = found || (r.GID == "g" && r.Version == 3)
+	}
+	if err != nil || !found {
+		t.Fatalf("g not due after retry now: %+v %v", due, err)
+	}
+	events, err := s.History(ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := events[len(events)-1]; last.Kind != tcc.EventRetryNow || last.Actor != "op" {
+		t.Fatalf("last event %+v", last)
 	}
 }
