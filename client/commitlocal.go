@@ -49,34 +49,55 @@ var (
 // transaction's decider (a Decider over the same table) at the deadline
 // and commits then.
 //
-// If fn returns an error or panics, or the insert fails (a duplicate key:
-// the decider answered abort first, ErrDecidedAbort), the local
-// transaction is rolled back, the global transaction is rolled back (on a
-// context detached from ctx, bounded by the rollback timeout), and the
-// error is returned wrapped (fn's error is seen by errors.Is; a panic is
-// re-raised after the rollbacks). If the local COMMIT itself fails, its
-// outcome is settled as the decider would (insert-if-absent abort, then
-// read the row) and followed.
+// The SDK never rolls the global transaction back without first making
+// the abort durable in the decision table (the decider's own
+// insert-if-absent of (gid, abort)), so no later local commit of the gid
+// can succeed; and it never rolls back when the table says commit. So:
 //
-// If a branch was not tried successfully it rolls back and returns
-// ErrNotTried without running fn; without a decider it returns
-// ErrNoDecider and does nothing. After the local commit it never rolls
-// back: a failed Commit returns ErrCommittedLocally (wrapping the Commit
-// error), and the transaction still commits.
-func (t *Txn) CommitLocal(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error) (txn *tccv1.Transaction, err error) {
+//   - fn returns an error or panics, or a branch was not tried
+//     successfully (ErrNotTried; fn is not run): the local transaction is
+//     rolled back, (gid, abort) recorded, the global transaction rolled
+//     back (on a context detached from ctx, bounded by the rollback
+//     timeout), and the error returned wrapped (errors.Is sees fn's
+//     error); a panic is re-raised after that;
+//   - the decider answered abort first (the coordinator asked it at the
+//     deadline): the commit row's insert fails on the key, or the row is
+//     found before fn runs; the local transaction is rolled back and
+//     ErrDecidedAbort returned;
+//   - the table already says commit (a repeated CommitLocal, e.g. after
+//     ErrCommittedLocally): fn is not run again, only Commit is repeated;
+//   - the local COMMIT fails with an unknown outcome: it is settled the
+//     decider's way (insert-if-absent abort, read the row) and followed;
+//   - the decision table cannot be read or written: nothing is rolled
+//     back; the coordinator asks the decider at the deadline.
+//
+// After the local commit a failed Commit returns ErrCommittedLocally
+// (wrapping the Commit error): the transaction still commits. Without a
+// decider CommitLocal returns ErrNoDecider and does nothing.
+func (t *Txn) CommitLocal(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error) (*tccv1.Transaction, error) {
 	if t.decider == "" {
 		return nil, fmt.Errorf("client: commit local %s: %w", t.gid, ErrNoDecider)
 	}
-	wait := t.c.cfg.runWait
-	if bad := t.untried(); len(bad) > 0 {
-		return t.rollbackAfter(ctx, db, fmt.Errorf("%w: %s", ErrNotTried, strings.Join(bad, ", ")), false)
-	}
 	if _, err := decisionDialectOf(db); err != nil {
-		return t.rollbackAfter(ctx, db, err, false)
+		// No decision table can exist there, so nothing can have
+		// committed locally: roll back directly.
+		return t.rolledBack(ctx, err)
+	}
+	// What the table already says.
+	switch o, err := readDecision(ctx, db, t.gid); {
+	case err != nil:
+		return nil, fmt.Errorf("client: commit local %s: %w (nothing done; the coordinator will ask the decider at the deadline)", t.gid, err)
+	case o == OutcomeCommit:
+		return t.commitAfterLocal(ctx)
+	case o == OutcomeAbort:
+		return t.abortLocal(ctx, db, ErrDecidedAbort)
+	}
+	if bad := t.untried(); len(bad) > 0 {
+		return t.abortLocal(ctx, db, fmt.Errorf("%w: %s", ErrNotTried, strings.Join(bad, ", ")))
 	}
 	local := db.WithContext(ctx).Begin()
 	if local.Error != nil {
-		return t.rollbackAfter(ctx, db, fmt.Errorf("begin the local transaction: %w", local.Error), false)
+		return t.abortLocal(ctx, db, fmt.Errorf("begin the local transaction: %w", local.Error))
 	}
 	ended := false
 	defer func() {
@@ -90,7 +111,7 @@ func (t *Txn) CommitLocal(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB)
 		if value != nil {
 			reason = fmt.Sprintf("panic in the local transaction: %v", value)
 		}
-		_, _ = t.rollbackDetached(ctx, reason, wait)
+		_, _ = t.abortLocal(ctx, db, errors.New(reason))
 		if value != nil {
 			panic(value)
 		}
@@ -98,29 +119,27 @@ func (t *Txn) CommitLocal(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB)
 	if err := fn(local); err != nil {
 		ended = true
 		local.Rollback()
-		return t.rollbackAfter(ctx, db, fmt.Errorf("local business change: %w", err), true)
+		return t.abortLocal(ctx, db, fmt.Errorf("local business change: %w", err))
 	}
 	if err := local.Exec(insertDecision, t.gid, OutcomeCommit, time.Now().UnixMicro()).Error; err != nil {
 		ended = true
 		local.Rollback()
-		return t.rollbackAfter(ctx, db, fmt.Errorf("insert the commit row into %s: %w", DecisionTable, err), true)
+		return t.abortLocal(ctx, db, fmt.Errorf("insert the commit row into %s: %w", DecisionTable, err))
 	}
 	ended = true
 	if err := local.Commit().Error; err != nil {
 		// The COMMIT's outcome is unknown (the connection may have broken
-		// after the server committed). Settle it as the decider would.
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.c.cfg.rollbackTimeout)
-		o, derr := decideLocally(dctx, db, t.gid)
-		cancel()
-		switch {
-		case derr != nil:
-			// The decider settles it when the coordinator asks.
-			return nil, fmt.Errorf("client: commit local %s: local commit outcome unknown (%w), and the decision table could not be read (%w); the coordinator will ask the decider", t.gid, err, derr)
-		case o != OutcomeCommit:
-			return t.rollbackAfter(ctx, db, fmt.Errorf("commit the local transaction: %w", err), false)
-		}
+		// after the server committed): abortLocal settles it the
+		// decider's way and commits if the row says so.
+		return t.abortLocal(ctx, db, fmt.Errorf("commit the local transaction: %w", err))
 	}
-	txn, err = t.Commit(ctx, wait)
+	return t.commitAfterLocal(ctx)
+}
+
+// commitAfterLocal asks the coordinator to Commit a transaction whose
+// commit row is in the decision table.
+func (t *Txn) commitAfterLocal(ctx context.Context) (*tccv1.Transaction, error) {
+	txn, err := t.Commit(ctx, t.c.cfg.runWait)
 	if err == nil {
 		return txn, nil
 	}
@@ -133,22 +152,35 @@ func (t *Txn) CommitLocal(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB)
 	return nil, fmt.Errorf("client: commit local %s: %w: %w", t.gid, ErrCommittedLocally, err)
 }
 
-// rollbackAfter rolls the global transaction back after cause kept the
-// local commit from happening, and returns cause wrapped. checkDecided
-// looks in the decision table whether the decider had answered abort (a
-// failed insert of the commit row), to say so (ErrDecidedAbort).
-func (t *Txn) rollbackAfter(ctx context.Context, db *gorm.DB, cause error, checkDecided bool) (*tccv1.Transaction, error) {
-	if checkDecided {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.c.cfg.rollbackTimeout)
-		o, err := readDecision(dctx, db, t.gid)
-		cancel()
-		if err == nil && o == OutcomeAbort {
-			cause = fmt.Errorf("%w: %w", ErrDecidedAbort, cause)
-		}
+// abortLocal ends a CommitLocal whose local transaction did not commit (or
+// whose COMMIT's outcome is unknown) because of cause: it records
+// (gid, abort) the decider's way, so that no later local commit of the gid
+// can succeed, and rolls the global transaction back; if the table says
+// commit instead, it commits. If the decider had answered abort before,
+// the error says so (ErrDecidedAbort).
+func (t *Txn) abortLocal(ctx context.Context, db *gorm.DB, cause error) (*tccv1.Transaction, error) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.c.cfg.rollbackTimeout)
+	prior, _ := readDecision(dctx, db, t.gid)
+	o, err := decideLocally(dctx, db, t.gid)
+	cancel()
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("client: commit local %s: %w (the decision table could not be written: %w; not rolled back: the coordinator will ask the decider at the deadline)", t.gid, cause, err)
+	case o == OutcomeCommit:
+		return t.commitAfterLocal(ctx)
 	}
+	if prior == OutcomeAbort && !errors.Is(cause, ErrDecidedAbort) {
+		cause = fmt.Errorf("%w: %w", ErrDecidedAbort, cause)
+	}
+	return t.rolledBack(ctx, cause)
+}
+
+// rolledBack rolls the global transaction back because of cause and
+// returns cause wrapped.
+func (t *Txn) rolledBack(ctx context.Context, cause error) (*tccv1.Transaction, error) {
 	txn, err := t.rollbackDetached(ctx, truncate(cause.Error(), maxReason), t.c.cfg.runWait)
 	if err != nil {
-		return txn, fmt.Errorf("client: commit local %s: %w (rollback failed: %w; nothing was committed locally, so the decider answers abort)", t.gid, cause, err)
+		return txn, fmt.Errorf("client: commit local %s: %w (rollback failed: %w; the decider answers abort when asked)", t.gid, cause, err)
 	}
 	return txn, fmt.Errorf("client: commit local %s: %w (rolled back)", t.gid, cause)
 }

@@ -181,8 +181,10 @@ func TestCommitLocalNeedsEveryTry(t *testing.T) {
 	if !errors.Is(err, client.ErrNotTried) || !strings.Contains(err.Error(), "a (never tried)") || called {
 		t.Fatalf("commit local with a branch never tried: %v (fn called: %v)", err, called)
 	}
-	if got := decisionRow(t, db, "g"); got != "" {
-		t.Fatalf("decision row %q", got)
+	// The abort is made durable before the rollback: no later local
+	// commit of g can succeed.
+	if got := decisionRow(t, db, "g"); got != client.OutcomeAbort {
+		t.Fatalf("decision row %q, want abort", got)
 	}
 	// A failed Try, then a retry that succeeds.
 	tx2, err := e.client.Begin(ctx, client.BeginOptions{GID: "g2"})
@@ -242,8 +244,8 @@ func TestCommitLocalPanic(t *testing.T) {
 	if err := db.Raw(`SELECT COUNT(*) FROM orders`).Scan(&n).Error; err != nil || n != 0 {
 		t.Fatalf("orders after the panic: %d %v", n, err)
 	}
-	if got := decisionRow(t, db, "g"); got != "" {
-		t.Fatalf("decision row %q", got)
+	if got := decisionRow(t, db, "g"); got != client.OutcomeAbort {
+		t.Fatalf("decision row %q, want abort", got)
 	}
 	if r := e.coord.reason(0); !strings.Contains(r, "panic") {
 		t.Fatalf("rollback reason %q", r)
@@ -321,5 +323,44 @@ func TestCommitLocalRacesDecider(t *testing.T) {
 			}
 			t.Logf("%d races: %d won by the local commit, %d by the decider", n, commits, aborts)
 		})
+	}
+}
+
+// TestCommitLocalRepeat: after ErrCommittedLocally (the Commit failed), a
+// repeated CommitLocal does not run the business change again and only
+// repeats the Commit; after an abort, a repeat never commits.
+func TestCommitLocalRepeat(t *testing.T) {
+	e := setup(t, client.WithDecider("127.0.0.1:7600"))
+	db := initiatorDB(t, dbtest.Backends()[0])
+	ctx := context.Background()
+	tx, err := e.client.Begin(ctx, client.BeginOptions{GID: "g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.coord.set(func(f *fakeCoordinator) { f.commitErr = status.Error(codes.Unavailable, "down") })
+	runs := 0
+	fn := func(*gorm.DB) error { runs++; return nil }
+	if _, err := tx.CommitLocal(ctx, db, fn); !errors.Is(err, client.ErrCommittedLocally) {
+		t.Fatalf("first commit local: %v, want ErrCommittedLocally", err)
+	}
+	e.coord.set(func(f *fakeCoordinator) { f.commitErr = nil })
+	txn, err := tx.CommitLocal(ctx, db, fn)
+	if err != nil || txn.GetState() != tccv1.TransactionState_TRANSACTION_STATE_COMMITTING || runs != 1 {
+		t.Fatalf("repeat: %v %v, business change run %d times", txn.GetState(), err, runs)
+	}
+	if strings.Contains(strings.Join(e.rec.list(), "\n"), "rollback") {
+		t.Fatalf("rolled back: %v", e.rec.list())
+	}
+
+	tx2, err := e.client.Begin(ctx, client.BeginOptions{GID: "g2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusal := errors.New("no")
+	if _, err := tx2.CommitLocal(ctx, db, func(*gorm.DB) error { return refusal }); !errors.Is(err, refusal) {
+		t.Fatalf("refused: %v", err)
+	}
+	if _, err := tx2.CommitLocal(ctx, db, fn); !errors.Is(err, client.ErrDecidedAbort) || runs != 1 {
+		t.Fatalf("repeat after the abort: %v (business change run %d times), want ErrDecidedAbort without running it", err, runs)
 	}
 }
