@@ -424,10 +424,16 @@ func TestDeciderUnreachable(t *testing.T) {
 			if v.GetVerdict() != tccv1.Verdict_VERDICT_PENDING || v.GetRetryAfter().AsDuration() < time.Second {
 				t.Fatalf("check-back while the decider is down: %v", v)
 			}
-			// Retried with growing delays, never decided, until the horizon.
+			// Retried with the delivery backoff (1s doubling, up to 20%
+			// jitter off), never decided, until the horizon.
 			for i := 0; i < 40 && !d.get(t, gid).GetNeedsAttention(); i++ {
-				before := d.get(t, gid).GetAttempts()
-				d.clock.Advance(d.get(t, gid).GetNextAttemptTime().AsTime().Sub(d.clock.Now()) + time.Millisecond)
+				cur := d.get(t, gid)
+				want := time.Duration(1<<(cur.GetAttempts()-1)) * time.Second
+				if delay := cur.GetNextAttemptTime().AsTime().Sub(cur.GetUpdateTime().AsTime()); delay > want || delay < want*8/10-time.Millisecond {
+					t.Fatalf("ask %d: next in %s, want within [%s, %s]", cur.GetAttempts()+1, delay, want*8/10, want)
+				}
+				before := cur.GetAttempts()
+				d.clock.Advance(cur.GetNextAttemptTime().AsTime().Sub(d.clock.Now()) + time.Millisecond)
 				eventually(t, "next ask", func() bool { return d.get(t, gid).GetAttempts() > before })
 			}
 			got = d.get(t, gid)
