@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -402,7 +403,7 @@ func (d *deciderEnv) checkBack(t *testing.T, gid string) *tccv1.CheckBackRespons
 func TestDeciderUnreachable(t *testing.T) {
 	for _, b := range dbtest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
-			d := setupDecider(t, b, false, func(c *app.Config) { c.Coordinator.RetryHorizon = 30 * time.Second })
+			d := setupDecider(t, b, false, withHTTP, func(c *app.Config) { c.Coordinator.RetryHorizon = 30 * time.Second })
 			const gid = "unreachable"
 			tx := d.beginTried(t, gid)
 			d.loseCommit.Store(true)
@@ -451,6 +452,7 @@ func TestDeciderUnreachable(t *testing.T) {
 			}
 			// The decider is back; an operator asks for it at once instead of
 			// waiting for the next backoff time (the clock does not move).
+			failed := int(d.get(t, gid).GetAttempts()) // each failed ask postponed it once
 			d.down.Store(false)
 			admin := adminv1.NewAdminServiceClient(grpctest.Dial(t, d.app.Addr()))
 			if _, err := admin.RetryNow(ctxT(t), &adminv1.RetryNowRequest{Gid: gid}); err != nil {
@@ -459,6 +461,14 @@ func TestDeciderUnreachable(t *testing.T) {
 			d.wantAll(t, gid, committed)
 			if c := d.decidedBy(t, gid); c != adminv1.DecisionCause_DECISION_CAUSE_DECIDER {
 				t.Fatalf("decided by %v, want DECIDER", c)
+			}
+			// Every ask is counted: the failed ones and the answer.
+			metrics := httpGet(t, "http://"+d.app.HTTPAddr()+"/metrics")
+			if want := fmt.Sprintf(`settle_decider_calls_total{result="error"} %d`, failed); !strings.Contains(metrics, want) {
+				t.Fatalf("metrics lack %q:\n%s", want, grepLines(metrics, "settle_decider"))
+			}
+			if want := `settle_decider_calls_total{result="commit"} 1`; !strings.Contains(metrics, want) {
+				t.Fatalf("metrics lack %q:\n%s", want, grepLines(metrics, "settle_decider"))
 			}
 		})
 	}

@@ -247,6 +247,9 @@ type Hooks struct {
 	// RoundDeferred is called when a decision's round is left to the
 	// recovery loop because MaxRounds rounds are running.
 	RoundDeferred func(gid string)
+	// DeciderAsked is called after each call to a transaction's decider
+	// (decider.go) with its answer (o is 0 when err is not nil).
+	DeciderAsked func(gid string, o Outcome, err error, took time.Duration)
 }
 
 // NewCoordinator returns a Coordinator over store and participants. clock

@@ -172,12 +172,13 @@ func (c *Coordinator) ask(ctx context.Context, tx *Transaction) (Outcome, error)
 	}
 	actx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
 	defer cancel()
+	start := time.Now()
 	o, err := c.cfg.Deciders.Ask(actx, tx.Decider, tx.GID)
-	if err != nil {
-		return 0, err
+	if err == nil && o != Commit && o != Abort {
+		o, err = 0, fmt.Errorf("%w: decider answered %v, neither commit nor abort", ErrParticipantUnexpected, o)
 	}
-	if o != Commit && o != Abort {
-		return 0, fmt.Errorf("decider answered %v, neither commit nor abort", o)
+	if c.hooks.DeciderAsked != nil {
+		c.hooks.DeciderAsked(tx.GID, o, err, time.Since(start))
 	}
-	return o, nil
+	return o, err
 }
