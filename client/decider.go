@@ -29,6 +29,10 @@ import (
 // http://host:port/settle, which the coordinator calls as POST
 // /settle/decide), and name that target at Begin (WithDecider or
 // BeginOptions.Decider). The table must exist (EnsureDecisionTable).
+//
+// Serve it only to the coordinator (mutual TLS, a network policy): a
+// question is a write, so whoever can ask can abort a transaction whose
+// local commit has not happened yet.
 type Decider struct {
 	tccv1.UnimplementedDeciderServiceServer
 	db   *gorm.DB
