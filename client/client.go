@@ -76,6 +76,18 @@ type config struct {
 	runWait          bool
 	token            string
 	httpClient       *http.Client
+	decider          string
+}
+
+// WithDecider names the decider of every transaction this client begins
+// (unless BeginOptions.Decider names another): the initiator's own
+// endpoint serving a Decider, as a gRPC target ("10.0.0.5:7600") or an
+// HTTP base URL ("https://orders.example/settle"). It must be on the
+// coordinator's allow-list. A transaction with a decider is committed with
+// Txn.CommitLocal; the coordinator asks the decider, instead of aborting,
+// when the transaction is still undecided at its deadline.
+func WithDecider(target string) Option {
+	return func(c *config) { c.decider = target }
 }
 
 // WithParticipantHTTPClient sets the http.Client used to call HTTP
@@ -269,6 +281,9 @@ type BeginOptions struct {
 	// RegisterBranch per branch). Txn.Try of such a branch, with the same
 	// participant and payload, then only calls the participant's Try.
 	Branches []Branch
+	// Decider names the transaction's decider, overriding WithDecider
+	// (see there). Empty: the client's WithDecider, if any.
+	Decider string
 }
 
 // Branch is a branch registered with Begin.
@@ -291,7 +306,11 @@ func (c *Client) Begin(ctx context.Context, opts BeginOptions) (*Txn, error) {
 		}
 		gid = id.String()
 	}
-	req := &tccv1.BeginRequest{Gid: gid, Labels: opts.Labels}
+	decider := opts.Decider
+	if decider == "" {
+		decider = c.cfg.decider
+	}
+	req := &tccv1.BeginRequest{Gid: gid, Labels: opts.Labels, Decider: decider}
 	registered := make(map[string]Branch, len(opts.Branches))
 	for _, b := range opts.Branches {
 		b.Payload = bytes.Clone(b.Payload)
@@ -308,7 +327,7 @@ func (c *Client) Begin(ctx context.Context, opts BeginOptions) (*Txn, error) {
 	if got := resp.GetTransaction().GetGid(); got != "" {
 		gid = got
 	}
-	return &Txn{c: c, gid: gid, begun: resp.GetTransaction(), registered: registered}, nil
+	return &Txn{c: c, gid: gid, begun: resp.GetTransaction(), registered: registered, decider: decider}, nil
 }
 
 // Run begins a transaction and calls fn with it. If fn returns nil, Run

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -23,6 +24,13 @@ type Txn struct {
 	begun *tccv1.Transaction
 	// registered holds the branches registered with Begin; read-only.
 	registered map[string]Branch
+	// decider is the decider named at Begin, empty if none.
+	decider string
+
+	mu sync.Mutex
+	// tried holds, per branch id passed to Try, the error of its last Try
+	// (nil: it succeeded), for CommitLocal.
+	tried map[string]error
 }
 
 // GID returns the transaction's global id.
@@ -53,6 +61,17 @@ func (t *Txn) Begun() *tccv1.Transaction { return t.begun }
 //
 // model: register, try
 func (t *Txn) Try(ctx context.Context, branchID, participant string, payload []byte) error {
+	err := t.try(ctx, branchID, participant, payload)
+	t.mu.Lock()
+	if t.tried == nil {
+		t.tried = make(map[string]error)
+	}
+	t.tried[branchID] = err
+	t.mu.Unlock()
+	return err
+}
+
+func (t *Txn) try(ctx context.Context, branchID, participant string, payload []byte) error {
 	if rb, ok := t.registered[branchID]; !ok || rb.Participant != participant || !bytes.Equal(rb.Payload, payload) {
 		_, err := t.c.coord.RegisterBranch(ctx, &tccv1.RegisterBranchRequest{
 			Gid:         t.gid,

@@ -27,7 +27,8 @@ commands:
             [-gid-prefix P] [-participant host:port] [-label key[=value]] [-limit N] [-page TOKEN]
   show      one transaction with its branches: -gid G
   history   one transaction's timeline, times relative to Begin: -gid G (or: history G)
-  retry     make a decided, unfinished transaction due now: -gid G
+  retry     make a decided, unfinished transaction (or one with a decider past its
+            deadline) due now: -gid G
   resolve   resolve a branch by hand: -gid G -branch B -state confirmed|cancelled -reason "why, who"
   overview  counts by state, needs attention, oldest ages, the last hour's decisions and failed calls
 
@@ -335,6 +336,9 @@ func printTransaction(w io.Writer, tx *tccv1.Transaction, details []*adminv1.Bra
 	}
 	if tx.GetAbortReason() != "" {
 		fmt.Fprintf(w, "abort reason:    %s\n", tx.GetAbortReason())
+	}
+	if tx.GetDecider() != "" {
+		fmt.Fprintf(w, "decider:         %s\n", tx.GetDecider())
 	}
 	for k, v := range tx.GetLabels() {
 		fmt.Fprintf(w, "label:           %s=%s\n", k, v)

@@ -169,7 +169,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	a := &App{log: log, cfg: cfg, store: store, parts: server.NewParticipantsFromConfig(server.ParticipantsConfig{
 		MaxTargets: cfg.MaxParticipantTargets, DialOptions: rpcopt.DialOptions(dialOpts...), HTTPTLS: httpTLS,
 	}), serveErr: make(chan error, 2), mets: metrics.New(), auth: authn, tls: serverTLS}
-	a.coord, err = tcc.NewCoordinator(store, a.parts, cfg.Coordinator, log, cfg.Clock, a.mets.Hooks(fault.Hit))
+	coordCfg := cfg.Coordinator
+	coordCfg.Deciders = a.parts // deciders are called like participants: same connections, TLS, allow-list
+	a.coord, err = tcc.NewCoordinator(store, a.parts, coordCfg, log, cfg.Clock, a.mets.Hooks(fault.Hit))
 	if err != nil {
 		_ = store.Close()
 		return nil, err

@@ -255,21 +255,30 @@ func (c *Client) Cancel(ctx context.Context, in *tccv1.CancelRequest, _ ...grpc.
 }
 
 func (c *Client) call(ctx context.Context, op, gid, branchID string, in proto.Message) error {
+	_, err := post(ctx, c.hc, c.base, op, gid, branchID, in)
+	return err
+}
+
+// post sends in as POST <base>/<op> and returns the start of a 2xx
+// answer's body, or the answer classified as an error (Classify).
+func post(ctx context.Context, hc *http.Client, base, op, gid, branchID string, in proto.Message) ([]byte, error) {
 	body, err := protojson.Marshal(in)
 	if err != nil {
-		return status.Errorf(codes.Internal, "encode %s request: %v", op, err)
+		return nil, status.Errorf(codes.Internal, "encode %s request: %v", op, err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/"+op, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/"+op, bytes.NewReader(body))
 	if err != nil {
-		return &AnswerError{Code: codes.InvalidArgument, Message: fmt.Sprintf("participant URL: %v", err), err: err}
+		return nil, &AnswerError{Code: codes.InvalidArgument, Message: fmt.Sprintf("URL: %v", err), err: err}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set(HeaderGID, gid)
-	req.Header.Set(HeaderBranchID, branchID)
-	resp, err := c.hc.Do(req)
+	if branchID != "" {
+		req.Header.Set(HeaderBranchID, branchID)
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
-		return noAnswer(ctx, err)
+		return nil, noAnswer(ctx, err)
 	}
 	defer resp.Body.Close()
 	// The status line is the answer; a body that breaks off only shortens
@@ -277,7 +286,7 @@ func (c *Client) call(ctx context.Context, op, gid, branchID string, in proto.Me
 	start, _ := io.ReadAll(io.LimitReader(resp.Body, MaxAnswerBytes))
 	// Drain a bounded remainder so the connection can be reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, MaxAnswerBytes))
-	return Classify(resp.StatusCode, start)
+	return start, Classify(resp.StatusCode, start)
 }
 
 // noAnswer classifies a call that got no HTTP answer: always an unknown

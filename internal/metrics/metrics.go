@@ -31,6 +31,8 @@ type Metrics struct {
 	purged         prometheus.Counter
 	shed           *prometheus.CounterVec
 	deferred       prometheus.Counter
+	deciderCalls   *prometheus.CounterVec
+	deciderLatency prometheus.Histogram
 }
 
 // New registers the collectors (plus Go and process collectors) on a new
@@ -76,13 +78,21 @@ func New() *Metrics {
 		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "settle_rpc_shed_total", Help: "Calls refused with RESOURCE_EXHAUSTED by the in-flight limits, by method and limit (instance, caller).",
 		}, []string{"method", "limit"}),
+		deciderCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "settle_decider_calls_total",
+			Help: "Calls to initiators' deciders at the deadline of TRYING transactions, by result (commit, abort, error; unexpected: an answer outside the decider contract).",
+		}, []string{"result"}),
+		deciderLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "settle_decider_call_seconds", Help: "Latency of calls to initiators' deciders.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
 		deferred: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "settle_delivery_rounds_deferred_total",
 			Help: "Decisions whose delivery round was left to the recovery loop because -max-delivery-rounds rounds were running (delivered after the lease).",
 		}),
 	}
 	r.MustRegister(m.decisions, m.finished, m.branchCalls, m.branchLatency, m.attention, m.conflicts, m.rpcLatency,
-		m.RecoveryDue, m.RecoveryPasses, m.purged, m.shed, m.deferred,
+		m.RecoveryDue, m.RecoveryPasses, m.purged, m.shed, m.deferred, m.deciderCalls, m.deciderLatency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -116,6 +126,17 @@ func (m *Metrics) Hooks(fault func(string)) tcc.Hooks {
 		Conflict:      func(string, string) { m.conflicts.Inc() },
 		FaultPoint:    fault,
 		RoundDeferred: func(string) { m.deferred.Inc() },
+		DeciderAsked: func(_ string, o tcc.Outcome, err error, took time.Duration) {
+			result := o.String()
+			switch {
+			case errors.Is(err, tcc.ErrParticipantUnexpected) || errors.Is(err, tcc.ErrParticipantInvalid):
+				result = "unexpected"
+			case err != nil:
+				result = "error"
+			}
+			m.deciderCalls.WithLabelValues(result).Inc()
+			m.deciderLatency.Observe(took.Seconds())
+		},
 	}
 }
 

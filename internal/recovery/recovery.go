@@ -8,7 +8,10 @@
 //
 //   - TRYING past its deadline (a stale pre-execution): the loop decides
 //     abort through tcc.Coordinator.Decide, the same compare-and-set that
-//     Rollback and CheckBack use, and the winner cancels the branches;
+//     Rollback and CheckBack use, and the winner cancels the branches; a
+//     transaction with a decider is instead decided by the decider's
+//     answer, or postponed with backoff while the decider cannot answer
+//     (tcc.Coordinator.Expire);
 //   - COMMITTING / ABORTING whose lease has expired or whose retry time has
 //     come: the loop claims the record (a compare-and-set on its version
 //     that takes the lease) and runs one delivery round, which confirms or
@@ -218,14 +221,7 @@ func (l *Loop) RunOnce(ctx context.Context) (int, error) {
 func (l *Loop) process(ctx context.Context, ref tcc.DueRef) error {
 	if ref.State == tcc.StateTrying {
 		// model: expire
-		tx, won, err := l.coord.Decide(ctx, ref.GID, tcc.Abort, "deadline passed", tcc.CauseDeadline)
-		if err != nil {
-			return err
-		}
-		if won {
-			l.log.Info("stale transaction aborted", "gid", ref.GID, "deadline", tx.Deadline)
-		}
-		return nil
+		return l.coord.Expire(ctx, ref)
 	}
 	return l.coord.Resume(ctx, ref)
 }

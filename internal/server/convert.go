@@ -51,6 +51,7 @@ func TransactionToProto(tx *tcc.Transaction) *tccv1.Transaction {
 		NeedsAttention:  tx.NeedsAttention,
 		NextAttemptTime: timestamp(tx.NextAttemptAt, timestamppb.New(tx.NextAttemptAt)),
 		BranchCount:     int32(max(tx.BranchCount, len(tx.Branches))),
+		Decider:         tx.Decider,
 	}
 	if tx.Timeout > 0 {
 		out.Timeout = durationpb.New(tx.Timeout)
@@ -93,6 +94,7 @@ var causeToProto = map[tcc.Cause]adminv1.DecisionCause{
 	tcc.CauseDeadline:  adminv1.DecisionCause_DECISION_CAUSE_DEADLINE,
 	tcc.CauseCheckBack: adminv1.DecisionCause_DECISION_CAUSE_CHECK_BACK,
 	tcc.CauseOperator:  adminv1.DecisionCause_DECISION_CAUSE_OPERATOR,
+	tcc.CauseDecider:   adminv1.DecisionCause_DECISION_CAUSE_DECIDER,
 }
 
 var resultToProto = map[tcc.AttemptResult]adminv1.AttemptResult{

@@ -34,7 +34,7 @@ func NewCoordinator(c *tcc.Coordinator, log *slog.Logger) *Coordinator {
 
 // Begin implements CoordinatorService.Begin.
 func (s *Coordinator) Begin(ctx context.Context, req *tccv1.BeginRequest) (*tccv1.BeginResponse, error) {
-	p := tcc.BeginParams{GID: req.GetGid(), Labels: req.GetLabels()}
+	p := tcc.BeginParams{GID: req.GetGid(), Labels: req.GetLabels(), Decider: req.GetDecider()}
 	for _, b := range req.GetBranches() {
 		p.Branches = append(p.Branches, tcc.BranchSpec{BranchID: b.GetBranchId(), Participant: b.GetParticipant(), Payload: b.GetPayload()})
 	}

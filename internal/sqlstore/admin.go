@@ -21,8 +21,10 @@ func (s *Store) RetryNow(ctx context.Context, p tcc.RetryParams) (*tcc.Transacti
 	err := s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
 		res := db.Exec(`UPDATE transaction_record`+s.pk()+`
 			SET next_attempt_us = ?, version = version + 1, updated_us = ?
-			WHERE gid = ? AND state IN (?, ?) AND (lease_owner = '' OR next_attempt_us <= ?)`,
-			micros(now), micros(now), gid, string(tcc.StateCommitting), string(tcc.StateAborting), micros(now))
+			WHERE gid = ? AND ((state IN (?, ?) AND (lease_owner = '' OR next_attempt_us <= ?))
+			                   OR (state = ? AND decider <> '' AND deadline_us <= ?))`,
+			micros(now), micros(now), gid, string(tcc.StateCommitting), string(tcc.StateAborting), micros(now),
+			string(tcc.StateTrying), micros(now))
 		if res.Error != nil {
 			return res.Error
 		}
@@ -43,7 +45,8 @@ func (s *Store) RetryNow(ctx context.Context, p tcc.RetryParams) (*tcc.Transacti
 		return tx, nil
 	}
 	if tx.State != tcc.StateCommitting && tx.State != tcc.StateAborting {
-		return nil, &tcc.StateError{GID: gid, Actual: tx.State, Op: "retry now", Detail: "only a decided, unfinished transaction can be retried"}
+		return nil, &tcc.StateError{GID: gid, Actual: tx.State, Op: "retry now",
+			Detail: "only a decided, unfinished transaction, or one with a decider past its deadline, can be retried"}
 	}
 	return nil, fmt.Errorf("being driven by %s until %s: %w", tx.LeaseOwner, tx.NextAttemptAt.Format(time.RFC3339), tcc.ErrConflict)
 }

@@ -98,7 +98,7 @@ func (s *Store) Close() error {
 }
 
 const recordColumns = `gid, state, version, timeout_ms, deadline_us, decided_us, next_attempt_us, lease_owner,
-	attempts, branch_count, last_error, abort_reason, needs_attention, tombstone, labels, created_us, updated_us`
+	attempts, branch_count, last_error, abort_reason, needs_attention, tombstone, labels, created_us, updated_us, decider`
 
 const branchColumns = `gid, branch_id, participant, payload, payload_digest, state, attempts, last_error,
 	conflict, resolution, created_us, updated_us`
@@ -227,7 +227,7 @@ func insertStatements(txs []*tcc.Transaction) ([]stmt, error) {
 func recordsInsert(txs []*tcc.Transaction) (stmt, error) {
 	var sb strings.Builder
 	sb.WriteString(`INSERT INTO transaction_record (` + recordColumns + `) VALUES `)
-	args := make([]any, 0, 17*len(txs))
+	args := make([]any, 0, 18*len(txs))
 	for i, tx := range txs {
 		labels, err := encodeLabels(tx.Labels)
 		if err != nil {
@@ -236,10 +236,10 @@ func recordsInsert(txs []*tcc.Transaction) (stmt, error) {
 		if i > 0 {
 			sb.WriteString(", ")
 		}
-		sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+		sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 		args = append(args, tx.GID, string(tx.State), tx.Version, tx.Timeout.Milliseconds(), micros(tx.Deadline), micros(tx.DecidedAt),
 			micros(tx.NextAttemptAt), tx.LeaseOwner, tx.Attempts, len(tx.Branches), tx.LastError, tx.AbortReason, tx.NeedsAttention,
-			tx.Tombstone, labels, micros(tx.CreatedAt), micros(tx.UpdatedAt))
+			tx.Tombstone, labels, micros(tx.CreatedAt), micros(tx.UpdatedAt), tx.Decider)
 	}
 	return stmt{sb.String(), args}, nil
 }
@@ -294,7 +294,7 @@ func (s *Store) GetTransaction(ctx context.Context, gid string) (*tcc.Transactio
 // without branches comes back as one row with NULL branch columns.
 const loadQuery = `SELECT r.gid, r.state, r.version, r.timeout_ms, r.deadline_us, r.decided_us, r.next_attempt_us,
 	r.lease_owner, r.attempts, r.branch_count, r.last_error, r.abort_reason, r.needs_attention, r.tombstone, r.labels,
-	r.created_us, r.updated_us,
+	r.created_us, r.updated_us, r.decider,
 	b.branch_id, b.participant, b.payload, b.payload_digest, b.state, b.attempts, b.last_error, b.conflict,
 	b.resolution, b.created_us, b.updated_us
 	FROM transaction_record r LEFT JOIN branch_record b ON b.gid = r.gid
@@ -331,7 +331,7 @@ type recordRow struct {
 func (r *recordRow) dest() []any {
 	return []any{&r.tx.GID, &r.state, &r.tx.Version, &r.timeoutMS, &r.deadline, &r.decided, &r.next, &r.tx.LeaseOwner,
 		&r.tx.Attempts, &r.branchCount, &r.tx.LastError, &r.tx.AbortReason, &r.tx.NeedsAttention, &r.tx.Tombstone,
-		&r.labels, &r.created, &r.up}
+		&r.labels, &r.created, &r.up, &r.tx.Decider}
 }
 
 // record converts the scanned columns into a Transaction (without

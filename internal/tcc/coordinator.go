@@ -56,6 +56,10 @@ type Config struct {
 	WaitPoll time.Duration
 	// Allow is the participant allow-list. Default: loopback only.
 	Allow *allowlist.List
+	// Deciders calls the deciders that transactions name at Begin
+	// (decider.go). nil: a Begin that names a decider is refused
+	// (ErrInvalid).
+	Deciders Deciders
 	// ParticipantRetryRate, if positive, limits the Confirm/Cancel calls of
 	// retried delivery rounds (every round after a transaction's first)
 	// that this instance sends to one participant target, per second, with
@@ -243,6 +247,9 @@ type Hooks struct {
 	// RoundDeferred is called when a decision's round is left to the
 	// recovery loop because MaxRounds rounds are running.
 	RoundDeferred func(gid string)
+	// DeciderAsked is called after each call to a transaction's decider
+	// (decider.go) with its answer (o is 0 when err is not nil).
+	DeciderAsked func(gid string, o Outcome, err error, took time.Duration)
 }
 
 // NewCoordinator returns a Coordinator over store and participants. clock
@@ -288,6 +295,11 @@ type BeginParams struct {
 	// write: the same as a RegisterBranch of each right after, but one
 	// database transaction and one call instead of 1+N.
 	Branches []BranchSpec
+	// Decider, if not empty, is the initiator's decider target (a gRPC
+	// target or an http(s) base URL, validated and allow-listed like a
+	// participant). The transaction is then never aborted at its deadline
+	// without asking it (decider.go).
+	Decider string
 }
 
 // BranchSpec is a branch to register: its id, the participant's gRPC
@@ -322,6 +334,17 @@ func (c *Coordinator) Begin(ctx context.Context, p BeginParams) (*Transaction, e
 	if err := validateLabels(p.Labels); err != nil {
 		return nil, fmt.Errorf("begin %s: %w", p.GID, err)
 	}
+	if p.Decider != "" {
+		if c.cfg.Deciders == nil {
+			return nil, fmt.Errorf("begin %s: %w", p.GID, invalidf("a decider is named but %v", ErrNoDeciders))
+		}
+		if err := validateDecider(p.Decider); err != nil {
+			return nil, fmt.Errorf("begin %s: %w", p.GID, err)
+		}
+		if err := c.cfg.Allow.Check(p.Decider); err != nil {
+			return nil, fmt.Errorf("%w: begin %s: decider: %w", ErrNotAllowed, p.GID, err)
+		}
+	}
 	now := c.now()
 	if len(p.Branches) > c.cfg.MaxBranches {
 		return nil, fmt.Errorf("begin %s: %w", p.GID, invalidf("%d branches, the limit is %d", len(p.Branches), c.cfg.MaxBranches))
@@ -347,6 +370,7 @@ func (c *Coordinator) Begin(ctx context.Context, p BeginParams) (*Transaction, e
 		Deadline:      now.Add(p.Timeout),
 		NextAttemptAt: now.Add(p.Timeout),
 		Labels:        maps.Clone(p.Labels),
+		Decider:       p.Decider,
 		CreatedAt:     now,
 		UpdatedAt:     now,
 		Branches:      branches,
@@ -369,6 +393,9 @@ func (c *Coordinator) Begin(ctx context.Context, p BeginParams) (*Transaction, e
 	if existing.Timeout != p.Timeout || !labelsEqual(existing.Labels, p.Labels) {
 		return nil, fmt.Errorf("%w: begin %s: exists with timeout %s and %d labels, requested timeout %s and %d labels",
 			ErrExists, p.GID, existing.Timeout, len(existing.Labels), p.Timeout, len(p.Labels))
+	}
+	if existing.Decider != p.Decider {
+		return nil, fmt.Errorf("%w: begin %s: exists with decider %q, requested %q", ErrExists, p.GID, existing.Decider, p.Decider)
 	}
 	// A repeat must name branches the record has, with the same
 	// participant and payload (it may have gained more since, by
@@ -946,7 +973,9 @@ type CheckBackResult struct {
 
 // CheckBack answers a participant asking what became of gid. An unknown gid
 // is presumed aborted (a tombstone is recorded); a TRYING transaction past
-// its deadline is aborted first, through the same Decide as Rollback.
+// its deadline is aborted first, through the same Decide as Rollback,
+// unless it has a decider: then the answer is pending until the recovery
+// loop has asked the decider (decider.go).
 //
 // model: checkback
 func (c *Coordinator) CheckBack(ctx context.Context, gid, branchID string) (CheckBackResult, error) {
@@ -969,6 +998,11 @@ func (c *Coordinator) CheckBack(ctx context.Context, gid, branchID string) (Chec
 		now := c.now()
 		if now.Before(tx.Deadline) {
 			return CheckBackResult{Verdict: VerdictPending, State: tx.State, RetryAfter: c.retryAfter(tx.Deadline.Sub(now))}, nil
+		}
+		if tx.Decider != "" {
+			// Never aborted without asking its decider, which the
+			// recovery loop does when the record is due (decider.go).
+			return CheckBackResult{Verdict: VerdictPending, State: tx.State, RetryAfter: c.retryAfter(tx.NextAttemptAt.Sub(now))}, nil
 		}
 		// model: expire
 		tx, _, err = c.Decide(ctx, gid, Abort, "deadline passed (check-back)", CauseCheckBack)

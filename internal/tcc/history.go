@@ -31,7 +31,10 @@ import (
 //	Begin                     EventBegun, EventBranchRegistered per branch
 //	RegisterBranch            EventBranchRegistered
 //	Decide                    EventDecided (cause: commit, rollback,
-//	                          deadline, check-back)
+//	                          deadline, check-back, decider)
+//	Postpone                  EventNeedsAttention when it flags the
+//	                          transaction (a decider unreachable past the
+//	                          retry horizon)
 //	a check-back's tombstone  EventDecided (cause check-back), State ABORTED
 //	RecordRound               EventAttempt per branch called (or not sent
 //	                          under the retry rate limit), EventConflict per
@@ -71,6 +74,9 @@ const (
 	CauseDeadline  Cause = "DEADLINE"
 	CauseCheckBack Cause = "CHECK_BACK"
 	CauseOperator  Cause = "OPERATOR"
+	// CauseDecider: the recovery loop decided a transaction still TRYING
+	// at its deadline by the answer of its decider.
+	CauseDecider Cause = "DECIDER"
 )
 
 // AttemptResult classifies one Confirm/Cancel call.

@@ -86,17 +86,29 @@ type Store interface {
 	// to its newest minus p.KeepAttempts are deleted (0: keep all).
 	RecordRound(ctx context.Context, p RoundParams) error
 
+	// Postpone reschedules a TRYING record whose decider could not answer
+	// (decider.go): a compare-and-set on state TRYING and p.Version that
+	// sets next_attempt_at to p.NextAttemptAt and last_error to
+	// p.LastError, adds one to attempts and the version, and sets
+	// needs_attention if p.NeedsAttention (never clears it); with
+	// p.Attention not empty, an EventNeedsAttention in the same database
+	// transaction. ErrConflict if the record is not TRYING at p.Version or
+	// does not exist (nothing is written).
+	Postpone(ctx context.Context, p PostponeParams) error
+
 	// Claim takes the lease on a transaction that is due: a compare-and-set
 	// on p.Version that also requires next_attempt_at <= p.Now. It returns
 	// the record with its branches after the claim, or ErrConflict if it
 	// was not due or changed.
 	Claim(ctx context.Context, p ClaimParams) (*Transaction, error)
 
-	// RetryNow makes a decided, unfinished transaction due now, and
-	// appends an EventRetryNow with p.Actor in the same database
-	// transaction. It returns ErrNotFound, a *StateError if the record is
-	// not COMMITTING or ABORTING, or ErrConflict if an instance holds its
-	// lease (it is being driven at this moment); then nothing is written.
+	// RetryNow makes a decided, unfinished transaction due now, or a
+	// TRYING one with a decider whose deadline is at or before p.Now (its
+	// decider is then asked at once), and appends an EventRetryNow with
+	// p.Actor in the same database transaction. It returns ErrNotFound, a
+	// *StateError if the record is in neither case, or ErrConflict if an
+	// instance holds its lease (it is being driven at this moment); then
+	// nothing is written.
 	RetryNow(ctx context.Context, p RetryParams) (*Transaction, error)
 
 	// ResolveBranch records an operator's resolution of a REGISTERED branch
@@ -200,6 +212,22 @@ type RoundParams struct {
 	// transaction as needing attention for the first time (an
 	// EventNeedsAttention).
 	Attention string
+}
+
+// PostponeParams are the arguments of Store.Postpone.
+type PostponeParams struct {
+	GID string
+	// Version is the version the record was read at.
+	Version       int64
+	NextAttemptAt time.Time
+	LastError     string
+	// NeedsAttention sets the needs-attention flag; Attention, when not
+	// empty, says why this call flags it for the first time (an
+	// EventNeedsAttention, by Instance).
+	NeedsAttention bool
+	Attention      string
+	Instance       string
+	Now            time.Time
 }
 
 // ClaimParams are the arguments of Store.Claim.

@@ -133,6 +133,11 @@ type Transaction struct {
 	// Tombstone marks a record created by a check-back for an unknown gid
 	// (presumed abort).
 	Tombstone bool
+	// Decider is the initiator's decider target named at Begin (a gRPC
+	// target or an HTTP base URL), empty if none. A TRYING transaction
+	// with a decider is decided at its deadline by the decider's answer,
+	// never aborted without asking it (decider.go).
+	Decider   string
 	Labels    map[string]string
 	CreatedAt time.Time
 	UpdatedAt time.Time

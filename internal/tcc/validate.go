@@ -116,19 +116,28 @@ func validateReason(reason string) error {
 	return nil
 }
 
-func validateParticipant(target string) error {
+func validateParticipant(target string) error { return validateTarget("participant", target) }
+
+// validateDecider checks a decider target (BeginParams.Decider) as a
+// participant target is checked: a gRPC target or an http(s) base URL.
+func validateDecider(target string) error { return validateTarget("decider", target) }
+
+// validateTarget checks a target the coordinator calls (kind names it in
+// errors): printable ASCII, at most MaxParticipantLen bytes, a gRPC target
+// or an http(s) base URL.
+func validateTarget(kind, target string) error {
 	if target == "" {
-		return invalidf("participant is empty")
+		return invalidf("%s is empty", kind)
 	}
 	if len(target) > MaxParticipantLen {
-		return invalidf("participant is %d bytes, longer than %d", len(target), MaxParticipantLen)
+		return invalidf("%s is %d bytes, longer than %d", kind, len(target), MaxParticipantLen)
 	}
 	for i, r := range target {
 		if r <= ' ' || r >= 0x7f {
-			return invalidf("participant %q has %s at byte %d; allowed are printable ASCII characters", target, describeChar(target[i:]), i)
+			return invalidf("%s %q has %s at byte %d; allowed are printable ASCII characters", kind, target, describeChar(target[i:]), i)
 		}
 	}
-	return validateTargetAddress(target)
+	return validateTargetAddress(kind, target)
 }
 
 // grpcSchemes are the gRPC target schemes grpc-go resolves; any other
@@ -144,13 +153,13 @@ var grpcSchemes = map[string]bool{"dns": true, "passthrough": true, "unix": true
 // the retry horizon. Other gRPC schemes (unix:, xds:) are left to the
 // allow-list, which refuses them unless it allows everything. An http://
 // or https:// target is an HTTP participant's base URL (validateURL).
-func validateTargetAddress(target string) error {
+func validateTargetAddress(kind, target string) error {
 	if scheme, _, ok := strings.Cut(target, "://"); ok {
 		switch s := strings.ToLower(scheme); {
 		case s == "http" || s == "https":
-			return validateURL(target)
+			return validateURL(kind, target)
 		case !grpcSchemes[s]:
-			return invalidf("participant %q: scheme %q is neither http, https nor a gRPC target scheme (dns, passthrough, unix)", target, scheme)
+			return invalidf("%s %q: scheme %q is neither http, https nor a gRPC target scheme (dns, passthrough, unix)", kind, target, scheme)
 		}
 	}
 	addr := target
@@ -165,13 +174,13 @@ func validateTargetAddress(target string) error {
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return invalidf("participant %q is not host:port", target)
+		return invalidf("%s %q is not host:port", kind, target)
 	}
 	if host == "" {
-		return invalidf("participant %q has no host", target)
+		return invalidf("%s %q has no host", kind, target)
 	}
 	if !allowlist.ValidPort(port) {
-		return invalidf("participant %q: port %q is not a number in 1..65535", target, port)
+		return invalidf("%s %q: port %q is not a number in 1..65535", kind, target, port)
 	}
 	return nil
 }
@@ -181,26 +190,26 @@ func validateTargetAddress(target string) error {
 // fragment (the calls go to <base>/try, <base>/confirm and <base>/cancel,
 // which a query or fragment would break, and credentials would be stored
 // and shown in every listing).
-func validateURL(target string) error {
+func validateURL(kind, target string) error {
 	u, err := url.Parse(target)
 	if err != nil {
-		return invalidf("participant %q is not a valid URL", target)
+		return invalidf("%s %q is not a valid URL", kind, target)
 	}
 	switch {
 	case u.User != nil:
-		return invalidf("participant URL must not carry credentials (user:password@); configure participant TLS instead")
+		return invalidf("%s URL must not carry credentials (user:password@); configure participant TLS instead", kind)
 	case u.Fragment != "" || strings.Contains(target, "#"):
-		return invalidf("participant URL %q must not have a fragment (#...)", target)
+		return invalidf("%s URL %q must not have a fragment (#...)", kind, target)
 	case u.RawQuery != "" || u.ForceQuery:
-		return invalidf("participant URL %q must not have a query (?...)", target)
+		return invalidf("%s URL %q must not have a query (?...)", kind, target)
 	case u.Opaque != "":
-		return invalidf("participant URL %q is not scheme://host[:port][/path]", target)
+		return invalidf("%s URL %q is not scheme://host[:port][/path]", kind, target)
 	case u.Hostname() == "":
-		return invalidf("participant URL %q has no host", target)
+		return invalidf("%s URL %q has no host", kind, target)
 	}
 	if port := u.Port(); port != "" || strings.HasSuffix(u.Host, ":") {
 		if !allowlist.ValidPort(port) {
-			return invalidf("participant URL %q: port %q is not a number in 1..65535", target, port)
+			return invalidf("%s URL %q: port %q is not a number in 1..65535", kind, target, port)
 		}
 	}
 	return nil

@@ -49,6 +49,7 @@ func Run(t *testing.T, newStore func(t *testing.T) tcc.Store) {
 		{"Overview", testOverview},
 	}
 	tests = append(tests, historyTests...)
+	tests = append(tests, deciderTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStore(t)

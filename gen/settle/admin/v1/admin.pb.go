@@ -129,6 +129,9 @@ const (
 	DecisionCause_DECISION_CAUSE_CHECK_BACK DecisionCause = 4
 	// An operator.
 	DecisionCause_DECISION_CAUSE_OPERATOR DecisionCause = 5
+	// The recovery loop, at the deadline of a transaction still TRYING, by
+	// the answer of the transaction's decider (BeginRequest.decider).
+	DecisionCause_DECISION_CAUSE_DECIDER DecisionCause = 6
 )
 
 // Enum value maps for DecisionCause.
@@ -140,6 +143,7 @@ var (
 		3: "DECISION_CAUSE_DEADLINE",
 		4: "DECISION_CAUSE_CHECK_BACK",
 		5: "DECISION_CAUSE_OPERATOR",
+		6: "DECISION_CAUSE_DECIDER",
 	}
 	DecisionCause_value = map[string]int32{
 		"DECISION_CAUSE_UNSPECIFIED": 0,
@@ -148,6 +152,7 @@ var (
 		"DECISION_CAUSE_DEADLINE":    3,
 		"DECISION_CAUSE_CHECK_BACK":  4,
 		"DECISION_CAUSE_OPERATOR":    5,
+		"DECISION_CAUSE_DECIDER":     6,
 	}
 )
 
@@ -1495,14 +1500,15 @@ const file_settle_admin_v1_admin_proto_rawDesc = "" +
 	"\x14EVENT_KIND_RETRY_NOW\x10\b\x12\x17\n" +
 	"\x13EVENT_KIND_RESOLVED\x10\t\x12\x17\n" +
 	"\x13EVENT_KIND_FINISHED\x10\n" +
-	"\"\x04\b\x05\x10\x05*\xc0\x01\n" +
+	"\"\x04\b\x05\x10\x05*\xdc\x01\n" +
 	"\rDecisionCause\x12\x1e\n" +
 	"\x1aDECISION_CAUSE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15DECISION_CAUSE_COMMIT\x10\x01\x12\x1b\n" +
 	"\x17DECISION_CAUSE_ROLLBACK\x10\x02\x12\x1b\n" +
 	"\x17DECISION_CAUSE_DEADLINE\x10\x03\x12\x1d\n" +
 	"\x19DECISION_CAUSE_CHECK_BACK\x10\x04\x12\x1b\n" +
-	"\x17DECISION_CAUSE_OPERATOR\x10\x05*\x82\x01\n" +
+	"\x17DECISION_CAUSE_OPERATOR\x10\x05\x12\x1a\n" +
+	"\x16DECISION_CAUSE_DECIDER\x10\x06*\x82\x01\n" +
 	"\rAttemptResult\x12\x1e\n" +
 	"\x1aATTEMPT_RESULT_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ATTEMPT_RESULT_SUCCESS\x10\x01\x12\x19\n" +

@@ -49,9 +49,12 @@ type AdminServiceClient interface {
 	// resolutions.
 	GetTransaction(ctx context.Context, in *GetTransactionRequest, opts ...grpc.CallOption) (*GetTransactionResponse, error)
 	// RetryNow makes a decided, unfinished transaction due at once instead of
-	// at its next backoff time. FAILED_PRECONDITION if it is not COMMITTING or
-	// ABORTING; ABORTED if an instance is driving it at this moment (retry the
-	// call later).
+	// at its next backoff time; likewise a TRYING transaction with a decider
+	// past its deadline (its decider is asked at once, e.g. once it is
+	// reachable again). FAILED_PRECONDITION for any other state (a TRYING
+	// transaction before its deadline or without a decider, a final one);
+	// ABORTED if an instance is driving it at this moment (retry the call
+	// later).
 	RetryNow(ctx context.Context, in *RetryNowRequest, opts ...grpc.CallOption) (*RetryNowResponse, error)
 	// ResolveBranch records an operator's manual resolution of a branch that
 	// is still REGISTERED in a decided transaction (a conflict, or a
@@ -169,9 +172,12 @@ type AdminServiceServer interface {
 	// resolutions.
 	GetTransaction(context.Context, *GetTransactionRequest) (*GetTransactionResponse, error)
 	// RetryNow makes a decided, unfinished transaction due at once instead of
-	// at its next backoff time. FAILED_PRECONDITION if it is not COMMITTING or
-	// ABORTING; ABORTED if an instance is driving it at this moment (retry the
-	// call later).
+	// at its next backoff time; likewise a TRYING transaction with a decider
+	// past its deadline (its decider is asked at once, e.g. once it is
+	// reachable again). FAILED_PRECONDITION for any other state (a TRYING
+	// transaction before its deadline or without a decider, a final one);
+	// ABORTED if an instance is driving it at this moment (retry the call
+	// later).
 	RetryNow(context.Context, *RetryNowRequest) (*RetryNowResponse, error)
 	// ResolveBranch records an operator's manual resolution of a branch that
 	// is still REGISTERED in a decided transaction (a conflict, or a

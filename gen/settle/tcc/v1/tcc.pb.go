@@ -59,11 +59,67 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Outcome is a decider's answer.
+type Outcome int32
+
+const (
+	Outcome_OUTCOME_UNSPECIFIED Outcome = 0
+	// The initiator's local transaction committed: commit the transaction.
+	Outcome_OUTCOME_COMMIT Outcome = 1
+	// No local commit happened, and now never will: abort the transaction.
+	Outcome_OUTCOME_ABORT Outcome = 2
+)
+
+// Enum value maps for Outcome.
+var (
+	Outcome_name = map[int32]string{
+		0: "OUTCOME_UNSPECIFIED",
+		1: "OUTCOME_COMMIT",
+		2: "OUTCOME_ABORT",
+	}
+	Outcome_value = map[string]int32{
+		"OUTCOME_UNSPECIFIED": 0,
+		"OUTCOME_COMMIT":      1,
+		"OUTCOME_ABORT":       2,
+	}
+)
+
+func (x Outcome) Enum() *Outcome {
+	p := new(Outcome)
+	*p = x
+	return p
+}
+
+func (x Outcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Outcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_settle_tcc_v1_tcc_proto_enumTypes[0].Descriptor()
+}
+
+func (Outcome) Type() protoreflect.EnumType {
+	return &file_settle_tcc_v1_tcc_proto_enumTypes[0]
+}
+
+func (x Outcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Outcome.Descriptor instead.
+func (Outcome) EnumDescriptor() ([]byte, []int) {
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{0}
+}
+
 // TransactionState is the state of a global transaction.
 //
-//	TRYING --Commit--> COMMITTING --all Confirmed--> COMMITTED
+//	TRYING --Commit / decider answered commit--> COMMITTING --all Confirmed--> COMMITTED
 //	   |
-//	   +--Rollback / deadline passed / CheckBack--> ABORTING --all Cancelled--> ABORTED
+//	   +--Rollback / deadline passed / CheckBack / decider answered abort--> ABORTING --all Cancelled--> ABORTED
+//
+// A transaction with a decider is not aborted at its deadline or by a
+// CheckBack: the coordinator asks its decider (DeciderService) and decides
+// by the answer.
 //
 // COMMITTING and ABORTING are the two decisions; once recorded a decision
 // never changes.
@@ -114,11 +170,11 @@ func (x TransactionState) String() string {
 }
 
 func (TransactionState) Descriptor() protoreflect.EnumDescriptor {
-	return file_settle_tcc_v1_tcc_proto_enumTypes[0].Descriptor()
+	return file_settle_tcc_v1_tcc_proto_enumTypes[1].Descriptor()
 }
 
 func (TransactionState) Type() protoreflect.EnumType {
-	return &file_settle_tcc_v1_tcc_proto_enumTypes[0]
+	return &file_settle_tcc_v1_tcc_proto_enumTypes[1]
 }
 
 func (x TransactionState) Number() protoreflect.EnumNumber {
@@ -127,7 +183,7 @@ func (x TransactionState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TransactionState.Descriptor instead.
 func (TransactionState) EnumDescriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{0}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{1}
 }
 
 // BranchState is the coordinator's view of one branch.
@@ -170,11 +226,11 @@ func (x BranchState) String() string {
 }
 
 func (BranchState) Descriptor() protoreflect.EnumDescriptor {
-	return file_settle_tcc_v1_tcc_proto_enumTypes[1].Descriptor()
+	return file_settle_tcc_v1_tcc_proto_enumTypes[2].Descriptor()
 }
 
 func (BranchState) Type() protoreflect.EnumType {
-	return &file_settle_tcc_v1_tcc_proto_enumTypes[1]
+	return &file_settle_tcc_v1_tcc_proto_enumTypes[2]
 }
 
 func (x BranchState) Number() protoreflect.EnumNumber {
@@ -183,7 +239,7 @@ func (x BranchState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BranchState.Descriptor instead.
 func (BranchState) EnumDescriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{1}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{2}
 }
 
 // Verdict is the coordinator's answer to a CheckBack.
@@ -226,11 +282,11 @@ func (x Verdict) String() string {
 }
 
 func (Verdict) Descriptor() protoreflect.EnumDescriptor {
-	return file_settle_tcc_v1_tcc_proto_enumTypes[2].Descriptor()
+	return file_settle_tcc_v1_tcc_proto_enumTypes[3].Descriptor()
 }
 
 func (Verdict) Type() protoreflect.EnumType {
-	return &file_settle_tcc_v1_tcc_proto_enumTypes[2]
+	return &file_settle_tcc_v1_tcc_proto_enumTypes[3]
 }
 
 func (x Verdict) Number() protoreflect.EnumNumber {
@@ -239,7 +295,99 @@ func (x Verdict) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Verdict.Descriptor instead.
 func (Verdict) EnumDescriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{2}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{3}
+}
+
+// DecideRequest asks a decider for the outcome of a transaction.
+type DecideRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Global transaction id.
+	Gid           string `protobuf:"bytes,1,opt,name=gid,proto3" json:"gid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecideRequest) Reset() {
+	*x = DecideRequest{}
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecideRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecideRequest) ProtoMessage() {}
+
+func (x *DecideRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecideRequest.ProtoReflect.Descriptor instead.
+func (*DecideRequest) Descriptor() ([]byte, []int) {
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *DecideRequest) GetGid() string {
+	if x != nil {
+		return x.Gid
+	}
+	return ""
+}
+
+// DecideResponse is the decider's durable answer.
+type DecideResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// OUTCOME_COMMIT or OUTCOME_ABORT; never OUTCOME_UNSPECIFIED.
+	Outcome       Outcome `protobuf:"varint,1,opt,name=outcome,proto3,enum=settle.tcc.v1.Outcome" json:"outcome,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecideResponse) Reset() {
+	*x = DecideResponse{}
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecideResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecideResponse) ProtoMessage() {}
+
+func (x *DecideResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecideResponse.ProtoReflect.Descriptor instead.
+func (*DecideResponse) Descriptor() ([]byte, []int) {
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *DecideResponse) GetOutcome() Outcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return Outcome_OUTCOME_UNSPECIFIED
 }
 
 // Transaction is a global transaction as recorded by the coordinator.
@@ -266,7 +414,7 @@ type Transaction struct {
 	// The timeout given at Begin.
 	Timeout *durationpb.Duration `protobuf:"bytes,10,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// Why the transaction was aborted (Rollback reason, "deadline passed",
-	// "presumed abort"), empty otherwise.
+	// "presumed abort", "decider answered abort"), empty otherwise.
 	AbortReason string `protobuf:"bytes,11,opt,name=abort_reason,json=abortReason,proto3" json:"abort_reason,omitempty"`
 	// Set when delivery keeps failing past the retry horizon or a participant
 	// reported a conflicting outcome: an operator should look.
@@ -275,14 +423,17 @@ type Transaction struct {
 	NextAttemptTime *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=next_attempt_time,json=nextAttemptTime,proto3" json:"next_attempt_time,omitempty"`
 	// How many branches are registered; set also where branches are not
 	// included (AdminService.ListTransactions).
-	BranchCount   int32 `protobuf:"varint,14,opt,name=branch_count,json=branchCount,proto3" json:"branch_count,omitempty"`
+	BranchCount int32 `protobuf:"varint,14,opt,name=branch_count,json=branchCount,proto3" json:"branch_count,omitempty"`
+	// The decider named at Begin (a gRPC target or an HTTP base URL), empty
+	// if none.
+	Decider       string `protobuf:"bytes,15,opt,name=decider,proto3" json:"decider,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Transaction) Reset() {
 	*x = Transaction{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[0]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -294,7 +445,7 @@ func (x *Transaction) String() string {
 func (*Transaction) ProtoMessage() {}
 
 func (x *Transaction) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[0]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -307,7 +458,7 @@ func (x *Transaction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transaction.ProtoReflect.Descriptor instead.
 func (*Transaction) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{0}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Transaction) GetGid() string {
@@ -408,6 +559,13 @@ func (x *Transaction) GetBranchCount() int32 {
 	return 0
 }
 
+func (x *Transaction) GetDecider() string {
+	if x != nil {
+		return x.Decider
+	}
+	return ""
+}
+
 // Branch is one participant's part of a global transaction.
 type Branch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -433,7 +591,7 @@ type Branch struct {
 
 func (x *Branch) Reset() {
 	*x = Branch{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[1]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -445,7 +603,7 @@ func (x *Branch) String() string {
 func (*Branch) ProtoMessage() {}
 
 func (x *Branch) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[1]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -458,7 +616,7 @@ func (x *Branch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Branch.ProtoReflect.Descriptor instead.
 func (*Branch) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{1}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Branch) GetBranchId() string {
@@ -525,14 +683,23 @@ type BeginRequest struct {
 	// Branches to register with the Begin, at most the coordinator's branch
 	// limit (64 by default), each branch id once. More branches can still be
 	// added with RegisterBranch while the transaction is TRYING.
-	Branches      []*BranchRegistration `protobuf:"bytes,4,rep,name=branches,proto3" json:"branches,omitempty"`
+	Branches []*BranchRegistration `protobuf:"bytes,4,rep,name=branches,proto3" json:"branches,omitempty"`
+	// Optional decider (DeciderService): the initiator's own endpoint, a gRPC
+	// target or an http(s) base URL, validated like a participant target and
+	// subject to the same allow-list. With a decider, a transaction still
+	// TRYING at its deadline is never aborted without asking it: the
+	// coordinator decides commit or abort by its answer, and while it cannot
+	// be reached the transaction stays TRYING (retried with backoff, flagged
+	// as needing attention at the retry horizon). A repeated Begin must name
+	// the same decider.
+	Decider       string `protobuf:"bytes,5,opt,name=decider,proto3" json:"decider,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BeginRequest) Reset() {
 	*x = BeginRequest{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[2]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +711,7 @@ func (x *BeginRequest) String() string {
 func (*BeginRequest) ProtoMessage() {}
 
 func (x *BeginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[2]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +724,7 @@ func (x *BeginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginRequest.ProtoReflect.Descriptor instead.
 func (*BeginRequest) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{2}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *BeginRequest) GetGid() string {
@@ -588,6 +755,13 @@ func (x *BeginRequest) GetBranches() []*BranchRegistration {
 	return nil
 }
 
+func (x *BeginRequest) GetDecider() string {
+	if x != nil {
+		return x.Decider
+	}
+	return ""
+}
+
 // BranchRegistration is a branch registered with Begin.
 type BranchRegistration struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -603,7 +777,7 @@ type BranchRegistration struct {
 
 func (x *BranchRegistration) Reset() {
 	*x = BranchRegistration{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[3]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -615,7 +789,7 @@ func (x *BranchRegistration) String() string {
 func (*BranchRegistration) ProtoMessage() {}
 
 func (x *BranchRegistration) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[3]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -628,7 +802,7 @@ func (x *BranchRegistration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BranchRegistration.ProtoReflect.Descriptor instead.
 func (*BranchRegistration) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{3}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *BranchRegistration) GetBranchId() string {
@@ -662,7 +836,7 @@ type BeginResponse struct {
 
 func (x *BeginResponse) Reset() {
 	*x = BeginResponse{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[4]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +848,7 @@ func (x *BeginResponse) String() string {
 func (*BeginResponse) ProtoMessage() {}
 
 func (x *BeginResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[4]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +861,7 @@ func (x *BeginResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginResponse.ProtoReflect.Descriptor instead.
 func (*BeginResponse) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{4}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *BeginResponse) GetTransaction() *Transaction {
@@ -716,7 +890,7 @@ type RegisterBranchRequest struct {
 
 func (x *RegisterBranchRequest) Reset() {
 	*x = RegisterBranchRequest{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[5]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -728,7 +902,7 @@ func (x *RegisterBranchRequest) String() string {
 func (*RegisterBranchRequest) ProtoMessage() {}
 
 func (x *RegisterBranchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[5]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -741,7 +915,7 @@ func (x *RegisterBranchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterBranchRequest.ProtoReflect.Descriptor instead.
 func (*RegisterBranchRequest) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{5}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RegisterBranchRequest) GetGid() string {
@@ -782,7 +956,7 @@ type RegisterBranchResponse struct {
 
 func (x *RegisterBranchResponse) Reset() {
 	*x = RegisterBranchResponse{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[6]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -794,7 +968,7 @@ func (x *RegisterBranchResponse) String() string {
 func (*RegisterBranchResponse) ProtoMessage() {}
 
 func (x *RegisterBranchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[6]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -807,7 +981,7 @@ func (x *RegisterBranchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterBranchResponse.ProtoReflect.Descriptor instead.
 func (*RegisterBranchResponse) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{6}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RegisterBranchResponse) GetTransaction() *Transaction {
@@ -833,7 +1007,7 @@ type CommitRequest struct {
 
 func (x *CommitRequest) Reset() {
 	*x = CommitRequest{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[7]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -845,7 +1019,7 @@ func (x *CommitRequest) String() string {
 func (*CommitRequest) ProtoMessage() {}
 
 func (x *CommitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[7]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -858,7 +1032,7 @@ func (x *CommitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitRequest.ProtoReflect.Descriptor instead.
 func (*CommitRequest) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{7}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CommitRequest) GetGid() string {
@@ -885,7 +1059,7 @@ type CommitResponse struct {
 
 func (x *CommitResponse) Reset() {
 	*x = CommitResponse{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[8]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -897,7 +1071,7 @@ func (x *CommitResponse) String() string {
 func (*CommitResponse) ProtoMessage() {}
 
 func (x *CommitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[8]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -910,7 +1084,7 @@ func (x *CommitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitResponse.ProtoReflect.Descriptor instead.
 func (*CommitResponse) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{8}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CommitResponse) GetTransaction() *Transaction {
@@ -937,7 +1111,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[9]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -949,7 +1123,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[9]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -962,7 +1136,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{9}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RollbackRequest) GetGid() string {
@@ -996,7 +1170,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[10]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1008,7 +1182,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[10]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1021,7 +1195,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{10}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RollbackResponse) GetTransaction() *Transaction {
@@ -1042,7 +1216,7 @@ type GetTransactionRequest struct {
 
 func (x *GetTransactionRequest) Reset() {
 	*x = GetTransactionRequest{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[11]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1054,7 +1228,7 @@ func (x *GetTransactionRequest) String() string {
 func (*GetTransactionRequest) ProtoMessage() {}
 
 func (x *GetTransactionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[11]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,7 +1241,7 @@ func (x *GetTransactionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTransactionRequest.ProtoReflect.Descriptor instead.
 func (*GetTransactionRequest) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{11}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetTransactionRequest) GetGid() string {
@@ -1087,7 +1261,7 @@ type GetTransactionResponse struct {
 
 func (x *GetTransactionResponse) Reset() {
 	*x = GetTransactionResponse{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[12]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1099,7 +1273,7 @@ func (x *GetTransactionResponse) String() string {
 func (*GetTransactionResponse) ProtoMessage() {}
 
 func (x *GetTransactionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[12]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1112,7 +1286,7 @@ func (x *GetTransactionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTransactionResponse.ProtoReflect.Descriptor instead.
 func (*GetTransactionResponse) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{12}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetTransactionResponse) GetTransaction() *Transaction {
@@ -1136,7 +1310,7 @@ type CheckBackRequest struct {
 
 func (x *CheckBackRequest) Reset() {
 	*x = CheckBackRequest{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[13]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1148,7 +1322,7 @@ func (x *CheckBackRequest) String() string {
 func (*CheckBackRequest) ProtoMessage() {}
 
 func (x *CheckBackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[13]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1161,7 +1335,7 @@ func (x *CheckBackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckBackRequest.ProtoReflect.Descriptor instead.
 func (*CheckBackRequest) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{13}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CheckBackRequest) GetGid() string {
@@ -1193,7 +1367,7 @@ type CheckBackResponse struct {
 
 func (x *CheckBackResponse) Reset() {
 	*x = CheckBackResponse{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[14]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1205,7 +1379,7 @@ func (x *CheckBackResponse) String() string {
 func (*CheckBackResponse) ProtoMessage() {}
 
 func (x *CheckBackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[14]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1218,7 +1392,7 @@ func (x *CheckBackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckBackResponse.ProtoReflect.Descriptor instead.
 func (*CheckBackResponse) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{14}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CheckBackResponse) GetVerdict() Verdict {
@@ -1257,7 +1431,7 @@ type TryRequest struct {
 
 func (x *TryRequest) Reset() {
 	*x = TryRequest{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[15]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1269,7 +1443,7 @@ func (x *TryRequest) String() string {
 func (*TryRequest) ProtoMessage() {}
 
 func (x *TryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[15]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1282,7 +1456,7 @@ func (x *TryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TryRequest.ProtoReflect.Descriptor instead.
 func (*TryRequest) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{15}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TryRequest) GetGid() string {
@@ -1315,7 +1489,7 @@ type TryResponse struct {
 
 func (x *TryResponse) Reset() {
 	*x = TryResponse{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[16]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1501,7 @@ func (x *TryResponse) String() string {
 func (*TryResponse) ProtoMessage() {}
 
 func (x *TryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[16]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1514,7 @@ func (x *TryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TryResponse.ProtoReflect.Descriptor instead.
 func (*TryResponse) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{16}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{18}
 }
 
 // ConfirmRequest asks a participant to make the reservation real.
@@ -1358,7 +1532,7 @@ type ConfirmRequest struct {
 
 func (x *ConfirmRequest) Reset() {
 	*x = ConfirmRequest{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[17]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1370,7 +1544,7 @@ func (x *ConfirmRequest) String() string {
 func (*ConfirmRequest) ProtoMessage() {}
 
 func (x *ConfirmRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[17]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1383,7 +1557,7 @@ func (x *ConfirmRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmRequest) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{17}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ConfirmRequest) GetGid() string {
@@ -1416,7 +1590,7 @@ type ConfirmResponse struct {
 
 func (x *ConfirmResponse) Reset() {
 	*x = ConfirmResponse{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[18]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1428,7 +1602,7 @@ func (x *ConfirmResponse) String() string {
 func (*ConfirmResponse) ProtoMessage() {}
 
 func (x *ConfirmResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[18]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1441,7 +1615,7 @@ func (x *ConfirmResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmResponse) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{18}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{20}
 }
 
 // CancelRequest asks a participant to release the reservation.
@@ -1459,7 +1633,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[19]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1471,7 +1645,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[19]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1484,7 +1658,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{19}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CancelRequest) GetGid() string {
@@ -1517,7 +1691,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[20]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1529,7 +1703,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[20]
+	mi := &file_settle_tcc_v1_tcc_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1542,14 +1716,18 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{20}
+	return file_settle_tcc_v1_tcc_proto_rawDescGZIP(), []int{22}
 }
 
 var File_settle_tcc_v1_tcc_proto protoreflect.FileDescriptor
 
 const file_settle_tcc_v1_tcc_proto_rawDesc = "" +
 	"\n" +
-	"\x17settle/tcc/v1/tcc.proto\x12\rsettle.tcc.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x05\n" +
+	"\x17settle/tcc/v1/tcc.proto\x12\rsettle.tcc.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"!\n" +
+	"\rDecideRequest\x12\x10\n" +
+	"\x03gid\x18\x01 \x01(\tR\x03gid\"B\n" +
+	"\x0eDecideResponse\x120\n" +
+	"\aoutcome\x18\x01 \x01(\x0e2\x16.settle.tcc.v1.OutcomeR\aoutcome\"\xf7\x05\n" +
 	"\vTransaction\x12\x10\n" +
 	"\x03gid\x18\x01 \x01(\tR\x03gid\x125\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x1f.settle.tcc.v1.TransactionStateR\x05state\x126\n" +
@@ -1568,7 +1746,8 @@ const file_settle_tcc_v1_tcc_proto_rawDesc = "" +
 	"\fabort_reason\x18\v \x01(\tR\vabortReason\x12'\n" +
 	"\x0fneeds_attention\x18\f \x01(\bR\x0eneedsAttention\x12F\n" +
 	"\x11next_attempt_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x0fnextAttemptTime\x12!\n" +
-	"\fbranch_count\x18\x0e \x01(\x05R\vbranchCount\x1a9\n" +
+	"\fbranch_count\x18\x0e \x01(\x05R\vbranchCount\x12\x18\n" +
+	"\adecider\x18\x0f \x01(\tR\adecider\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8b\x02\n" +
@@ -1581,12 +1760,13 @@ const file_settle_tcc_v1_tcc_proto_rawDesc = "" +
 	"last_error\x18\x05 \x01(\tR\tlastError\x12\x18\n" +
 	"\apayload\x18\x06 \x01(\fR\apayload\x12;\n" +
 	"\vupdate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\x90\x02\n" +
+	"updateTime\"\xaa\x02\n" +
 	"\fBeginRequest\x12\x10\n" +
 	"\x03gid\x18\x01 \x01(\tR\x03gid\x123\n" +
 	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12?\n" +
 	"\x06labels\x18\x03 \x03(\v2'.settle.tcc.v1.BeginRequest.LabelsEntryR\x06labels\x12=\n" +
-	"\bbranches\x18\x04 \x03(\v2!.settle.tcc.v1.BranchRegistrationR\bbranches\x1a9\n" +
+	"\bbranches\x18\x04 \x03(\v2!.settle.tcc.v1.BranchRegistrationR\bbranches\x12\x18\n" +
+	"\adecider\x18\x05 \x01(\tR\adecider\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"m\n" +
@@ -1641,7 +1821,11 @@ const file_settle_tcc_v1_tcc_proto_rawDesc = "" +
 	"\x03gid\x18\x01 \x01(\tR\x03gid\x12\x1b\n" +
 	"\tbranch_id\x18\x02 \x01(\tR\bbranchId\x12\x18\n" +
 	"\apayload\x18\x03 \x01(\fR\apayload\"\x10\n" +
-	"\x0eCancelResponse*\xd5\x01\n" +
+	"\x0eCancelResponse*I\n" +
+	"\aOutcome\x12\x17\n" +
+	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eOUTCOME_COMMIT\x10\x01\x12\x11\n" +
+	"\rOUTCOME_ABORT\x10\x02*\xd5\x01\n" +
 	"\x10TransactionState\x12!\n" +
 	"\x1dTRANSACTION_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18TRANSACTION_STATE_TRYING\x10\x01\x12 \n" +
@@ -1669,7 +1853,9 @@ const file_settle_tcc_v1_tcc_proto_rawDesc = "" +
 	"\x12ParticipantService\x12<\n" +
 	"\x03Try\x12\x19.settle.tcc.v1.TryRequest\x1a\x1a.settle.tcc.v1.TryResponse\x12H\n" +
 	"\aConfirm\x12\x1d.settle.tcc.v1.ConfirmRequest\x1a\x1e.settle.tcc.v1.ConfirmResponse\x12E\n" +
-	"\x06Cancel\x12\x1c.settle.tcc.v1.CancelRequest\x1a\x1d.settle.tcc.v1.CancelResponseB6Z4github.com/settle-tcc/settle/gen/settle/tcc/v1;tccv1b\x06proto3"
+	"\x06Cancel\x12\x1c.settle.tcc.v1.CancelRequest\x1a\x1d.settle.tcc.v1.CancelResponse2W\n" +
+	"\x0eDeciderService\x12E\n" +
+	"\x06Decide\x12\x1c.settle.tcc.v1.DecideRequest\x1a\x1d.settle.tcc.v1.DecideResponseB6Z4github.com/settle-tcc/settle/gen/settle/tcc/v1;tccv1b\x06proto3"
 
 var (
 	file_settle_tcc_v1_tcc_proto_rawDescOnce sync.Once
@@ -1683,83 +1869,89 @@ func file_settle_tcc_v1_tcc_proto_rawDescGZIP() []byte {
 	return file_settle_tcc_v1_tcc_proto_rawDescData
 }
 
-var file_settle_tcc_v1_tcc_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_settle_tcc_v1_tcc_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_settle_tcc_v1_tcc_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_settle_tcc_v1_tcc_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_settle_tcc_v1_tcc_proto_goTypes = []any{
-	(TransactionState)(0),          // 0: settle.tcc.v1.TransactionState
-	(BranchState)(0),               // 1: settle.tcc.v1.BranchState
-	(Verdict)(0),                   // 2: settle.tcc.v1.Verdict
-	(*Transaction)(nil),            // 3: settle.tcc.v1.Transaction
-	(*Branch)(nil),                 // 4: settle.tcc.v1.Branch
-	(*BeginRequest)(nil),           // 5: settle.tcc.v1.BeginRequest
-	(*BranchRegistration)(nil),     // 6: settle.tcc.v1.BranchRegistration
-	(*BeginResponse)(nil),          // 7: settle.tcc.v1.BeginResponse
-	(*RegisterBranchRequest)(nil),  // 8: settle.tcc.v1.RegisterBranchRequest
-	(*RegisterBranchResponse)(nil), // 9: settle.tcc.v1.RegisterBranchResponse
-	(*CommitRequest)(nil),          // 10: settle.tcc.v1.CommitRequest
-	(*CommitResponse)(nil),         // 11: settle.tcc.v1.CommitResponse
-	(*RollbackRequest)(nil),        // 12: settle.tcc.v1.RollbackRequest
-	(*RollbackResponse)(nil),       // 13: settle.tcc.v1.RollbackResponse
-	(*GetTransactionRequest)(nil),  // 14: settle.tcc.v1.GetTransactionRequest
-	(*GetTransactionResponse)(nil), // 15: settle.tcc.v1.GetTransactionResponse
-	(*CheckBackRequest)(nil),       // 16: settle.tcc.v1.CheckBackRequest
-	(*CheckBackResponse)(nil),      // 17: settle.tcc.v1.CheckBackResponse
-	(*TryRequest)(nil),             // 18: settle.tcc.v1.TryRequest
-	(*TryResponse)(nil),            // 19: settle.tcc.v1.TryResponse
-	(*ConfirmRequest)(nil),         // 20: settle.tcc.v1.ConfirmRequest
-	(*ConfirmResponse)(nil),        // 21: settle.tcc.v1.ConfirmResponse
-	(*CancelRequest)(nil),          // 22: settle.tcc.v1.CancelRequest
-	(*CancelResponse)(nil),         // 23: settle.tcc.v1.CancelResponse
-	nil,                            // 24: settle.tcc.v1.Transaction.LabelsEntry
-	nil,                            // 25: settle.tcc.v1.BeginRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil),  // 26: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 27: google.protobuf.Duration
+	(Outcome)(0),                   // 0: settle.tcc.v1.Outcome
+	(TransactionState)(0),          // 1: settle.tcc.v1.TransactionState
+	(BranchState)(0),               // 2: settle.tcc.v1.BranchState
+	(Verdict)(0),                   // 3: settle.tcc.v1.Verdict
+	(*DecideRequest)(nil),          // 4: settle.tcc.v1.DecideRequest
+	(*DecideResponse)(nil),         // 5: settle.tcc.v1.DecideResponse
+	(*Transaction)(nil),            // 6: settle.tcc.v1.Transaction
+	(*Branch)(nil),                 // 7: settle.tcc.v1.Branch
+	(*BeginRequest)(nil),           // 8: settle.tcc.v1.BeginRequest
+	(*BranchRegistration)(nil),     // 9: settle.tcc.v1.BranchRegistration
+	(*BeginResponse)(nil),          // 10: settle.tcc.v1.BeginResponse
+	(*RegisterBranchRequest)(nil),  // 11: settle.tcc.v1.RegisterBranchRequest
+	(*RegisterBranchResponse)(nil), // 12: settle.tcc.v1.RegisterBranchResponse
+	(*CommitRequest)(nil),          // 13: settle.tcc.v1.CommitRequest
+	(*CommitResponse)(nil),         // 14: settle.tcc.v1.CommitResponse
+	(*RollbackRequest)(nil),        // 15: settle.tcc.v1.RollbackRequest
+	(*RollbackResponse)(nil),       // 16: settle.tcc.v1.RollbackResponse
+	(*GetTransactionRequest)(nil),  // 17: settle.tcc.v1.GetTransactionRequest
+	(*GetTransactionResponse)(nil), // 18: settle.tcc.v1.GetTransactionResponse
+	(*CheckBackRequest)(nil),       // 19: settle.tcc.v1.CheckBackRequest
+	(*CheckBackResponse)(nil),      // 20: settle.tcc.v1.CheckBackResponse
+	(*TryRequest)(nil),             // 21: settle.tcc.v1.TryRequest
+	(*TryResponse)(nil),            // 22: settle.tcc.v1.TryResponse
+	(*ConfirmRequest)(nil),         // 23: settle.tcc.v1.ConfirmRequest
+	(*ConfirmResponse)(nil),        // 24: settle.tcc.v1.ConfirmResponse
+	(*CancelRequest)(nil),          // 25: settle.tcc.v1.CancelRequest
+	(*CancelResponse)(nil),         // 26: settle.tcc.v1.CancelResponse
+	nil,                            // 27: settle.tcc.v1.Transaction.LabelsEntry
+	nil,                            // 28: settle.tcc.v1.BeginRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),  // 29: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 30: google.protobuf.Duration
 }
 var file_settle_tcc_v1_tcc_proto_depIdxs = []int32{
-	0,  // 0: settle.tcc.v1.Transaction.state:type_name -> settle.tcc.v1.TransactionState
-	26, // 1: settle.tcc.v1.Transaction.deadline:type_name -> google.protobuf.Timestamp
-	4,  // 2: settle.tcc.v1.Transaction.branches:type_name -> settle.tcc.v1.Branch
-	24, // 3: settle.tcc.v1.Transaction.labels:type_name -> settle.tcc.v1.Transaction.LabelsEntry
-	26, // 4: settle.tcc.v1.Transaction.create_time:type_name -> google.protobuf.Timestamp
-	26, // 5: settle.tcc.v1.Transaction.update_time:type_name -> google.protobuf.Timestamp
-	27, // 6: settle.tcc.v1.Transaction.timeout:type_name -> google.protobuf.Duration
-	26, // 7: settle.tcc.v1.Transaction.next_attempt_time:type_name -> google.protobuf.Timestamp
-	1,  // 8: settle.tcc.v1.Branch.state:type_name -> settle.tcc.v1.BranchState
-	26, // 9: settle.tcc.v1.Branch.update_time:type_name -> google.protobuf.Timestamp
-	27, // 10: settle.tcc.v1.BeginRequest.timeout:type_name -> google.protobuf.Duration
-	25, // 11: settle.tcc.v1.BeginRequest.labels:type_name -> settle.tcc.v1.BeginRequest.LabelsEntry
-	6,  // 12: settle.tcc.v1.BeginRequest.branches:type_name -> settle.tcc.v1.BranchRegistration
-	3,  // 13: settle.tcc.v1.BeginResponse.transaction:type_name -> settle.tcc.v1.Transaction
-	3,  // 14: settle.tcc.v1.RegisterBranchResponse.transaction:type_name -> settle.tcc.v1.Transaction
-	3,  // 15: settle.tcc.v1.CommitResponse.transaction:type_name -> settle.tcc.v1.Transaction
-	3,  // 16: settle.tcc.v1.RollbackResponse.transaction:type_name -> settle.tcc.v1.Transaction
-	3,  // 17: settle.tcc.v1.GetTransactionResponse.transaction:type_name -> settle.tcc.v1.Transaction
-	2,  // 18: settle.tcc.v1.CheckBackResponse.verdict:type_name -> settle.tcc.v1.Verdict
-	0,  // 19: settle.tcc.v1.CheckBackResponse.state:type_name -> settle.tcc.v1.TransactionState
-	27, // 20: settle.tcc.v1.CheckBackResponse.retry_after:type_name -> google.protobuf.Duration
-	5,  // 21: settle.tcc.v1.CoordinatorService.Begin:input_type -> settle.tcc.v1.BeginRequest
-	8,  // 22: settle.tcc.v1.CoordinatorService.RegisterBranch:input_type -> settle.tcc.v1.RegisterBranchRequest
-	10, // 23: settle.tcc.v1.CoordinatorService.Commit:input_type -> settle.tcc.v1.CommitRequest
-	12, // 24: settle.tcc.v1.CoordinatorService.Rollback:input_type -> settle.tcc.v1.RollbackRequest
-	14, // 25: settle.tcc.v1.CoordinatorService.GetTransaction:input_type -> settle.tcc.v1.GetTransactionRequest
-	16, // 26: settle.tcc.v1.CoordinatorService.CheckBack:input_type -> settle.tcc.v1.CheckBackRequest
-	18, // 27: settle.tcc.v1.ParticipantService.Try:input_type -> settle.tcc.v1.TryRequest
-	20, // 28: settle.tcc.v1.ParticipantService.Confirm:input_type -> settle.tcc.v1.ConfirmRequest
-	22, // 29: settle.tcc.v1.ParticipantService.Cancel:input_type -> settle.tcc.v1.CancelRequest
-	7,  // 30: settle.tcc.v1.CoordinatorService.Begin:output_type -> settle.tcc.v1.BeginResponse
-	9,  // 31: settle.tcc.v1.CoordinatorService.RegisterBranch:output_type -> settle.tcc.v1.RegisterBranchResponse
-	11, // 32: settle.tcc.v1.CoordinatorService.Commit:output_type -> settle.tcc.v1.CommitResponse
-	13, // 33: settle.tcc.v1.CoordinatorService.Rollback:output_type -> settle.tcc.v1.RollbackResponse
-	15, // 34: settle.tcc.v1.CoordinatorService.GetTransaction:output_type -> settle.tcc.v1.GetTransactionResponse
-	17, // 35: settle.tcc.v1.CoordinatorService.CheckBack:output_type -> settle.tcc.v1.CheckBackResponse
-	19, // 36: settle.tcc.v1.ParticipantService.Try:output_type -> settle.tcc.v1.TryResponse
-	21, // 37: settle.tcc.v1.ParticipantService.Confirm:output_type -> settle.tcc.v1.ConfirmResponse
-	23, // 38: settle.tcc.v1.ParticipantService.Cancel:output_type -> settle.tcc.v1.CancelResponse
-	30, // [30:39] is the sub-list for method output_type
-	21, // [21:30] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	0,  // 0: settle.tcc.v1.DecideResponse.outcome:type_name -> settle.tcc.v1.Outcome
+	1,  // 1: settle.tcc.v1.Transaction.state:type_name -> settle.tcc.v1.TransactionState
+	29, // 2: settle.tcc.v1.Transaction.deadline:type_name -> google.protobuf.Timestamp
+	7,  // 3: settle.tcc.v1.Transaction.branches:type_name -> settle.tcc.v1.Branch
+	27, // 4: settle.tcc.v1.Transaction.labels:type_name -> settle.tcc.v1.Transaction.LabelsEntry
+	29, // 5: settle.tcc.v1.Transaction.create_time:type_name -> google.protobuf.Timestamp
+	29, // 6: settle.tcc.v1.Transaction.update_time:type_name -> google.protobuf.Timestamp
+	30, // 7: settle.tcc.v1.Transaction.timeout:type_name -> google.protobuf.Duration
+	29, // 8: settle.tcc.v1.Transaction.next_attempt_time:type_name -> google.protobuf.Timestamp
+	2,  // 9: settle.tcc.v1.Branch.state:type_name -> settle.tcc.v1.BranchState
+	29, // 10: settle.tcc.v1.Branch.update_time:type_name -> google.protobuf.Timestamp
+	30, // 11: settle.tcc.v1.BeginRequest.timeout:type_name -> google.protobuf.Duration
+	28, // 12: settle.tcc.v1.BeginRequest.labels:type_name -> settle.tcc.v1.BeginRequest.LabelsEntry
+	9,  // 13: settle.tcc.v1.BeginRequest.branches:type_name -> settle.tcc.v1.BranchRegistration
+	6,  // 14: settle.tcc.v1.BeginResponse.transaction:type_name -> settle.tcc.v1.Transaction
+	6,  // 15: settle.tcc.v1.RegisterBranchResponse.transaction:type_name -> settle.tcc.v1.Transaction
+	6,  // 16: settle.tcc.v1.CommitResponse.transaction:type_name -> settle.tcc.v1.Transaction
+	6,  // 17: settle.tcc.v1.RollbackResponse.transaction:type_name -> settle.tcc.v1.Transaction
+	6,  // 18: settle.tcc.v1.GetTransactionResponse.transaction:type_name -> settle.tcc.v1.Transaction
+	3,  // 19: settle.tcc.v1.CheckBackResponse.verdict:type_name -> settle.tcc.v1.Verdict
+	1,  // 20: settle.tcc.v1.CheckBackResponse.state:type_name -> settle.tcc.v1.TransactionState
+	30, // 21: settle.tcc.v1.CheckBackResponse.retry_after:type_name -> google.protobuf.Duration
+	8,  // 22: settle.tcc.v1.CoordinatorService.Begin:input_type -> settle.tcc.v1.BeginRequest
+	11, // 23: settle.tcc.v1.CoordinatorService.RegisterBranch:input_type -> settle.tcc.v1.RegisterBranchRequest
+	13, // 24: settle.tcc.v1.CoordinatorService.Commit:input_type -> settle.tcc.v1.CommitRequest
+	15, // 25: settle.tcc.v1.CoordinatorService.Rollback:input_type -> settle.tcc.v1.RollbackRequest
+	17, // 26: settle.tcc.v1.CoordinatorService.GetTransaction:input_type -> settle.tcc.v1.GetTransactionRequest
+	19, // 27: settle.tcc.v1.CoordinatorService.CheckBack:input_type -> settle.tcc.v1.CheckBackRequest
+	21, // 28: settle.tcc.v1.ParticipantService.Try:input_type -> settle.tcc.v1.TryRequest
+	23, // 29: settle.tcc.v1.ParticipantService.Confirm:input_type -> settle.tcc.v1.ConfirmRequest
+	25, // 30: settle.tcc.v1.ParticipantService.Cancel:input_type -> settle.tcc.v1.CancelRequest
+	4,  // 31: settle.tcc.v1.DeciderService.Decide:input_type -> settle.tcc.v1.DecideRequest
+	10, // 32: settle.tcc.v1.CoordinatorService.Begin:output_type -> settle.tcc.v1.BeginResponse
+	12, // 33: settle.tcc.v1.CoordinatorService.RegisterBranch:output_type -> settle.tcc.v1.RegisterBranchResponse
+	14, // 34: settle.tcc.v1.CoordinatorService.Commit:output_type -> settle.tcc.v1.CommitResponse
+	16, // 35: settle.tcc.v1.CoordinatorService.Rollback:output_type -> settle.tcc.v1.RollbackResponse
+	18, // 36: settle.tcc.v1.CoordinatorService.GetTransaction:output_type -> settle.tcc.v1.GetTransactionResponse
+	20, // 37: settle.tcc.v1.CoordinatorService.CheckBack:output_type -> settle.tcc.v1.CheckBackResponse
+	22, // 38: settle.tcc.v1.ParticipantService.Try:output_type -> settle.tcc.v1.TryResponse
+	24, // 39: settle.tcc.v1.ParticipantService.Confirm:output_type -> settle.tcc.v1.ConfirmResponse
+	26, // 40: settle.tcc.v1.ParticipantService.Cancel:output_type -> settle.tcc.v1.CancelResponse
+	5,  // 41: settle.tcc.v1.DeciderService.Decide:output_type -> settle.tcc.v1.DecideResponse
+	32, // [32:42] is the sub-list for method output_type
+	22, // [22:32] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_settle_tcc_v1_tcc_proto_init() }
@@ -1772,10 +1964,10 @@ func file_settle_tcc_v1_tcc_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_settle_tcc_v1_tcc_proto_rawDesc), len(file_settle_tcc_v1_tcc_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   23,
+			NumEnums:      4,
+			NumMessages:   25,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_settle_tcc_v1_tcc_proto_goTypes,
 		DependencyIndexes: file_settle_tcc_v1_tcc_proto_depIdxs,

@@ -669,3 +669,151 @@ var ParticipantService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "settle/tcc/v1/tcc.proto",
 }
+
+const (
+	DeciderService_Decide_FullMethodName = "/settle.tcc.v1.DeciderService/Decide"
+)
+
+// DeciderServiceClient is the client API for DeciderService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// DeciderService is served by an initiator that makes its own database
+// change the decision (docs/initiators.md): it commits its business change
+// together with a row (gid, commit) in its decision table in one local
+// transaction before it calls Commit. The coordinator asks it when the
+// transaction is still TRYING at its deadline (a lost Commit, a crashed
+// initiator), and decides by the answer instead of aborting.
+//
+// Over HTTP (a decider target that is an http:// or https:// base URL) the
+// call is POST <base>/decide with the protojson DecideRequest as the body
+// ({"gid": "..."}), answered 200 with {"outcome": "COMMIT"} or
+// {"outcome": "ABORT"} (the enum names OUTCOME_COMMIT / OUTCOME_ABORT are
+// accepted too); any other answer is an unknown outcome, asked again later.
+type DeciderServiceClient interface {
+	// Decide answers the outcome of gid, durably and for good: it inserts
+	// (gid, abort) into the decision table if no row for gid exists (an
+	// insert-if-absent on the primary key, which waits for a local
+	// transaction that is inserting (gid, commit) to end), and then answers
+	// what the row says. Whichever of the local commit and this insert wins
+	// the key decides; the answer never changes afterwards.
+	//
+	// Status codes: OK with OUTCOME_COMMIT or OUTCOME_ABORT; INVALID_ARGUMENT
+	// for a malformed gid; anything else (UNAVAILABLE, a timeout) leaves the
+	// transaction TRYING and is asked again with backoff.
+	Decide(ctx context.Context, in *DecideRequest, opts ...grpc.CallOption) (*DecideResponse, error)
+}
+
+type deciderServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewDeciderServiceClient(cc grpc.ClientConnInterface) DeciderServiceClient {
+	return &deciderServiceClient{cc}
+}
+
+func (c *deciderServiceClient) Decide(ctx context.Context, in *DecideRequest, opts ...grpc.CallOption) (*DecideResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DecideResponse)
+	err := c.cc.Invoke(ctx, DeciderService_Decide_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DeciderServiceServer is the server API for DeciderService service.
+// All implementations must embed UnimplementedDeciderServiceServer
+// for forward compatibility.
+//
+// DeciderService is served by an initiator that makes its own database
+// change the decision (docs/initiators.md): it commits its business change
+// together with a row (gid, commit) in its decision table in one local
+// transaction before it calls Commit. The coordinator asks it when the
+// transaction is still TRYING at its deadline (a lost Commit, a crashed
+// initiator), and decides by the answer instead of aborting.
+//
+// Over HTTP (a decider target that is an http:// or https:// base URL) the
+// call is POST <base>/decide with the protojson DecideRequest as the body
+// ({"gid": "..."}), answered 200 with {"outcome": "COMMIT"} or
+// {"outcome": "ABORT"} (the enum names OUTCOME_COMMIT / OUTCOME_ABORT are
+// accepted too); any other answer is an unknown outcome, asked again later.
+type DeciderServiceServer interface {
+	// Decide answers the outcome of gid, durably and for good: it inserts
+	// (gid, abort) into the decision table if no row for gid exists (an
+	// insert-if-absent on the primary key, which waits for a local
+	// transaction that is inserting (gid, commit) to end), and then answers
+	// what the row says. Whichever of the local commit and this insert wins
+	// the key decides; the answer never changes afterwards.
+	//
+	// Status codes: OK with OUTCOME_COMMIT or OUTCOME_ABORT; INVALID_ARGUMENT
+	// for a malformed gid; anything else (UNAVAILABLE, a timeout) leaves the
+	// transaction TRYING and is asked again with backoff.
+	Decide(context.Context, *DecideRequest) (*DecideResponse, error)
+	mustEmbedUnimplementedDeciderServiceServer()
+}
+
+// UnimplementedDeciderServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedDeciderServiceServer struct{}
+
+func (UnimplementedDeciderServiceServer) Decide(context.Context, *DecideRequest) (*DecideResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Decide not implemented")
+}
+func (UnimplementedDeciderServiceServer) mustEmbedUnimplementedDeciderServiceServer() {}
+func (UnimplementedDeciderServiceServer) testEmbeddedByValue()                        {}
+
+// UnsafeDeciderServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to DeciderServiceServer will
+// result in compilation errors.
+type UnsafeDeciderServiceServer interface {
+	mustEmbedUnimplementedDeciderServiceServer()
+}
+
+func RegisterDeciderServiceServer(s grpc.ServiceRegistrar, srv DeciderServiceServer) {
+	// If the following call panics, it indicates UnimplementedDeciderServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&DeciderService_ServiceDesc, srv)
+}
+
+func _DeciderService_Decide_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DecideRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeciderServiceServer).Decide(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DeciderService_Decide_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeciderServiceServer).Decide(ctx, req.(*DecideRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// DeciderService_ServiceDesc is the grpc.ServiceDesc for DeciderService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var DeciderService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "settle.tcc.v1.DeciderService",
+	HandlerType: (*DeciderServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Decide",
+			Handler:    _DeciderService_Decide_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "settle/tcc/v1/tcc.proto",
+}

@@ -1,0 +1,67 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/settle-tcc/settle/client"
+	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
+	"github.com/settle-tcc/settle/internal/httpparticipant"
+	"github.com/settle-tcc/settle/internal/tcc"
+)
+
+var _ tcc.Deciders = (*Participants)(nil)
+
+// Ask implements tcc.Deciders: DeciderService.Decide on the decider at
+// target, over the same connections, TLS and bounds as Confirm and Cancel
+// (an http:// or https:// target is POST <base>/decide, anything else a
+// gRPC target). The gid also travels as gRPC metadata (client.MetadataGID)
+// or the Settle-Gid header. Every failure is an unknown answer, a
+// *tcc.CallError with the gRPC code; an answer outside the decider's
+// contract (an HTTP 404 or redirect, a success without an outcome) and
+// INVALID_ARGUMENT are marked tcc.ErrParticipantUnexpected and
+// tcc.ErrParticipantInvalid, which flag the transaction at once.
+func (p *Participants) Ask(ctx context.Context, target, gid string) (tcc.Outcome, error) {
+	var d tccv1.DeciderServiceClient
+	if httpparticipant.IsTarget(target) {
+		p.mu.Lock()
+		closed := p.closed
+		p.mu.Unlock()
+		if closed {
+			return 0, fmt.Errorf("deciders: closed")
+		}
+		d = httpparticipant.NewDecider(p.http, target)
+	} else {
+		cc, release, err := p.conn(target)
+		if err != nil {
+			return 0, err
+		}
+		defer release()
+		d = tccv1.NewDeciderServiceClient(cc)
+		ctx = metadata.AppendToOutgoingContext(ctx, client.MetadataGID, gid)
+	}
+	resp, err := d.Decide(ctx, &tccv1.DecideRequest{Gid: gid})
+	if err != nil {
+		st := status.Convert(err)
+		ce := &tcc.CallError{Code: st.Code().String(), Message: st.Message()}
+		if st.Code() == codes.InvalidArgument {
+			ce.Kind = tcc.ErrParticipantInvalid
+		} else if ae := (*httpparticipant.AnswerError)(nil); errors.As(err, &ae) && ae.Unexpected {
+			ce.Kind = tcc.ErrParticipantUnexpected
+		}
+		return 0, ce
+	}
+	switch resp.GetOutcome() {
+	case tccv1.Outcome_OUTCOME_COMMIT:
+		return tcc.Commit, nil
+	case tccv1.Outcome_OUTCOME_ABORT:
+		return tcc.Abort, nil
+	}
+	return 0, &tcc.CallError{Code: codes.Unknown.String(), Kind: tcc.ErrParticipantUnexpected,
+		Message: fmt.Sprintf("the decider answered outcome %v, neither commit nor abort", resp.GetOutcome())}
+}
