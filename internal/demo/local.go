@@ -71,8 +71,8 @@ func LookupOrder(ctx context.Context, db *gorm.DB, gid string) (PlacedOrder, err
 	return o, nil
 }
 
-// insertOrder is the business change of a local commit.
-func insertOrder(tx *gorm.DB, o PlacedOrder) error {
+// InsertOrder is the business change of a local commit: the order row.
+func InsertOrder(tx *gorm.DB, o PlacedOrder) error {
 	return tx.Exec("INSERT INTO demo_order (gid, user_name, sku, qty, amount, created_us) VALUES (?, ?, ?, ?, ?, ?)",
 		o.GID, o.User, o.SKU, o.Qty, o.Amount, time.Now().UnixMicro()).Error
 }

@@ -135,7 +135,7 @@ func PlaceOrder(ctx context.Context, c *client.Client, o Order) (OrderResult, er
 	if o.Local != nil {
 		// The order row and the decision row commit together, or neither.
 		placed := PlacedOrder{GID: res.GID, User: o.User, SKU: o.SKU, Qty: o.Qty, Amount: amount}
-		txn, err = tx.CommitLocal(ctx, o.Local.DB, func(db *gorm.DB) error { return insertOrder(db, placed) })
+		txn, err = tx.CommitLocal(ctx, o.Local.DB, func(db *gorm.DB) error { return InsertOrder(db, placed) })
 	} else {
 		txn, err = tx.Commit(ctx, true)
 	}
