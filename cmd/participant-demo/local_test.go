@@ -43,7 +43,9 @@ func TestOrderLocal(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	var logs syncBuffer
-	go func() { done <- run(ctx, []string{"-listen", addr, "-db", spec, "-coordinator", coord.Addr()}, io.Discard, &logs) }()
+	go func() {
+		done <- run(ctx, []string{"-listen", addr, "-db", spec, "-coordinator", coord.Addr()}, io.Discard, &logs)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if code := <-done; code != exitOK {
