@@ -6,7 +6,7 @@
 //
 //	participant-demo [serve] [-listen 127.0.0.1:7501] [-db sqlite:demo.db] [-resources accounts,inventory]
 //	                 [-coordinator 127.0.0.1:7400] [-checkback-after 30s] [-checkback-interval 5s]
-//	participant-demo order [-user alice] [-sku book] [-qty 1] [-coordinator 127.0.0.1:7400] [-participant 127.0.0.1:7501]
+//	participant-demo order [-user alice] [-sku book] [-qty 1] [-coordinator 127.0.0.1:7400] [-participant 127.0.0.1:7501] [-local [-db sqlite:demo.db]]
 //	participant-demo balances [-db sqlite:demo.db]
 //	participant-demo fences [-db sqlite:demo.db] [-from -24h] [-to 2030-01-01T00:00:00Z] [-gid G] [-coordinator 127.0.0.1:7400]
 //
@@ -23,6 +23,11 @@
 // Every flag can also be set in the environment as SETTLE_DEMO_<FLAG> (for
 // example SETTLE_DEMO_DB), or in a file named by -config with one
 // "flag value" per line.
+//
+// order -local commits through the order service's own database (the -db
+// that serve uses): a demo_order row and the decision row (gid, commit)
+// in one local transaction, with serve, which also serves the decider over
+// that database, named as the transaction's decider (docs/initiators.md).
 //
 // order exits 0 when the order committed, 2 when it was rolled back because
 // a participant refused it (insufficient funds or stock), and 1 on errors.
@@ -189,6 +194,7 @@ type orderConfig struct {
 	Timeout     time.Duration
 	TokenFile   string
 	TLS         coordTLS
+	Local       bool
 }
 
 func parseOrder(args []string, stderr io.Writer) (orderConfig, error) {
@@ -204,6 +210,7 @@ func parseOrder(args []string, stderr io.Writer) (orderConfig, error) {
 	fs.StringVar(&cfg.DB, "db", defaultDB, "participant database, read to print balances afterwards")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "transaction timeout, also the deadline of the order's calls")
 	fs.StringVar(&cfg.TokenFile, "token-file", "", tokenFileUsage)
+	fs.BoolVar(&cfg.Local, "local", false, "commit through the order service's database (-db): the order row and the decision row in one local transaction, with -participant as the decider (docs/initiators.md)")
 	cfg.TLS.register(fs)
 	if err := parse(fs, args); err != nil {
 		return orderConfig{}, err
@@ -301,6 +308,11 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err := demo.Seed(ctx, db); err != nil {
 		return err
 	}
+	// The same database holds the order service's tables: serve is also
+	// the decider of orders placed with `order -local`.
+	if err := demo.EnsureOrderService(ctx, db); err != nil {
+		return err
+	}
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
@@ -349,6 +361,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	}()
 	srv := grpc.NewServer(rpcopt.ServerOptions()...)
 	tccv1.RegisterParticipantServiceServer(srv, part)
+	tccv1.RegisterDeciderServiceServer(srv, client.NewDecider(db))
 	hs := health.NewServer()
 	hs.SetServingStatus(tccv1.ParticipantService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(srv, hs)
@@ -390,6 +403,18 @@ func order(ctx context.Context, cfg orderConfig, stdout, stderr io.Writer) (int,
 		return exitError, err
 	}
 	defer c.Close()
+	var local *demo.Local
+	if cfg.Local {
+		db, err := openServed(ctx, cfg.DB)
+		if err != nil {
+			return exitError, err
+		}
+		defer database.Close(db)
+		if err := demo.EnsureOrderService(ctx, db); err != nil {
+			return exitError, err
+		}
+		local = &demo.Local{DB: db, Decider: cfg.Participant}
+	}
 	octx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	res, err := demo.PlaceOrder(octx, c, demo.Order{
@@ -399,6 +424,7 @@ func order(ctx context.Context, cfg orderConfig, stdout, stderr io.Writer) (int,
 		Qty:         cfg.Qty,
 		Participant: cfg.Participant,
 		Timeout:     cfg.Timeout,
+		Local:       local,
 	})
 	if res.GID != "" {
 		fmt.Fprintf(stdout, "gid:     %s\n", res.GID)
@@ -419,6 +445,13 @@ func order(ctx context.Context, cfg orderConfig, stdout, stderr io.Writer) (int,
 	}
 	for _, b := range res.Transaction.GetBranches() {
 		fmt.Fprintf(stdout, "branch:  %-10s %s\n", b.GetBranchId(), strings.TrimPrefix(b.GetState().String(), "BRANCH_STATE_"))
+	}
+	if local != nil {
+		if o, lerr := demo.LookupOrder(ctx, local.DB, res.GID); lerr == nil {
+			fmt.Fprintf(stdout, "order:   %s x%d for %s, committed locally with the decision\n", o.SKU, o.Qty, cents(o.Amount))
+		} else if errors.Is(lerr, demo.ErrNoOrder) {
+			fmt.Fprintf(stdout, "order:   no order row (nothing committed locally)\n")
+		}
 	}
 	if err != nil {
 		return code, err

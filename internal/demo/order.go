@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	"gorm.io/gorm"
+
 	"github.com/settle-tcc/settle/client"
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 )
@@ -35,6 +37,10 @@ type Order struct {
 	// RollbackTimeout bounds the rollback after a failed Try, which runs
 	// even when ctx is done. Zero means 10s.
 	RollbackTimeout time.Duration
+	// Local, if set, commits through the order service's own database
+	// (a demo_order row and the decision row in one local transaction)
+	// with its decider named at Begin.
+	Local *Local
 }
 
 // OrderResult is the outcome of PlaceOrder.
@@ -81,12 +87,16 @@ func PlaceOrder(ctx context.Context, c *client.Client, o Order) (OrderResult, er
 		{ID: BranchAccounts, Participant: o.Participant, Payload: AccountsPayload(o.User, amount)},
 		{ID: BranchInventory, Participant: o.Participant, Payload: InventoryPayload(o.SKU, o.Qty)},
 	}
-	tx, err := c.Begin(ctx, client.BeginOptions{
+	begin := client.BeginOptions{
 		GID:      o.GID,
 		Timeout:  o.Timeout,
 		Labels:   map[string]string{"user": o.User, "sku": o.SKU, "qty": strconv.FormatInt(o.Qty, 10)},
 		Branches: branches,
-	})
+	}
+	if o.Local != nil {
+		begin.Decider = o.Local.Decider
+	}
+	tx, err := c.Begin(ctx, begin)
 	if err != nil {
 		return OrderResult{GID: o.GID}, err
 	}
@@ -121,7 +131,14 @@ func PlaceOrder(ctx context.Context, c *client.Client, o Order) (OrderResult, er
 			return res, fmt.Errorf("demo: order %s rolled back: %w", res.GID, tryErr)
 		}
 	}
-	txn, err := tx.Commit(ctx, true)
+	var txn *tccv1.Transaction
+	if o.Local != nil {
+		// The order row and the decision row commit together, or neither.
+		placed := PlacedOrder{GID: res.GID, User: o.User, SKU: o.SKU, Qty: o.Qty, Amount: amount}
+		txn, err = tx.CommitLocal(ctx, o.Local.DB, func(db *gorm.DB) error { return InsertOrder(db, placed) })
+	} else {
+		txn, err = tx.Commit(ctx, true)
+	}
 	if err != nil {
 		return res, fmt.Errorf("demo: order %s: %w", res.GID, err)
 	}

@@ -375,6 +375,9 @@ func Check(ctx context.Context, c *Cluster, rec *Recorder, base Baseline, o Chec
 			}
 		}
 	}
+	if err := checkLocal(ctx, c, orders, states, missing, violate); err != nil {
+		return res, err
+	}
 	res.Progress = checkProgress(orders, states, txs, o, violate)
 	checkCrashes(c, &res, violate)
 

@@ -27,7 +27,7 @@ func startTestCluster(t *testing.T) (*Cluster, Baseline, Shop) {
 		partDB[b] = dbtest.NewSQLite(t)
 	}
 	c, err := StartCluster(ClusterConfig{Bins: bins, Timing: DefaultTiming, Coordinators: 1,
-		CoordDB: dbtest.NewSQLite(t), PartDB: partDB, Seed: 1, Faults: NewStats()})
+		CoordDB: dbtest.NewSQLite(t), PartDB: partDB, OrdersDB: dbtest.NewSQLite(t), Seed: 1, Faults: NewStats()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,9 +74,16 @@ func TestCheckerCatchesViolations(t *testing.T) {
 	// The orphan waits for the participant's check-back (seconds): run it
 	// beside the others.
 	orphan := order(KindOrphanTry, 0)
+	// So does the local order whose initiator dies between its local
+	// commit and Commit (the coordinator asks the decider at the deadline).
+	localKilled := order(KindLocal, LocalKilled)
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); in.Run(ctx, orphan) }()
+	go func() { defer wg.Done(); in.Run(ctx, localKilled) }()
+	localOK, localRefused := order(KindLocal, LocalCommit), order(KindLocal, LocalRefused)
+	in.Run(ctx, localOK)
+	in.Run(ctx, localRefused)
 	committed := order(KindNormal, 0)
 	in.Run(ctx, committed)
 	cancelFirst := order(KindCancelFirst, 0)
@@ -100,6 +107,9 @@ func TestCheckerCatchesViolations(t *testing.T) {
 		{lateLoose.Out.LateBranchCancelled && lateLoose.Out.LateTry == ReplyRefused, "late_try: Cancel acknowledged, late Try refused"},
 		{orphan.Out.OrphanTry == ReplyOK && rec.Txns.Get("initiator:orphan_presumed_aborted_late_begin_refused") == 1, "orphan: Try OK, presumed aborted, late Begin refused"},
 		{owed1.Out.TriesOK == 2 && owed2.Out.TriesOK == 2, "abandoned orders: both Tries OK"},
+		{localOK.Out.Local == LocalOutCommitted && rec.decisions[localOK.GID].commit, "local: committed locally, then Commit"},
+		{localKilled.Out.Local == LocalOutCommitted && rec.Txns.Get("initiator:local_committed_commit_lost") == 1, "local, killed: committed locally, Commit never sent"},
+		{localRefused.Out.Local == LocalOutRolledBack, "local, refused: rolled back"},
 	} {
 		if !x.ok {
 			t.Fatalf("clean run: want %s; outcomes: %+v %+v %+v %+v %+v", x.what, committed.Out, cancelFirst.Out, lateStrict.Out, orphan.Out, owed1.Out)
@@ -113,8 +123,10 @@ func TestCheckerCatchesViolations(t *testing.T) {
 	if len(res.Violations) > 0 {
 		t.Fatalf("clean run has violations: %v", res.Violations)
 	}
-	if res.Progress.Owed != 1 || res.Progress.OwedCommitted != 1 || res.Progress.Committed != 1 {
-		t.Fatalf("clean run: progress %+v, want 1 owed, 1 committed", res.Progress)
+	// The normal order and two local ones (the killed initiator's through
+	// the decider) committed.
+	if res.Progress.Owed != 1 || res.Progress.OwedCommitted != 1 || res.Progress.Committed != 3 {
+		t.Fatalf("clean run: progress %+v, want 1 owed, 3 committed", res.Progress)
 	}
 
 	// Tamper. I1: the committed order's accounts fence says CANCELLED. I2,
@@ -147,6 +159,13 @@ func TestCheckerCatchesViolations(t *testing.T) {
 	// show tried, then cancelled.
 	lateStrict.Out.LateTry = ReplyOK
 	lateLoose.Out.LateBranchCancelled, lateLoose.Out.LateTry = false, ReplyOK
+	// The order service's rows (I1, I2, I6 with the initiator's own
+	// table): the committed local order loses its decision row, a stray
+	// order row appears, and the killed initiator's order row changes.
+	orders := c.orders.db
+	exec(orders, "DELETE FROM settle_decision WHERE gid = ?", localOK.GID)
+	exec(orders, "INSERT INTO demo_order (gid, user_name, sku, qty, amount, created_us) VALUES ('stray', 'x', 'pen', 1, 1, 0)")
+	exec(orders, "UPDATE demo_order SET amount = amount + 1 WHERE gid = ?", localKilled.GID)
 	// I7: the orphan's tombstone is gone.
 	exec(dbtest.Open(t, c.coordDB), "DELETE FROM transaction_record WHERE gid = ?", orphan.GID)
 	// Progress: two orders owed a commit that aborted, one of them with
@@ -195,7 +214,11 @@ func TestCheckerCatchesViolations(t *testing.T) {
 		"I7 " + orphan.GID + ": presumed aborted at check-back",
 		"PROGRESS " + owed1.GID + ": Commit refused",
 		"PROGRESS: 1 of 3 orders owed a commit committed, below the floor of 2",
-		"PROGRESS: 1 transactions committed, want at least 5",
+		"PROGRESS: 3 transactions committed, want at least 5",
+		"I1-local " + localOK.GID + ": COMMITTED at the coordinator but the decision row is \"\"",
+		"I1-local " + localOK.GID + ": order row present true but decision row \"\"",
+		"I2-local stray: an order row for an order the workload never started",
+		"I6-local: the order rows add up to",
 		"CRASH participant-inventory",
 		"HARNESS tamper: unexplained",
 	} {

@@ -152,6 +152,9 @@ type Cluster struct {
 	harnessErrs []HarnessError
 	checkBacks  map[string][]CheckBackAnswer // by gid
 	db          *gorm.DB                     // the coordinators' database, opened on first use
+	// orders is the order service of KindLocal orders (local.go); nil
+	// without ClusterConfig.OrdersDB.
+	orders *orderService
 
 	stopSup chan struct{}
 	supDone chan struct{}
@@ -175,6 +178,9 @@ type ClusterConfig struct {
 	Faults *Stats
 	// LogLevel of the child processes ("warn" by default).
 	LogLevel string
+	// OrdersDB, if set, is the database of the order service whose
+	// initiators commit locally (KindLocal, local.go).
+	OrdersDB string
 	// CoordEnv is added to the environment of every coordinator start,
 	// without the fault schedule knowing (a test arms a panic with it, to
 	// prove that the suite reports a crashing product).
@@ -271,6 +277,16 @@ func StartCluster(cfg ClusterConfig) (c *Cluster, err error) {
 			return nil, err
 		}
 		c.PartClients[b] = tccv1.NewParticipantServiceClient(cc)
+	}
+	if cfg.OrdersDB != "" {
+		addrs := make([]string, len(c.initToCoord))
+		for i, p := range c.initToCoord {
+			addrs[i] = p.Addr()
+		}
+		newProxy := func(name, link, backend string) (*Proxy, error) { return proxy(name, link, backend, nil) }
+		if c.orders, err = startOrderService(cfg.OrdersDB, addrs, newProxy); err != nil {
+			return nil, err
+		}
 	}
 	c.supDone = make(chan struct{})
 	go c.supervise()
@@ -421,6 +437,9 @@ func (c *Cluster) proxies() []*Proxy {
 				out = append(out, p)
 			}
 		}
+	}
+	if c.orders != nil {
+		out = append(out, c.orders.proxy)
 	}
 	return out
 }
@@ -627,6 +646,19 @@ func (c *Cluster) CutInitiatorToCoordinator(ctx context.Context, i int, d time.D
 	c.cut(ctx, c.initToCoord[i], FaultInitCoordCut, d, d)
 }
 
+// LocalOrders reports whether the cluster has an order service for
+// KindLocal orders.
+func (c *Cluster) LocalOrders() bool { return c.orders != nil }
+
+// CutDecider cuts the coordinator -> decider link for d; with least < d,
+// only until a call was refused (least at the least).
+func (c *Cluster) CutDecider(ctx context.Context, least, d time.Duration) bool {
+	if c.orders == nil {
+		return false
+	}
+	return c.cut(ctx, c.orders.proxy, FaultDeciderCut, least, d)
+}
+
 // CutInitiatorToParticipant cuts initiator -> participant b for d.
 func (c *Cluster) CutInitiatorToParticipant(ctx context.Context, b string, d time.Duration) {
 	c.cut(ctx, c.initToPart[b], FaultInitPartCut, d, d)
@@ -692,8 +724,13 @@ func (c *Cluster) Close() {
 	for _, cc := range c.conns {
 		_ = cc.Close()
 	}
+	if c.orders != nil {
+		c.orders.close() // closes its proxy too
+	}
 	for _, p := range c.proxies() {
-		p.Close()
+		if c.orders == nil || p != c.orders.proxy {
+			p.Close()
+		}
 	}
 	c.mu.Lock()
 	if c.db != nil {

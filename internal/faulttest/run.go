@@ -157,7 +157,8 @@ func (r *Report) String() string {
 	counts := map[string]int{}
 	for _, v := range r.Result.Violations {
 		inv, _, _ := strings.Cut(v, " ")
-		counts[strings.TrimSuffix(inv, ":")]++
+		inv = strings.TrimSuffix(strings.TrimSuffix(inv, ":"), "-local") // I1-local counts as I1
+		counts[inv]++
 	}
 	other := len(r.Result.Violations)
 	var parts []string
@@ -262,9 +263,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 	}
+	ordersDB, err := cfg.NewDB("orders")
+	if err != nil {
+		return nil, err
+	}
 	faults := NewStats()
 	c, err := StartCluster(ClusterConfig{Bins: cfg.Bins, Timing: cfg.Timing, Coordinators: cfg.Coordinators,
-		CoordDB: coordDB, PartDB: partDB, Seed: cfg.Seed, Faults: faults, CoordEnv: cfg.CoordEnv})
+		CoordDB: coordDB, PartDB: partDB, OrdersDB: ordersDB, Seed: cfg.Seed, Faults: faults, CoordEnv: cfg.CoordEnv})
 	if err != nil {
 		return nil, err
 	}
@@ -349,7 +354,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					SKU: "pen", Qty: 1, Amount: shop.Prices["pen"]}
 				in.Run(context.WithoutCancel(wctx), &o)
 			}
-			coverage(wctx, c, cfg.Timing, sched, orphan, logf)
+			killed := func() {
+				o := Order{GID: fmt.Sprintf("ft-%x-coverage-local-killed", cfg.Seed), Kind: KindLocal, Step: LocalKilled,
+					User: shop.Rich[0], SKU: "pen", Qty: 1, Amount: shop.Prices["pen"]}
+				in.Run(context.WithoutCancel(wctx), &o)
+			}
+			coverage(wctx, c, cfg.Timing, sched, orphan, killed, logf)
 			close(coverageDone)
 		}
 		if cfg.ProcessFaultEvery <= 0 {

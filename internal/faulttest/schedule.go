@@ -25,6 +25,7 @@ func RequiredKinds(coordinators int, checkBack bool, retryRate float64) []string
 	if checkBack {
 		kinds = append(kinds, string(FaultCheckBackCut), string(FaultDown)+":"+LinkCheckBack)
 	}
+	kinds = append(kinds, string(FaultDeciderCut), string(FaultDown)+":"+LinkCoordToDecider)
 	for _, p := range FaultPoints {
 		kinds = append(kinds, string(FaultCoordPoint)+":"+p, string(FaultCoordPointHit)+":"+p)
 	}
@@ -58,8 +59,11 @@ func MissingKinds(required []string, fired map[string]int64) []string {
 //
 // orphan, if not nil, runs an orphan_try order (it returns when the order
 // is done): its reservation is checked back a few seconds later, so the
-// check-back link surely carries a call while it is cut.
-func coverage(ctx context.Context, c *Cluster, t Timing, rng *rand.Rand, orphan func(), logf func(string, ...any)) {
+// check-back link surely carries a call while it is cut. killed, if not
+// nil, runs a KindLocal order whose initiator dies between its local
+// commit and Commit: the coordinator asks the decider at its deadline, so
+// the decider link surely carries a call while it is cut.
+func coverage(ctx context.Context, c *Cluster, t Timing, rng *rand.Rand, orphan, killed func(), logf func(string, ...any)) {
 	started := time.Now()
 	// Per-call faults: forced on the next calls of links that always have
 	// traffic (the random odds fire them too).
@@ -85,6 +89,21 @@ func coverage(ctx context.Context, c *Cluster, t Timing, rng *rand.Rand, orphan 
 			go func() {
 				defer wg.Done()
 				orphan()
+			}()
+		}
+	}
+	if c.LocalOrders() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			refused := c.CutDecider(ctx, time.Second, t.TxTimeout+15*time.Second)
+			logf("coverage: coordinator -> decider link was down; a decider call refused: %v", refused)
+		}()
+		if killed != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				killed()
 			}()
 		}
 	}
@@ -190,6 +209,10 @@ func injectProcessFault(ctx context.Context, c *Cluster, rng *rand.Rand, t Timin
 		d := time.Duration(300+rng.IntN(1200)) * time.Millisecond
 		logf("fault: initiator -> participant-%s link down for %s", b, d)
 		c.CutInitiatorToParticipant(ctx, b, d)
+	case r < 95 && c.LocalOrders():
+		d := time.Duration(1000+rng.IntN(4000)) * time.Millisecond
+		logf("fault: coordinator -> decider link down for %s", d)
+		c.CutDecider(ctx, d, d)
 	default:
 		n := 1 + rng.IntN(4)
 		for i := 0; i < n; i++ {

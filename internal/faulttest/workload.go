@@ -45,6 +45,11 @@ const (
 	// participant's check-back must get it presumed aborted and released
 	// (S5, I5), and a Begin of that gid afterwards must be refused.
 	KindOrphanTry Kind = "orphan_try"
+	// KindLocal: an order service commits its own order row with the
+	// decision through the client SDK (Txn.CommitLocal) and serves the
+	// decider; Step says how it ends (local.go: LocalCommit, LocalKilled,
+	// LocalRefused). Only with an order service (Cluster.LocalOrders).
+	KindLocal Kind = "local"
 )
 
 // Order is one generated two-branch order.
@@ -119,6 +124,9 @@ type Outcome struct {
 	LateTry             Reply
 	// OrphanTry is the answer to KindOrphanTry's Try.
 	OrphanTry Reply
+	// Local is what KindLocal's initiator saw of its local commit
+	// (LocalOutCommitted, ...).
+	Local string
 }
 
 // Payload returns the payload of branch b.
@@ -166,8 +174,11 @@ func DefaultShop() Shop {
 func GenOrder(rng *rand.Rand, shop Shop, seed uint64, w, n, coordinators int) Order {
 	o := Order{GID: fmt.Sprintf("ft-%x-w%02d-%06d", seed, w, n), Coord: rng.IntN(coordinators)}
 	switch r := rng.IntN(100); {
-	case r < 57:
+	case r < 49:
 		o.Kind = KindNormal
+	case r < 57:
+		o.Kind = KindLocal
+		o.Step = rng.IntN(3)
 	case r < 60:
 		o.Kind = KindOrphanTry
 	case r < 72:
@@ -347,13 +358,17 @@ func backoff(a int) time.Duration {
 // Run executes one order. Errors are part of the workload (they are
 // counted), never fatal.
 func (in *Initiator) Run(ctx context.Context, o *Order) {
-	if o.Kind == KindOrphanTry && !in.C.CheckBackProxied() {
-		o.Kind = KindNormal // nothing would release it
+	if o.Kind == KindOrphanTry && !in.C.CheckBackProxied() || o.Kind == KindLocal && !in.C.LocalOrders() {
+		o.Kind = KindNormal // nothing would release it, or no order service
 	}
 	in.Rec.add(o)
 	txns := in.Rec.Txns
-	if o.Kind == KindOrphanTry {
+	switch o.Kind {
+	case KindOrphanTry:
 		in.orphan(ctx, o)
+		return
+	case KindLocal:
+		in.local(ctx, o)
 		return
 	}
 	begun := time.Now()
