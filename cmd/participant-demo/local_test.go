@@ -68,7 +68,7 @@ func TestOrderLocal(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("order -local exit %d:\n%s", code, out.String())
 	}
-	for _, want := range []string{"outcome: COMMITTED", "committed locally with the decision"} {
+	for _, want := range []string{"outcome: COMMITTED", "state:   COMMITTED", "accounts   CONFIRMED", "committed locally with the decision"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("order -local output lacks %q:\n%s", want, out.String())
 		}

@@ -265,8 +265,11 @@ func coordinatorClient(target, tokenFile string, tlsc coordTLS) (*client.Client,
 	if err != nil {
 		return nil, err
 	}
+	// WithRunWait: order -local's CommitLocal waits for the first Confirm
+	// round, as the plain order's Commit does, so that the printed states
+	// and balances are the settled ones.
 	return client.New(target, client.WithToken(token), client.WithTransportCredentials(creds),
-		client.WithParticipantTransportCredentials(insecure.NewCredentials()))
+		client.WithParticipantTransportCredentials(insecure.NewCredentials()), client.WithRunWait(true))
 }
 
 // parse parses args, then the SETTLE_DEMO_* environment, then an optional
