@@ -74,6 +74,8 @@ var (
 // After the local commit a failed Commit returns ErrCommittedLocally
 // (wrapping the Commit error): the transaction still commits. Without a
 // decider CommitLocal returns ErrNoDecider and does nothing.
+//
+// model: commit_local
 func (t *Txn) CommitLocal(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error) (*tccv1.Transaction, error) {
 	if t.decider == "" {
 		return nil, fmt.Errorf("client: commit local %s: %w", t.gid, ErrNoDecider)

@@ -117,6 +117,8 @@ func readDecision(ctx context.Context, db *gorm.DB, gid string) (string, error) 
 // exists, then read the row. Each statement runs on its own (autocommit),
 // so that the read sees the row a concurrent local transaction committed
 // while the insert waited for it.
+//
+// model: decider
 func decideLocally(ctx context.Context, db *gorm.DB, gid string) (string, error) {
 	d, err := decisionDialectOf(db)
 	if err != nil {

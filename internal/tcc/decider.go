@@ -96,6 +96,8 @@ func (c *Coordinator) Expire(ctx context.Context, ref DueRef) error {
 
 // askDecider asks tx's decider and decides by its answer, or postpones tx
 // when the decider cannot answer.
+//
+// model: ask_decider, decide_by_decider
 func (c *Coordinator) askDecider(ctx context.Context, tx *Transaction) error {
 	o, askErr := c.ask(ctx, tx)
 	if askErr == nil {
