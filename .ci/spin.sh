@@ -40,37 +40,25 @@ summary() { grep -E 'errors:|states, stored|elapsed time|total actual memory' "$
 
 fail=0
 
-echo "--- safety (assertions, invalid end states)"
-build pan_safety "" "-DNOCLAIM"
-./pan_safety -m100000 >safety.out 2>&1 || true
-summary safety.out
-if [[ "$(errors safety.out)" != "0" ]] || ! grep -q 'Full statespace search' safety.out; then
-  echo "FAIL: safety verification found an error (or did not complete)"; cat safety.out; fail=1
-fi
+# verify TITLE NAME SPIN_FLAGS CC_FLAGS PAN_FLAGS: an exhaustive search that
+# must complete with no error.
+verify() {
+  local title=$1 name=$2 sflags=$3 cflags=$4 pflags=$5
+  echo "--- $title"
+  build "$name" "$sflags" "$cflags"
+  # shellcheck disable=SC2086
+  "./$name" $pflags >"$name.out" 2>&1 || true
+  summary "$name.out"
+  if [[ "$(errors "$name.out")" != "0" ]] || ! grep -q 'Full statespace search' "$name.out"; then
+    echo "FAIL: $title: an error was found (or the search did not complete)"; cat "$name.out"; fail=1
+  fi
+}
 
-echo "--- liveness (LTL claim live, weak fairness, no faults)"
-build pan_live "-DLIVENESS -DMAXFAULTS=0" "-DNFAIR=3"
-./pan_live -a -f -m200000 >live.out 2>&1 || true
-summary live.out
-if [[ "$(errors live.out)" != "0" ]] || ! grep -q 'Full statespace search' live.out; then
-  echo "FAIL: liveness verification found an error (or did not complete)"; cat live.out; fail=1
-fi
-
-echo "--- safety with the initiator's local decision and its decider (-DDECIDER)"
-build pan_dsafety "-DDECIDER" "-DNOCLAIM"
-./pan_dsafety -m100000 >dsafety.out 2>&1 || true
-summary dsafety.out
-if [[ "$(errors dsafety.out)" != "0" ]] || ! grep -q 'Full statespace search' dsafety.out; then
-  echo "FAIL: safety verification with -DDECIDER found an error (or did not complete)"; cat dsafety.out; fail=1
-fi
-
-echo "--- liveness with the decider (-DDECIDER, weak fairness, no faults)"
-build pan_dlive "-DDECIDER -DLIVENESS -DMAXFAULTS=0" "-DNFAIR=4"
-./pan_dlive -a -f -m200000 >dlive.out 2>&1 || true
-summary dlive.out
-if [[ "$(errors dlive.out)" != "0" ]] || ! grep -q 'Full statespace search' dlive.out; then
-  echo "FAIL: liveness verification with -DDECIDER found an error (or did not complete)"; cat dlive.out; fail=1
-fi
+verify "safety (assertions, invalid end states)" pan_safety "" "-DNOCLAIM" "-m100000"
+verify "liveness (LTL claim live, weak fairness, no faults)" pan_live "-DLIVENESS -DMAXFAULTS=0" "-DNFAIR=3" "-a -f -m200000"
+verify "safety with the initiator's local decision and its decider (-DDECIDER)" pan_dsafety "-DDECIDER" "-DNOCLAIM" "-m100000"
+# 10 processes with the decider: NFAIR=4
+verify "liveness with the decider (-DDECIDER, weak fairness, no faults)" pan_dlive "-DDECIDER -DLIVENESS -DMAXFAULTS=0" "-DNFAIR=4" "-a -f -m200000"
 
 # Each broken variant with the assertion its counterexample must violate
 # (an extended regular expression on pan's "assertion violated" line; see
