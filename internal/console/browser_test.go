@@ -259,6 +259,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		waitFor("the failed attempts in the timeline", timelineRows(`[data-kind="ATTEMPT"][data-result="UNKNOWN"]`)+` >= 4 && `+
 			timelineRows(`[data-kind="NEEDS_ATTENTION"]`)+` === 1 && `+text("#timeline")+`.includes("ledger unavailable") && `+
 			text("#tx-state")+` === "COMMITTING" && `+text("#tx-branches")+`.includes("payment") && `+
+			text("#tx-decider")+` === "none" && `+
 			text("#tx-labels")+fmt.Sprintf(`.includes(%q) && document.getElementById("xss") === null`, xssProbe)),
 		shoot(dir, "3-transaction-before"),
 	)

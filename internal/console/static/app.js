@@ -334,6 +334,7 @@ function record(tx, leaseOwner) {
     ["last error", el("span", { className: "mono" }, tx.lastError || "")],
     ["abort reason", tx.abortReason || ""],
     ["lease owner", leaseOwner || ""],
+    ["decider", el("span", { className: "mono", id: "tx-decider" }, tx.decider || "none")],
   ];
   return el("dl", { className: "record" }, rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
 }
