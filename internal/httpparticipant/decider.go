@@ -3,7 +3,6 @@ package httpparticipant
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,7 +12,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
 )
@@ -88,28 +86,8 @@ func DeciderHandler(srv tccv1.DeciderServiceServer) http.Handler {
 			writeError(w, http.StatusNotFound, "NOT_FOUND", "no such decider call; POST <base>/decide")
 			return
 		}
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", http.MethodPost)
-			writeError(w, http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "decider calls are POST")
-			return
-		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
-		if err != nil {
-			var tooBig *http.MaxBytesError
-			msg := "reading the body failed"
-			if errors.As(err, &tooBig) {
-				msg = "the body is over the limit"
-			}
-			writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", msg)
-			return
-		}
 		req := &tccv1.DecideRequest{}
-		if err := protojson.Unmarshal(body, req); err != nil {
-			writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "the body is not a decide request: "+err.Error())
-			return
-		}
-		if g := r.Header.Get(HeaderGID); g != "" && g != req.GetGid() {
-			writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "the Settle-Gid header differs from the body's gid")
+		if !readRequest(w, r, "decider", "decide", 64<<10, req) {
 			return
 		}
 		resp, err := srv.Decide(r.Context(), req)

@@ -83,33 +83,14 @@ func Handler(srv tccv1.ParticipantServiceServer) http.Handler {
 			writeError(w, http.StatusNotFound, "NOT_FOUND", "no such participant call; POST <base>/try, <base>/confirm or <base>/cancel")
 			return
 		}
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", http.MethodPost)
-			writeError(w, http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "participant calls are POST")
-			return
-		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
-		if err != nil {
-			var tooBig *http.MaxBytesError
-			msg := "reading the body failed"
-			if errors.As(err, &tooBig) {
-				msg = "the body is over the limit"
-			}
-			writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", msg)
-			return
-		}
-		if err := protojson.Unmarshal(body, req); err != nil {
-			writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "the body is not a "+op+" request: "+err.Error())
-			return
-		}
-		if g := r.Header.Get(HeaderGID); g != "" && g != req.GetGid() {
-			writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "the Settle-Gid header differs from the body's gid")
+		if !readRequest(w, r, "participant", op, MaxRequestBytes, req) {
 			return
 		}
 		if b := r.Header.Get(HeaderBranchID); b != "" && b != req.GetBranchId() {
 			writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "the Settle-Branch-Id header differs from the body's branchId")
 			return
 		}
+		var err error
 		switch m := req.(type) {
 		case *tccv1.TryRequest:
 			_, err = srv.Try(r.Context(), m)
@@ -127,6 +108,40 @@ func Handler(srv tccv1.ParticipantServiceServer) http.Handler {
 		}
 		writeError(w, HTTPStatus(st.Code()), CodeName(st.Code()), st.Message())
 	})
+}
+
+// readRequest reads a POST's protojson body, at most limit bytes, into req
+// and checks the Settle-Gid header against it. On any failure it writes
+// the error answer (405 for another method, 400 for the body or the
+// header) and returns false. kind and op name the call in the messages.
+func readRequest(w http.ResponseWriter, r *http.Request, kind, op string, limit int64, req interface {
+	proto.Message
+	GetGid() string
+}) bool {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", kind+" calls are POST")
+		return false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		msg := "reading the body failed"
+		if errors.As(err, &tooBig) {
+			msg = "the body is over the limit"
+		}
+		writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", msg)
+		return false
+	}
+	if err := protojson.Unmarshal(body, req); err != nil {
+		writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "the body is not a "+op+" request: "+err.Error())
+		return false
+	}
+	if g := r.Header.Get(HeaderGID); g != "" && g != req.GetGid() {
+		writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "the Settle-Gid header differs from the body's gid")
+		return false
+	}
+	return true
 }
 
 func writeError(w http.ResponseWriter, httpStatus int, code, msg string) {
