@@ -2,12 +2,10 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	"github.com/settle-tcc/settle/client"
 	tccv1 "github.com/settle-tcc/settle/gen/settle/tcc/v1"
@@ -29,11 +27,8 @@ var _ tcc.Deciders = (*Participants)(nil)
 func (p *Participants) Ask(ctx context.Context, target, gid string) (tcc.Outcome, error) {
 	var d tccv1.DeciderServiceClient
 	if httpparticipant.IsTarget(target) {
-		p.mu.Lock()
-		closed := p.closed
-		p.mu.Unlock()
-		if closed {
-			return 0, fmt.Errorf("deciders: closed")
+		if err := p.checkOpen(); err != nil {
+			return 0, err
 		}
 		d = httpparticipant.NewDecider(p.http, target)
 	} else {
@@ -47,14 +42,7 @@ func (p *Participants) Ask(ctx context.Context, target, gid string) (tcc.Outcome
 	}
 	resp, err := d.Decide(ctx, &tccv1.DecideRequest{Gid: gid})
 	if err != nil {
-		st := status.Convert(err)
-		ce := &tcc.CallError{Code: st.Code().String(), Message: st.Message()}
-		if st.Code() == codes.InvalidArgument {
-			ce.Kind = tcc.ErrParticipantInvalid
-		} else if ae := (*httpparticipant.AnswerError)(nil); errors.As(err, &ae) && ae.Unexpected {
-			ce.Kind = tcc.ErrParticipantUnexpected
-		}
-		return 0, ce
+		return 0, callError(err, false)
 	}
 	switch resp.GetOutcome() {
 	case tccv1.Outcome_OUTCOME_COMMIT:

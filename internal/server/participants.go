@@ -205,11 +205,8 @@ func (p *Participants) makeRoomLocked() error {
 // a call in flight until release.
 func (p *Participants) participant(target string) (tccv1.ParticipantServiceClient, func(), error) {
 	if httpparticipant.IsTarget(target) {
-		p.mu.Lock()
-		closed := p.closed
-		p.mu.Unlock()
-		if closed {
-			return nil, nil, errors.New("participants: closed")
+		if err := p.checkOpen(); err != nil {
+			return nil, nil, err
 		}
 		return httpparticipant.New(p.http, target), func() {}, nil
 	}
@@ -242,12 +239,32 @@ func (p *Participants) Deliver(ctx context.Context, o tcc.Outcome, b *tcc.Branch
 	if err == nil {
 		return nil
 	}
+	return callError(err, true)
+}
+
+// checkOpen refuses an HTTP call after Close (gRPC calls are refused by
+// conn).
+func (p *Participants) checkOpen() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return errors.New("participants: closed")
+	}
+	return nil
+}
+
+// callError classifies a failed participant or decider call: INVALID_ARGUMENT
+// is tcc.ErrParticipantInvalid, an HTTP answer outside the contract
+// tcc.ErrParticipantUnexpected, and, when refusals count (Confirm and
+// Cancel, not a decider's question), FAILED_PRECONDITION
+// tcc.ErrParticipantRefused; anything else has no kind (transient).
+func callError(err error, refusals bool) *tcc.CallError {
 	st := status.Convert(err)
 	ce := &tcc.CallError{Code: st.Code().String(), Message: st.Message()}
-	switch st.Code() {
-	case codes.FailedPrecondition:
+	switch {
+	case st.Code() == codes.FailedPrecondition && refusals:
 		ce.Kind = tcc.ErrParticipantRefused
-	case codes.InvalidArgument:
+	case st.Code() == codes.InvalidArgument:
 		ce.Kind = tcc.ErrParticipantInvalid
 	default:
 		if ae := (*httpparticipant.AnswerError)(nil); errors.As(err, &ae) && ae.Unexpected {
