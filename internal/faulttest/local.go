@@ -142,15 +142,12 @@ func (in *Initiator) local(ctx context.Context, o *Order) {
 	actx, cancel := context.WithTimeout(ctx, in.Timing.TxTimeout+5*time.Second)
 	defer cancel()
 	var tx *client.Txn
-	var err error
-	for a := 0; a < maxAttempts; a++ {
-		// A repeated Begin of the same gid with the same options is
-		// answered OK.
+	// A repeated Begin of the same gid with the same options is answered OK.
+	err := retryUnknown(actx, func(int) error {
+		var err error
 		tx, err = cl.Begin(actx, client.BeginOptions{GID: o.GID, Timeout: in.Timing.TxTimeout, Decider: svc.proxy.Addr()})
-		if err == nil || !unknown(err) || !sleepCtx(actx, backoff(a)) {
-			break
-		}
-	}
+		return err
+	})
 	if err != nil {
 		txns.AddName("initiator:local_begin_failed", 1)
 		return
@@ -160,12 +157,7 @@ func (in *Initiator) local(ctx context.Context, o *Order) {
 		// An unknown outcome is retried, as Initiator.partCall does (the
 		// SDK's Try is idempotent: the registration and the participant's
 		// Try are both repeats).
-		var err error
-		for a := 0; a < maxAttempts; a++ {
-			if err = tx.Try(actx, b, in.C.ParticipantTarget(b), o.Payload(b)); err == nil || !unknown(err) || !sleepCtx(actx, backoff(a)) {
-				break
-			}
-		}
+		err := retryUnknown(actx, func(int) error { return tx.Try(actx, b, in.C.ParticipantTarget(b), o.Payload(b)) })
 		if err != nil {
 			// CommitLocal rolls back: a branch was not tried.
 			txns.AddName("initiator:local_try_error:"+status.Code(err).String(), 1)

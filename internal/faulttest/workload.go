@@ -316,34 +316,34 @@ const (
 // coordCall runs f against a coordinator, retrying unknown outcomes with
 // backoff and failing over between coordinators.
 func (in *Initiator) coordCall(ctx context.Context, o *Order, f func(ctx context.Context, c tccv1.CoordinatorServiceClient) error) error {
-	var err error
 	coord := o.Coord
-	for a := 0; a < maxAttempts; a++ {
+	return retryUnknown(ctx, func(a int) error {
+		if a > 0 {
+			coord = (coord + 1) % len(in.C.CoordClients)
+		}
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-		err = f(actx, in.C.CoordClients[coord])
-		cancel()
-		if err == nil || !unknown(err) || ctx.Err() != nil {
-			return err
-		}
-		coord = (coord + 1) % len(in.C.CoordClients)
-		if !sleepCtx(ctx, backoff(a)) {
-			return err
-		}
-	}
-	return err
+		defer cancel()
+		return f(actx, in.C.CoordClients[coord])
+	})
 }
 
 // partCall runs f against the participant of branch b with retries.
 func (in *Initiator) partCall(ctx context.Context, b string, f func(ctx context.Context, p tccv1.ParticipantServiceClient) error) error {
+	return retryUnknown(ctx, func(int) error {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		defer cancel()
+		return f(actx, in.C.PartClients[b])
+	})
+}
+
+// retryUnknown runs attempt (numbered from 0) up to maxAttempts times,
+// again only while its error leaves the outcome unknown, with backoff in
+// between, and returns the last error.
+func retryUnknown(ctx context.Context, attempt func(a int) error) error {
 	var err error
 	for a := 0; a < maxAttempts; a++ {
-		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-		err = f(actx, in.C.PartClients[b])
-		cancel()
-		if err == nil || !unknown(err) || ctx.Err() != nil {
-			return err
-		}
-		if !sleepCtx(ctx, backoff(a)) {
+		err = attempt(a)
+		if err == nil || !unknown(err) || ctx.Err() != nil || !sleepCtx(ctx, backoff(a)) {
 			return err
 		}
 	}
